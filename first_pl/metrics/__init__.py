@@ -1,0 +1,1 @@
+"""Calibration metrics (ECE, Trust, reliability bins, ...) as functions and torchmetrics Metrics."""
