@@ -1,0 +1,120 @@
+"""Transforms of the teacher's stored top-k probabilities (DESIGN section 1, Eq. 3 and Eq. 4).
+
+Every function is pure and vectorised over arbitrary leading dimensions; the last dimension
+holds the k probabilities of one position in descending order (index 0 is the teacher's top-1),
+exactly as the teacher store and the distillation batch hold them. A row of all zeros is a
+padding position (the batch contract puts 0 where `labels == -100`) and stays all zeros, so a
+transform can be applied to a whole `[B, L, k]` batch before the response positions are gathered.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+def _valid_rows(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row sums `[..., 1]` and the mask of rows that are not padding (sum > 0)."""
+    total = p.sum(-1, keepdim=True)
+    return total, total > 0
+
+
+def renormalize(p: torch.Tensor) -> torch.Tensor:
+    """Top-k probabilities divided by their sum, so each row is a distribution over the k ids.
+
+    The store keeps probabilities under the full-vocab softmax, which sum to 1 minus the tail
+    mass; Distill's default target and label smoothing need them to sum to 1. Rows summing to 0
+    (padding) stay 0 rather than becoming NaN.
+    """
+    total, valid = _valid_rows(p)
+    return torch.where(valid, p / torch.where(valid, total, torch.ones_like(total)), p)
+
+
+def _check_delta(delta: float) -> None:
+    if not 0.0 <= delta < 1.0:  # also rejects NaN
+        raise ValueError(f"label smoothing delta must be in [0, 1), got {delta}")
+
+
+def label_smooth(p: torch.Tensor, delta: float) -> torch.Tensor:
+    """Eq. 3 on the renormalised top-k: p1 -= delta, p2..pk += delta / (k - 1).
+
+    When a row's renormalised p1 is below delta, Eq. 3 would return a negative probability;
+    such rows are clamped at 0 and renormalised (the DESIGN's option, applied always since a
+    negative "probability" is never a valid target), and a warning says how many rows it hit.
+    Padding rows (all zeros) stay zero and are not counted.
+    """
+    _check_delta(delta)
+    k = p.shape[-1]
+    if k < 2:
+        raise ValueError(f"label smoothing needs k >= 2 probabilities per row, got k={k}")
+    q = renormalize(p)
+    if delta == 0.0:
+        return q
+    _, valid = _valid_rows(p)
+    shift = torch.full_like(q, delta / (k - 1))
+    shift[..., 0] = -delta
+    smoothed = q + shift
+    negative = (smoothed[..., 0] < 0) & valid[..., 0]
+    n_clamped = int(negative.sum())
+    if n_clamped:
+        warnings.warn(
+            f"label smoothing delta={delta} exceeds the renormalised top-1 probability in "
+            f"{n_clamped} of {int(valid.sum())} rows; clamped p1 at 0 and renormalised them",
+            stacklevel=2,
+        )
+        smoothed = renormalize(smoothed.clamp_min(0.0))
+    return torch.where(valid, smoothed, torch.zeros_like(smoothed))
+
+
+def _check_temperature(c: float) -> None:
+    if not c > 0:  # also rejects NaN
+        raise ValueError(f"temperature c must be > 0, got {c}")
+
+
+def temperature_scale(p: torch.Tensor, c: float) -> torch.Tensor:
+    """Eq. 4: softmax(p / c) over the k *probabilities* as given (not logits).
+
+    Probabilities lie in [0, 1], so p / c only sharpens usefully for c < 1 and c -> inf gives
+    the uniform 1/k. Callers must feed training and `calibrate` the same input (the stored
+    probabilities); the result depends on their scale, so renormalising first changes it.
+    Padding rows (all zeros) stay zero.
+    """
+    _check_temperature(c)
+    _, valid = _valid_rows(p)
+    scaled = torch.softmax(p / c, dim=-1)  # p / inf = 0: uniform, as the limit should be
+    return torch.where(valid, scaled, torch.zeros_like(scaled))
+
+
+def temperature_scale_grid_log(
+    p: torch.Tensor, cs: torch.Tensor, index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log of the Eq. 4 probability at one column of each row, for every temperature in `cs`.
+
+    `p` is `[N, k]`, `cs` is `[G]`, `index` is `[N]` (default: column 0, the top-1); the result
+    is `[G, N]`. Uses log p'_i = (p_i - m) / c - log sum_j exp((p_j - m) / c) with m the row
+    maximum (p_1 for the store's descending rows): every exponent is <= 0, so the sum lies in
+    [1, k] and nothing under- or overflows even for tiny c, and the loop over the k columns keeps memory at a few `[G, N]` buffers instead
+    of a `[G, N, k]` tensor. This is what makes choosing c over 1M positions take seconds.
+    """
+    if p.dim() != 2:
+        raise ValueError(f"p must be [N, k], got shape {tuple(p.shape)}")
+    cs = torch.as_tensor(cs, dtype=p.dtype, device=p.device)
+    if cs.dim() != 1 or not bool((cs > 0).all()):
+        raise ValueError(f"temperatures must be a 1-D tensor of values > 0, got {cs}")
+    inv_c = cs.reciprocal().unsqueeze(1)  # [G, 1]; 1/inf = 0 gives the uniform limit
+    row_max = p.amax(1)
+    total = torch.zeros(cs.shape[0], p.shape[0], dtype=p.dtype, device=p.device)
+    for j in range(p.shape[1]):
+        total += torch.exp((p[:, j] - row_max).unsqueeze(0) * inv_c)
+    chosen = p[:, 0] if index is None else p.gather(1, index.long().unsqueeze(1))[:, 0]
+    return (chosen - row_max).unsqueeze(0) * inv_c - total.log()
+
+
+def temperature_scale_top1_grid(p: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
+    """Eq. 4 probability of column 0 (the top-1) `[G, N]` for every temperature in `cs`.
+
+    For descending rows this is 1 / sum_j exp((p_j - p_1) / c), the only quantity the ECE
+    objective needs, computed without materialising `[G, N, k]`.
+    """
+    return temperature_scale_grid_log(p, cs).exp()
