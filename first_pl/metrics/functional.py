@@ -23,14 +23,51 @@ def equal_width_bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor
     return (torch.ceil(scaled).long() - 1).clamp(0, n_bins - 1)
 
 
+def equal_mass_bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Bin of each confidence for `n_bins` equal-mass (equal-count) bins, over the last dim.
+
+    The example of rank r (ascending confidence, stable sort) of N goes to bin floor(r n / N),
+    so bin sizes differ by at most one. Ties on a bin edge are split by position rather than
+    kept together: the bins must hold equal counts even when many confidences are exactly 1.0.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    n = confidence.shape[-1]
+    order = torch.argsort(confidence, dim=-1, stable=True)
+    rank_bin = torch.arange(n, device=confidence.device) * n_bins // max(n, 1)
+    index = torch.empty_like(order)
+    index.scatter_(-1, order, rank_bin.expand_as(order).contiguous())
+    return index
+
+
+BINNINGS = ("equal_width", "equal_mass")
+NORMS = ("l1", "l2", "max")
+
+
+def check_binning(binning: str) -> None:
+    """Raise a ValueError naming the option when `binning` is unknown."""
+    if binning not in BINNINGS:
+        raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
+
+
+def check_norm(norm: str) -> None:
+    """Raise a ValueError naming the option when `norm` is unknown."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
 def calibration_bins(
-    confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 10
+    confidence: torch.Tensor,
+    correct: torch.Tensor,
+    n_bins: int = 10,
+    binning: str = "equal_width",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-bin (count, sum of confidence, sum of correct) for equal-width bins.
+    """Per-bin (count, sum of confidence, sum of correct), equal-width bins by default.
 
     `confidence` and `correct` have the same shape `[..., N]`; the result has shape
     `[..., n_bins]`, so a leading grid dimension is binned in one scatter.
     """
+    check_binning(binning)
     if confidence.shape != correct.shape:
         raise ValueError(
             f"confidence {tuple(confidence.shape)} and correct {tuple(correct.shape)} differ in shape"
@@ -41,7 +78,8 @@ def calibration_bins(
     flat_conf = conf.reshape(-1, conf.shape[-1])
     flat_corr = corr.reshape(-1, corr.shape[-1])
     rows = flat_conf.shape[0]
-    index = equal_width_bin_index(flat_conf, n_bins)
+    bin_index = equal_width_bin_index if binning == "equal_width" else equal_mass_bin_index
+    index = bin_index(flat_conf, n_bins)
     index = index + torch.arange(rows, device=conf.device).unsqueeze(1) * n_bins
     index = index.reshape(-1)
     size = rows * n_bins
@@ -63,6 +101,7 @@ def expected_calibration_error_from_bins(
     l1: sum_b (n_b / N) |acc_b - conf_b|; l2: sqrt(sum_b (n_b / N) (acc_b - conf_b)^2);
     max: max over non-empty bins of |acc_b - conf_b|.
     """
+    check_norm(norm)
     total = count.sum(-1, keepdim=True).clamp_min(1.0)
     safe = count.clamp_min(1.0)
     gap = (corr_sum / safe - conf_sum / safe).abs()
@@ -71,13 +110,16 @@ def expected_calibration_error_from_bins(
         return (weight * gap).sum(-1)
     if norm == "l2":
         return (weight * gap.square()).sum(-1).sqrt()
-    if norm == "max":
-        return torch.where(count > 0, gap, torch.zeros_like(gap)).amax(-1)
-    raise ValueError(f"norm must be one of 'l1', 'l2', 'max', got {norm!r}")
+    return torch.where(count > 0, gap, torch.zeros_like(gap)).amax(-1)
 
 
 def expected_calibration_error(
-    confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 10, norm: str = "l1"
+    confidence: torch.Tensor,
+    correct: torch.Tensor,
+    n_bins: int = 10,
+    norm: str = "l1",
+    binning: str = "equal_width",
 ) -> torch.Tensor:
-    """Equal-width-bin ECE as a fraction, over the last dimension."""
-    return expected_calibration_error_from_bins(*calibration_bins(confidence, correct, n_bins), norm=norm)
+    """ECE as a fraction over the last dimension (equal-width bins unless `binning` says)."""
+    bins = calibration_bins(confidence, correct, n_bins, binning)
+    return expected_calibration_error_from_bins(*bins, norm=norm)
