@@ -1,0 +1,138 @@
+"""Student losses over response positions (DESIGN section 1, Eq. 5) and the gathers feeding them.
+
+All losses take logits already gathered at the `P` response positions (`labels != -100`, see
+docs/ARCHITECTURE.md), so the LM head runs on `P` rows instead of `B * L`; `gather_response`
+and `gather_response_hidden` do that gather. Log-softmax is taken in float32 whatever the logits'
+dtype (float64 stays float64): in bfloat16 the log-partition over a 49k vocabulary loses most of its precision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def response_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Bool `[B, L]` of the positions whose (pre-shifted) label is a response token."""
+    return labels != IGNORE_INDEX
+
+
+def gather_response(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Rows of `x` `[B, L, ...]` at response positions, flattened to `[P, ...]` in (b, t) order.
+
+    The same order for every tensor aligned with `labels` (hidden states, teacher ids and
+    probabilities, the labels themselves), so the gathered rows stay aligned with each other.
+    """
+    if x.shape[:2] != labels.shape:
+        raise ValueError(
+            f"x {tuple(x.shape)} must start with the labels' shape {tuple(labels.shape)}"
+        )
+    return x[response_mask(labels)]
+
+
+def gather_response_hidden(
+    hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states `[P, H]` at response positions and the `[B, L]` mask that chose them.
+
+    Apply the LM head to the result: computing `[B, L, V]` logits only to discard the prompt
+    and padding rows costs most of a step's memory at a 49k vocabulary.
+    """
+    return gather_response(hidden, labels), response_mask(labels)
+
+
+def _reduce(per_position: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Mean/sum/none over positions; an empty mean is 0 (a sum over nothing) instead of NaN.
+
+    A batch whose examples have no response positions then contributes a zero loss with a
+    zero gradient, so distributed ranks still all run backward.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if reduction == "none":
+        return per_position
+    if reduction == "sum" or per_position.numel() == 0:
+        return per_position.sum()
+    return per_position.mean()
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def student_topk_log_probs(
+    student_logits: torch.Tensor, teacher_ids: torch.Tensor, renormalize_student: bool = False
+) -> torch.Tensor:
+    """Student log-probabilities `[P, k]` at the teacher's top-k ids, in at least float32.
+
+    Default (the paper): full-vocab log-softmax gathered at the ids, computed as the gathered
+    logit minus the logsumexp so no `[P, V]` log-prob tensor is kept. Option: log-softmax over
+    the k gathered logits only, i.e. the student renormalised over the teacher's ids.
+    """
+    logits = _at_least_float32(student_logits)
+    gathered = logits.gather(-1, teacher_ids.long())
+    if renormalize_student:
+        return gathered.log_softmax(-1)
+    return gathered - logits.logsumexp(-1, keepdim=True)
+
+
+def sparse_topk_kl(
+    student_logits: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    renormalize_student: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """KL(P_T || P_S) restricted to the teacher's top-k: sum_j P_T(j) (log P_T(j) - log P_S(j)).
+
+    `student_logits` `[P, V]`, `teacher_ids` `[P, k]` (long), `teacher_probs` `[P, k]` (the
+    target, already transformed: renormalised, smoothed or temperature-scaled by the caller).
+    Equals the dense KL with the teacher's probabilities scattered into a V-vector (zeros
+    elsewhere contribute 0 * log 0 = 0). Mean over positions by default (DESIGN: averaged over
+    response tokens).
+    """
+    if (
+        teacher_ids.shape != teacher_probs.shape
+        or teacher_ids.shape[:-1] != student_logits.shape[:-1]
+    ):
+        raise ValueError(
+            f"shapes disagree: student_logits {tuple(student_logits.shape)}, teacher_ids "
+            f"{tuple(teacher_ids.shape)}, teacher_probs {tuple(teacher_probs.shape)}"
+        )
+    log_ps = student_topk_log_probs(student_logits, teacher_ids, renormalize_student)
+    target = teacher_probs.to(log_ps.dtype)
+    per_position = (torch.xlogy(target, target) - target * log_ps).sum(-1)
+    return _reduce(per_position, reduction)
+
+
+def hard_label_ce(
+    student_logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy of `[P, V]` logits vs `[P]` gold ids, in at least float32 (Fine-tune's loss)."""
+    per_position = F.cross_entropy(
+        _at_least_float32(student_logits), targets.long(), reduction="none"
+    )
+    return _reduce(per_position, reduction)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    targets: torch.Tensor,
+    ce_weight: float = 0.0,
+    renormalize_student: bool = False,
+) -> torch.Tensor:
+    """(1 - ce_weight) * sparse top-k KL + ce_weight * hard-label CE, each a mean over positions.
+
+    ce_weight = 0 (the default, the paper's Eq. 5) skips the cross-entropy entirely.
+    """
+    if not 0.0 <= ce_weight <= 1.0:
+        raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
+    kl = sparse_topk_kl(student_logits, teacher_ids, teacher_probs, renormalize_student)
+    if ce_weight == 0.0:
+        return kl
+    return (1.0 - ce_weight) * kl + ce_weight * hard_label_ce(student_logits, targets)
