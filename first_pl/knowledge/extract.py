@@ -1,0 +1,261 @@
+"""Extract the teacher's top-k next-token distribution at every response position into a store.
+
+The teacher runs once over the data; only response positions (``labels != -100``) are kept, and
+the LM head is applied to those rows alone, so a batch costs ``[P, V]`` logits, not ``[B, L, V]``.
+Nothing is accumulated across batches: each batch goes to the writer and is dropped, so memory
+stays flat however large the data. A killed run resumes from the writer's ``num_done``.
+
+Several processes split the data into contiguous rank blocks, write one shard each, and rank 0
+merges them in rank order, which is the single-process order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from first_pl.data.store import StoreMetadata, TeacherStoreWriter, merge_shards
+
+IGNORE_INDEX = -100
+Batch = Mapping[str, Any]
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of the vocabulary and the special tokens: equal fingerprints mean equal token ids.
+
+    Stores and students join on token ids, so a store made with another tokenizer is silently
+    wrong; comparing this string catches it.
+    """
+    special = sorted(
+        (str(t), int(tokenizer.convert_tokens_to_ids(t))) for t in tokenizer.all_special_tokens
+    )
+    payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def response_hidden(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Final hidden states at response positions ``[P, H]``, their gold tokens ``[P]``, and the
+    number of response positions per example (to split the flat rows back into examples)."""
+    device = next(model.parameters()).device
+    labels = batch["labels"].to(device)
+    out = model.get_decoder()(
+        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+    )
+    mask = labels != IGNORE_INDEX
+    return out.last_hidden_state[mask], labels[mask], mask.sum(dim=1).tolist()
+
+
+def lm_head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Float32 logits from the output embedding alone.
+
+    Models that post-process logits (soft-capping, scaling) would get wrong probabilities from
+    the bare head, so they are refused rather than silently mis-extracted.
+    """
+    config = getattr(model, "config", None)
+    for name in ("final_logit_softcapping", "logit_scale"):
+        if getattr(config, name, None) not in (None, 1.0):
+            raise NotImplementedError(f"extraction does not apply the model's {name}")
+    return model.get_output_embeddings()(hidden).float()
+
+
+def topk_at_responses(
+    model: nn.Module, batch: Batch, k: int, chunk_rows: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """``(ids [P, k], probs [P, k], gold [P], counts)`` on CPU, probs under the full softmax.
+
+    The head, softmax and top-k run on ``chunk_rows`` rows at a time so a batch with many
+    response tokens and a large vocabulary never materialises more than ``[chunk_rows, V]``.
+    """
+    hidden, gold, counts = response_hidden(model, batch)
+    ids, probs = [], []
+    for rows in hidden.split(chunk_rows):
+        p, i = torch.softmax(lm_head_logits(model, rows), dim=-1).topk(k, dim=-1)
+        ids.append(i.cpu())
+        probs.append(p.cpu())
+    if not ids:
+        return torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k), gold.cpu(), counts
+    return torch.cat(ids), torch.cat(probs), gold.cpu(), counts
+
+
+@dataclass
+class ExtractStats:
+    """What one call wrote (skipped examples of a resumed run are not counted)."""
+
+    examples: int
+    positions: int
+    seconds: float
+
+
+def _check_resume_order(batch_ids: Sequence[str], done_ids: Sequence[str], start: int) -> None:
+    expected = list(done_ids[start : start + len(batch_ids)])
+    if list(batch_ids[: len(expected)]) != expected:
+        raise ValueError(
+            "the dataloader yields examples in another order than the partial store was written "
+            f"in (store has {expected[:3]}..., data has {list(batch_ids[:3])}...); resume needs "
+            "a deterministic, unshuffled dataloader over the same data"
+        )
+
+
+def extract_topk(
+    model: nn.Module,
+    dataloader: Iterable[Batch],
+    writer: TeacherStoreWriter,
+    k: int | None = None,
+    *,
+    chunk_rows: int = 2048,
+    progress: bool = True,
+) -> ExtractStats:
+    """Write the teacher's top-k at the response positions of every example to ``writer``.
+
+    Examples the writer already holds (``writer.num_done``, from a killed run) are skipped
+    without running the model; their ids are checked against the store so a reordered
+    dataloader fails loudly instead of writing a store whose rows belong to other examples.
+    """
+    meta = writer.metadata
+    if k is not None and k != meta.k:
+        raise ValueError(f"k={k} but the store is for k={meta.k}")
+    done_ids, seen = writer.example_ids_done, 0
+    stats = ExtractStats(0, 0, 0.0)
+    total = len(dataloader.dataset) if isinstance(dataloader, DataLoader) else None  # type: ignore[arg-type]
+    bar = tqdm(total=total, initial=len(done_ids), unit="ex", disable=not progress, desc="extract")
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for batch in dataloader:
+                names = list(batch["example_id"])
+                skip = min(max(len(done_ids) - seen, 0), len(names))
+                _check_resume_order(names, done_ids, seen)
+                seen += len(names)
+                if skip == len(names):
+                    continue
+                positions = _extract_batch(model, batch, writer, skip, chunk_rows)
+                stats.examples += len(names) - skip
+                stats.positions += positions
+                elapsed = time.perf_counter() - start
+                bar.update(len(names) - skip)
+                bar.set_postfix(tok_s=f"{stats.positions / max(elapsed, 1e-9):.0f}")
+    finally:
+        bar.close()
+        model.train(was_training)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _extract_batch(
+    model: nn.Module, batch: Batch, writer: TeacherStoreWriter, skip: int, chunk_rows: int
+) -> int:
+    """Run one batch and write all but its first ``skip`` examples (already in the store)."""
+    meta = writer.metadata
+    ids, probs, gold, counts = topk_at_responses(model, batch, meta.k, chunk_rows)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    if vocab != meta.vocab_size:
+        raise ValueError(
+            f"the model's vocab is {vocab} but the store is for vocab_size {meta.vocab_size}"
+        )
+    first_row = sum(counts[:skip])
+    writer.append(
+        list(batch["example_id"])[skip:],
+        ids[first_row:].numpy(),
+        probs[first_row:].numpy(),
+        gold[first_row:].numpy(),
+        counts=counts[skip:],
+    )
+    return len(gold) - first_row
+
+
+def rank_range(num_examples: int, rank: int, world_size: int) -> range:
+    """Contiguous block of example indices for ``rank``: concatenated in rank order they give
+    back the full order, so the merged store equals a single-process one."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside [0, {world_size})")
+    per_rank, extra = divmod(num_examples, world_size)
+    start = rank * per_rank + min(rank, extra)
+    return range(start, start + per_rank + (rank < extra))
+
+
+def shard_path(out_path: str | os.PathLike, rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` writes its own complete store before the merge."""
+    return Path(f"{os.fspath(out_path)}.rank{rank}-of-{world_size}")
+
+
+def extract_shard(
+    model: nn.Module,
+    dataset: Dataset,
+    collate_fn: Callable[[list[Any]], Batch],
+    out_path: str | os.PathLike,
+    metadata: StoreMetadata,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Extract this rank's block of ``dataset`` into its shard (the final store if alone).
+
+    Batches are formed within the block, so ranks see the same batches as one process when
+    each block is a whole number of batches; then the merged store is equal bit for bit.
+    """
+    indices = rank_range(len(dataset), rank, world_size)  # type: ignore[arg-type]
+    loader = DataLoader(
+        Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate_fn
+    )
+    path = Path(out_path) if world_size == 1 else shard_path(out_path, rank, world_size)
+    with TeacherStoreWriter(path, metadata) as writer:
+        extract_topk(model, loader, writer, progress=progress and rank == 0)
+    return path
+
+
+def merge_rank_shards(
+    out_path: str | os.PathLike, world_size: int, *, keep_shards: bool = False
+) -> Path:
+    """Merge the ``world_size`` rank shards of ``out_path`` in rank order (run on rank 0)."""
+    shards = [shard_path(out_path, rank, world_size) for rank in range(world_size)]
+    merged = merge_shards(shards, out_path)
+    if not keep_shards:
+        for shard in shards:
+            shard.unlink()
+    return merged
+
+
+def extract_distributed(
+    model: nn.Module,
+    dataset: Dataset,
+    collate_fn: Callable[[list[Any]], Batch],
+    out_path: str | os.PathLike,
+    metadata: StoreMetadata,
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Every rank of an initialised ``torch.distributed`` group calls this; rank 0 merges.
+
+    Without a process group it is a single-process extraction.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return extract_shard(
+            model, dataset, collate_fn, out_path, metadata, batch_size=batch_size, progress=progress
+        )
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    extract_shard(
+        model, dataset, collate_fn, out_path, metadata,
+        rank=rank, world_size=world_size, batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    dist.barrier()
+    if rank == 0 and world_size > 1:
+        merge_rank_shards(out_path, world_size)
+    dist.barrier()
+    return Path(out_path)
