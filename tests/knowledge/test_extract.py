@@ -241,3 +241,43 @@ def test_tokenizer_fingerprint_tracks_vocab_and_specials() -> None:
     assert fp == tokenizer_fingerprint(tokenizer(dict(reversed(base.items())), "<eos>"))
     assert fp != tokenizer_fingerprint(tokenizer({**base, "a": 2, "b": 1}, "<eos>"))
     assert fp != tokenizer_fingerprint(tokenizer(base, "<end>"))
+
+
+def _distributed_worker(rank: int, out: str, init_file: str) -> None:
+    """One rank of a 2-process gloo group: the same model (seeded) and data on every rank."""
+    from first_pl.knowledge.extract import extract_distributed
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
+    )
+    try:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        )
+        extract_distributed(
+            model, make_dataset(), collate, out, meta(), batch_size=2, progress=False
+        )
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process(model: LlamaForCausalLM, tmp_path: Path) -> None:
+    single = extract_shard(
+        model, make_dataset(), collate, tmp_path / "one.h5", meta(), batch_size=2, progress=False
+    )
+    out = tmp_path / "two.h5"
+    torch.multiprocessing.spawn(
+        _distributed_worker, args=(str(out), str(tmp_path / "init")), nprocs=2
+    )
+    assert not shard_path(out, 1, 2).exists()
+    assert_same_data(single, out)
