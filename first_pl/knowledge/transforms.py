@@ -102,13 +102,15 @@ def temperature_scale_grid_log(
     cs = torch.as_tensor(cs, dtype=p.dtype, device=p.device)
     if cs.dim() != 1 or not bool((cs > 0).all()):
         raise ValueError(f"temperatures must be a 1-D tensor of values > 0, got {cs}")
-    inv_c = cs.reciprocal().unsqueeze(1)  # [G, 1]; 1/inf = 0 gives the uniform limit
-    row_max = p.amax(1)
+    inv_c = cs.reciprocal()  # 1/inf = 0 gives the uniform limit
+    gaps = (p - p.amax(1, keepdim=True)).T.contiguous()  # [k, N]: contiguous rows to stream
     total = torch.zeros(cs.shape[0], p.shape[0], dtype=p.dtype, device=p.device)
-    for j in range(p.shape[1]):
-        total += torch.exp((p[:, j] - row_max).unsqueeze(0) * inv_c)
-    chosen = p[:, 0] if index is None else p.gather(1, index.long().unsqueeze(1))[:, 0]
-    return (chosen - row_max).unsqueeze(0) * inv_c - total.log()
+    term = torch.empty_like(total)
+    for gap in gaps:
+        torch.outer(inv_c, gap, out=term)
+        total += term.exp_()
+    chosen = gaps[0] if index is None else gaps.T.gather(1, index.long().unsqueeze(1))[:, 0]
+    return torch.outer(inv_c, chosen) - total.log_()
 
 
 def temperature_scale_top1_grid(p: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
