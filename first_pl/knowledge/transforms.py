@@ -10,6 +10,7 @@ transform can be applied to a whole `[B, L, k]` batch before the response positi
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import torch
 
@@ -87,15 +88,16 @@ def temperature_scale(p: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def temperature_scale_grid_log(
-    p: torch.Tensor, cs: torch.Tensor, index: torch.Tensor | None = None
+    p: torch.Tensor, cs: torch.Tensor | Sequence[float], index: torch.Tensor | None = None
 ) -> torch.Tensor:
     """log of the Eq. 4 probability at one column of each row, for every temperature in `cs`.
 
     `p` is `[N, k]`, `cs` is `[G]`, `index` is `[N]` (default: column 0, the top-1); the result
     is `[G, N]`. Uses log p'_i = (p_i - m) / c - log sum_j exp((p_j - m) / c) with m the row
     maximum (p_1 for the store's descending rows): every exponent is <= 0, so the sum lies in
-    [1, k] and nothing under- or overflows even for tiny c, and the loop over the k columns keeps memory at a few `[G, N]` buffers instead
-    of a `[G, N, k]` tensor. This is what makes choosing c over 1M positions take seconds.
+    [1, k] and nothing under- or overflows even for tiny c. The loop over the k columns keeps
+    memory at two `[G, N]` buffers instead of a `[G, N, k]` tensor; this is what makes choosing
+    c over 1M positions take seconds.
     """
     if p.dim() != 2:
         raise ValueError(f"p must be [N, k], got shape {tuple(p.shape)}")
@@ -113,7 +115,9 @@ def temperature_scale_grid_log(
     return torch.outer(inv_c, chosen) - total.log_()
 
 
-def temperature_scale_top1_grid(p: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
+def temperature_scale_top1_grid(
+    p: torch.Tensor, cs: torch.Tensor | Sequence[float]
+) -> torch.Tensor:
     """Eq. 4 probability of column 0 (the top-1) `[G, N]` for every temperature in `cs`.
 
     For descending rows this is 1 / sum_j exp((p_j - p_1) / c), the only quantity the ECE
