@@ -1,0 +1,6 @@
+"""Lightning callbacks and loggers for calibration evaluation."""
+
+from first_pl.callbacks.evaluation import CalibrationEvaluation
+from first_pl.callbacks.wandb_logging import OfflineAwareWandbLogger
+
+__all__ = ["CalibrationEvaluation", "OfflineAwareWandbLogger"]
