@@ -97,6 +97,14 @@ class ExtractStats:
     seconds: float
 
 
+def _num_examples(dataloader: Iterable[Batch]) -> int | None:
+    """Examples a dataloader will yield, if it can tell (for the progress bar's total)."""
+    try:
+        return len(dataloader.dataset)  # type: ignore[attr-defined, arg-type]
+    except (AttributeError, TypeError):
+        return None
+
+
 def _check_resume_order(batch_ids: Sequence[str], done_ids: Sequence[str], start: int) -> None:
     expected = list(done_ids[start : start + len(batch_ids)])
     if list(batch_ids[: len(expected)]) != expected:
@@ -127,8 +135,13 @@ def extract_topk(
         raise ValueError(f"k={k} but the store is for k={meta.k}")
     done_ids, seen = writer.example_ids_done, 0
     stats = ExtractStats(0, 0, 0.0)
-    total = len(dataloader.dataset) if isinstance(dataloader, DataLoader) else None  # type: ignore[arg-type]
-    bar = tqdm(total=total, initial=len(done_ids), unit="ex", disable=not progress, desc="extract")
+    bar = tqdm(
+        total=_num_examples(dataloader),
+        initial=len(done_ids),
+        unit="ex",
+        disable=not progress,
+        desc="extract",
+    )
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -251,9 +264,16 @@ def extract_distributed(
         )
     rank, world_size = dist.get_rank(), dist.get_world_size()
     extract_shard(
-        model, dataset, collate_fn, out_path, metadata,
-        rank=rank, world_size=world_size, batch_size=batch_size, progress=progress,
-    )  # fmt: skip
+        model,
+        dataset,
+        collate_fn,
+        out_path,
+        metadata,
+        rank=rank,
+        world_size=world_size,
+        batch_size=batch_size,
+        progress=progress,
+    )
     dist.barrier()
     if rank == 0 and world_size > 1:
         merge_rank_shards(out_path, world_size)
