@@ -19,8 +19,9 @@ def equal_width_bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    scaled = confidence.clamp(0.0, 1.0) * n_bins
-    return (torch.ceil(scaled).long() - 1).clamp(0, n_bins - 1)
+    # one new tensor, then in place: this is the hot path of every metric update
+    bin_float = confidence.clamp(0.0, 1.0).mul_(n_bins).ceil_().sub_(1.0).clamp_(0, n_bins - 1)
+    return bin_float.long()
 
 
 def equal_mass_bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
