@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from first_pl.models import ModelSpec, build_model
 
 EvalOutput = dict[str, Any]
+STRATEGY_KEY = "first_pl_strategy"
 
 
 @dataclass
@@ -126,6 +127,10 @@ class StudentModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
         return self.evaluate(batch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the strategy class so any checkpoint can be reloaded without its config."""
+        checkpoint[STRATEGY_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]

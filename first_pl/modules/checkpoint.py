@@ -1,0 +1,57 @@
+"""Load any strategy's Lightning checkpoint back into a module (for extraction, export, asking).
+
+A checkpoint records its strategy class (`StudentModule.on_save_checkpoint`) and its init
+arguments (`save_hyperparameters`), so it can be rebuilt without the config that trained it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+
+from first_pl.modules.base import STRATEGY_KEY, StudentModule
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or not a first_pl strategy's."""
+
+
+def strategy_class(path: str) -> type[StudentModule]:
+    module_name, _, class_name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, StudentModule)):
+        raise CheckpointError(f"{path!r} is not a first_pl strategy class")
+    return cls
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (a sharded checkpoint folder must be consolidated first)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a damaged file
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
+    if STRATEGY_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} was not written by a first_pl strategy (no {STRATEGY_KEY!r} entry)")
+    return checkpoint
+
+
+def load_strategy(path: str | Path, expect: type[StudentModule] | None = None) -> StudentModule:
+    """Rebuild the module a checkpoint came from, with its trained weights, in eval mode."""
+    checkpoint = read_checkpoint(path)
+    cls = strategy_class(checkpoint[STRATEGY_KEY])
+    if expect is not None and not issubclass(cls, expect):
+        raise CheckpointError(f"checkpoint {path} holds a {cls.__name__}; expected a {expect.__name__}")
+    module = cls(**checkpoint.get("hyper_parameters", {}))
+    module.configure_model()
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model its hyper-parameters describe: {err}"
+        ) from err
+    return module.eval()
