@@ -14,6 +14,7 @@ import sys
 from jsonargparse import CLI
 from lightning.pytorch.cli import LightningCLI
 
+from first_pl.callbacks.evaluation import CalibrationEvaluation
 from first_pl.commands import COMMANDS
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.modules.base import StudentModule
@@ -33,6 +34,10 @@ class FirstCLI(LightningCLI):
             run=run,
             auto_configure_optimizers=False,
         )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # Calibration evaluation always runs (settings under `evaluation.*`), for every strategy.
+        parser.add_lightning_class_args(CalibrationEvaluation, "evaluation")
 
 
 def run_command(name: str, args: list[str]) -> None:

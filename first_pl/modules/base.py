@@ -80,8 +80,9 @@ class StudentModule(L.LightningModule):
 
     def __init__(self, model: ModelSpec | None = None, optimizer: OptimizerConfig | None = None) -> None:
         super().__init__()
-        self.model_spec = model or ModelSpec()
-        self.optim = optimizer or OptimizerConfig()
+        # Checkpoints store these as plain dicts (LightningCLI serialises dataclasses).
+        self.model_spec = ModelSpec(**model) if isinstance(model, dict) else model or ModelSpec()
+        self.optim = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer or OptimizerConfig()
         self.save_hyperparameters()
         self.model = None
 

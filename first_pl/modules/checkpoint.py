@@ -46,7 +46,9 @@ def load_strategy(path: str | Path, expect: type[StudentModule] | None = None) -
     cls = strategy_class(checkpoint[STRATEGY_KEY])
     if expect is not None and not issubclass(cls, expect):
         raise CheckpointError(f"checkpoint {path} holds a {cls.__name__}; expected a {expect.__name__}")
-    module = cls(**checkpoint.get("hyper_parameters", {}))
+    # LightningCLI adds private keys such as `_class_path` to the saved hyper-parameters.
+    init_args = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    module = cls(**init_args)
     module.configure_model()
     try:
         module.load_state_dict(checkpoint["state_dict"])
