@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import BIGBENCH
 
 from first_pl.cli import main
 from first_pl.modules import FineTune
 from first_pl.modules.checkpoint import CheckpointError, load_strategy
-
-from conftest import BIGBENCH
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
