@@ -5,4 +5,8 @@ subcommand's interface (jsonargparse gives it `--config`, `--print_config` and `
 are imported only when their subcommand runs, so `first-pl fit` pays nothing for them.
 """
 
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "extract": "first_pl.commands.extract:extract",
+    "coverage": "first_pl.commands.analyze:coverage_figure",
+    "rank-calibration": "first_pl.commands.analyze:rank_calibration_figure",
+}

@@ -1,0 +1,82 @@
+"""`first-pl coverage` and `first-pl rank-calibration`: the data behind figures 2 and 3.
+
+Coverage needs the teacher's full distribution, so it runs the teacher (same `teacher` / `data`
+arguments as `first-pl extract`); rank-wise calibration needs only the stored top-k, so it reads
+a store. Both write PNG + CSV + JSON to ``output_dir`` and print their table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from first_pl.commands.extract import device_for_rank, load_teacher, split_loader
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.store import TeacherStore
+from first_pl.knowledge.analysis import (
+    coverage,
+    rank_calibration,
+    write_coverage,
+    write_rank_calibration,
+)
+
+COVERAGE_ROWS = (1, 2, 3, 4, 5, 10, 20, 50, 100)
+
+
+def format_table(rows: Sequence[dict[str, float | int]]) -> str:
+    """Fixed-width text table; floats to 4 decimals."""
+    columns = list(rows[0])
+    cells = [
+        [f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        for row in rows
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = [columns, *cells]
+    return "\n".join(
+        "  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in lines
+    )
+
+
+def coverage_figure(
+    data: QADataModule,
+    teacher: str,
+    output_dir: str,
+    split: str = "train",
+    max_k: int = 100,
+    max_positions: int = 2000,
+    probs_dtype: Literal["float16", "float32"] = "float16",
+    batch_size: int = 8,
+) -> None:
+    """Figure 2: cumulative top-k probability at response positions, and store size per k.
+
+    Args:
+        data: the data module of the training config.
+        teacher: model name, hub id, folder or .gguf file, or a first_pl Lightning .ckpt.
+        output_dir: where coverage.png / .csv / .json go.
+        split: which split of ``data.train_task`` to sample.
+        max_k: largest k on the curve.
+        max_positions: response positions the teacher runs on (the first ones of the split);
+            the rest are only counted, to size the whole store.
+        probs_dtype: the stored probability dtype the store size assumes.
+        batch_size: examples per teacher forward pass.
+    """
+    model, _ = load_teacher(teacher)
+    loader = split_loader(data, split, batch_size)
+    result = coverage(model.to(device_for_rank()), loader, max_k, max_positions, probs_dtype)
+    paths = write_coverage(result, output_dir)
+    print(format_table([row for row in result.rows() if row["k"] in COVERAGE_ROWS]))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def rank_calibration_figure(store: str, output_dir: str, max_positions: int | None = None) -> None:
+    """Figure 3: per rank, the teacher's mean stored probability against its accuracy.
+
+    Args:
+        store: a teacher store written by ``first-pl extract`` (usually the validation split).
+        output_dir: where rank_calibration.png / .csv / .json go.
+        max_positions: use only the store's first positions (all by default).
+    """
+    result = rank_calibration(TeacherStore(store), max_positions)
+    paths = write_rank_calibration(result, output_dir)
+    print(format_table(result.rows()))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
