@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from jsonargparse import CLI
+from jsonargparse import CLI, ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import LightningCLI
 
 from first_pl.callbacks.evaluation import CalibrationEvaluation
@@ -41,10 +41,24 @@ class FirstCLI(LightningCLI):
 
 
 def run_command(name: str, args: list[str]) -> None:
-    """Run a registered subcommand through jsonargparse (config files, overrides, help)."""
-    module_name, function_name = COMMANDS[name].split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    CLI(function, args=args, as_positional=False, prog=f"first-pl {name}")
+    """Run a registered subcommand through jsonargparse (config files, overrides, help).
+
+    A function's parameters are the subcommand's options; a class (a dataclass with `run()`,
+    such as the pipeline) takes its fields as options at the top level of the config.
+    """
+    module_name, target_name = COMMANDS[name].split(":")
+    target = getattr(importlib.import_module(module_name), target_name)
+    if not isinstance(target, type):
+        CLI(target, args=args, as_positional=False, prog=f"first-pl {name}")
+        return
+    parser = ArgumentParser(prog=f"first-pl {name}", description=target.__doc__)
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="YAML file with any of the options"
+    )
+    parser.add_class_arguments(target)
+    config = parser.parse_args(args)
+    config.pop("config", None)
+    target(**vars(parser.instantiate_classes(config))).run()
 
 
 def main(args: list[str] | None = None) -> None:
@@ -54,5 +68,7 @@ def main(args: list[str] | None = None) -> None:
         run_command(argv[0], argv[1:])
         return
     if argv and argv[0] in ("-h", "--help") and COMMANDS:
-        print("first_pl subcommands: " + ", ".join(sorted(COMMANDS)) + " (first-pl <command> --help)")
+        print(
+            "first_pl subcommands: " + ", ".join(sorted(COMMANDS)) + " (first-pl <command> --help)"
+        )
     FirstCLI(args=args)

@@ -9,4 +9,8 @@ COMMANDS: dict[str, str] = {
     "extract": "first_pl.commands.extract:extract",
     "coverage": "first_pl.commands.analyze:coverage_figure",
     "rank-calibration": "first_pl.commands.analyze:rank_calibration_figure",
+    "calibrate": "first_pl.commands.calibrate:calibrate",
+    "export": "first_pl.commands.export:export",
+    "pipeline": "first_pl.pipeline.offline:Pipeline",
+    "report": "first_pl.report:build_report",
 }

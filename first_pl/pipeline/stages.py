@@ -1,0 +1,105 @@
+"""Stages cached by the hash of their configuration.
+
+A stage's key hashes its own settings and the keys of the stages it reads, so a changed config
+reruns that stage and everything downstream of it, and nothing else. A stage folder counts as
+done only when its `stage.json` exists, written last and atomically; a crashed stage is rerun
+(its own steps, such as extraction, resume from their partial files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DONE_FILE = "stage.json"
+
+
+def stable_hash(value: Any) -> str:
+    """Short hash of a JSON-able value (keys sorted, so dict order does not matter)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON so a reader never sees half a file: temporary name, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w") as f:
+        json.dump(value, f, indent=2, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+@dataclass
+class StageResult:
+    """Where a stage's outputs are and what it reported."""
+
+    name: str
+    key: str
+    folder: Path
+    outputs: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    cached: bool = False
+
+
+class StageRunner:
+    """Runs stages under `root/<name>-<key>/`, skipping those already done, and shows progress."""
+
+    def __init__(self, root: Path, log: Callable[[str], None] = print) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.started = time.monotonic()
+        self.results: list[StageResult] = []
+
+    def elapsed(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+    def run(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        body: Callable[[Path], dict[str, Any]],
+        after: list[StageResult] | None = None,
+    ) -> StageResult:
+        """Run `body(folder)` unless a finished stage with the same key exists.
+
+        `body` returns the stage's outputs (JSON-able: paths, figures); they are recorded in
+        the stage's `stage.json` together with its settings and upstream keys.
+        """
+        upstream = {r.name: r.key for r in after or []}
+        key = stable_hash({"settings": settings, "upstream": upstream})
+        folder = self.root / f"{name}-{key}"
+        done = folder / DONE_FILE
+        if done.is_file():
+            record = json.loads(done.read_text())
+            result = StageResult(
+                name, key, folder, record["outputs"], record["seconds"], cached=True
+            )
+            self.log(f"[{self.elapsed()}] {name}: done before ({folder.name}), skipped")
+        else:
+            self.log(f"[{self.elapsed()}] {name}: running in {folder}")
+            folder.mkdir(parents=True, exist_ok=True)
+            start = time.monotonic()
+            outputs = body(folder)
+            seconds = time.monotonic() - start
+            write_json_atomic(
+                done,
+                {
+                    "name": name,
+                    "settings": settings,
+                    "upstream": upstream,
+                    "outputs": outputs,
+                    "seconds": seconds,
+                },
+            )
+            result = StageResult(name, key, folder, outputs, seconds)
+            self.log(f"[{self.elapsed()}] {name}: finished in {seconds:.0f} s")
+        self.results.append(result)
+        return result
