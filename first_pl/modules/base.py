@@ -17,6 +17,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from first_pl.models import ModelSpec, build_model
+from first_pl.modules.sharding import LOGITS_AT, install_logits_at, shard_model
 
 EvalOutput = dict[str, Any]
 STRATEGY_KEY = "first_pl_strategy"
@@ -87,23 +88,22 @@ class StudentModule(L.LightningModule):
         self.model = None
 
     def configure_model(self) -> None:
+        """Build the model once; under `ModelParallelStrategy` (a device mesh is set) shard it with FSDP2."""
         if self.model is None:
             self.model = build_model(self.model_spec)
             self.model.train(self.training)
+            if self.device_mesh is not None:
+                shard_model(self.model, self.device_mesh)
+            install_logits_at(self.model)
 
-    def hidden_states(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Final hidden states `[B, L, H]` (the LM head is applied later, only where needed)."""
-        out = self.model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return out.last_hidden_state
-
-    def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.model.get_output_embeddings()(hidden)
+    def logits_at(self, batch: dict[str, Any], select: torch.Tensor) -> torch.Tensor:
+        """Logits `[P, V]` where `select` `[B, L]` is true: one call on the model (see `sharding`)."""
+        return getattr(self.model, LOGITS_AT)(batch["input_ids"], batch["attention_mask"], select)
 
     def response_logits(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits `[P, V]` at the response positions, their targets `[P]`, and the mask `[B, L]`."""
         mask = batch["labels"] != -100
-        hidden = self.hidden_states(batch)[mask]
-        return self.head(hidden), batch["labels"][mask], mask
+        return self.logits_at(batch, mask), batch["labels"][mask], mask
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -115,9 +115,10 @@ class StudentModule(L.LightningModule):
         return loss
 
     def evaluate(self, batch: dict[str, Any]) -> EvalOutput:
-        hidden = self.hidden_states(batch)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        logits = self.head(hidden[rows, batch["answer_position"]]).float()
+        select = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+        rows = torch.arange(select.shape[0], device=select.device)
+        select[rows, batch["answer_position"]] = True  # one position per row: rows stay in order
+        logits = self.logits_at(batch, select).float()
         return candidate_output(torch.log_softmax(logits, dim=-1), batch)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
