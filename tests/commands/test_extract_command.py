@@ -1,0 +1,201 @@
+"""`first-pl extract` end to end on the tiny Llama: dense reference, refusal, resume, checkpoint
+teachers, argument errors, and two torchrun-style processes equal to one."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import h5py
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import first_pl.knowledge.extract as extract_lib
+from first_pl.cli import main
+from first_pl.data.distill_datamodule import store_fields
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.store import TeacherStore, TeacherStoreError, partial_path
+from first_pl.models import ModelSpec, build_model
+from first_pl.modules.checkpoint import load_strategy
+from first_pl.modules.finetune import FineTune
+from first_pl.tasks import GeneratedMC
+
+TASK = {"train_size": 8, "validation_size": 4, "test_size": 4, "label_noise": 0.2, "seed": 3}
+
+
+def data_module(model_dir: Path) -> QADataModule:
+    return QADataModule(
+        tokenizer=str(model_dir), train_task=GeneratedMC(**TASK), max_length=64, batch_size=2
+    )
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, tiny_model_dir: Path) -> Path:
+    """A data config like configs/data/generated.yaml, on the tiny tokenizer."""
+    data = {
+        "class_path": "first_pl.data.qa_datamodule.QADataModule",
+        "init_args": {
+            "tokenizer": str(tiny_model_dir),
+            "train_task": {"class_path": "first_pl.tasks.GeneratedMC", "init_args": TASK},
+            "max_length": 64,
+        },
+    }
+    path = tmp_path_factory.mktemp("config") / "data.yaml"
+    path.write_text(yaml.safe_dump({"data": data}))
+    return path
+
+
+def extract_argv(config: Path, teacher: Path, output: Path, *args: str) -> list[str]:
+    return [
+        "extract",
+        "--config",
+        str(config),
+        "--teacher",
+        str(teacher),
+        "--output",
+        str(output),
+    ] + ["--probs_dtype", "float32", "--batch_size", "2", "--progress", "false", *args]
+
+
+def run_extract(config: Path, teacher: Path, output: Path, *args: str) -> None:
+    main(extract_argv(config, teacher, output, *args))
+
+
+def store_data(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return {name: f[name][:] for name in f}
+
+
+def assert_same_data(a: Path, b: Path) -> None:
+    da, db = store_data(a), store_data(b)
+    assert sorted(da) == sorted(db)
+    for name in da:
+        np.testing.assert_array_equal(da[name], db[name], err_msg=name)
+
+
+def assert_dense_reference(model: torch.nn.Module, data: QADataModule, store: TeacherStore) -> None:
+    """The first two examples' stored rows equal a full forward pass's softmax top-5."""
+    batch = data.collate_train(data.examples(data.train_task, "train")[:2])
+    with torch.no_grad():
+        logits = model.eval()(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+    for b, example_id in enumerate(batch["example_id"]):
+        mask = batch["labels"][b] != -100
+        probs, ids = torch.softmax(logits[b][mask].float(), dim=-1).topk(5, dim=-1)
+        got_ids, got_probs, got_gold = store.positions(store.example_index(example_id))
+        np.testing.assert_array_equal(got_ids, ids.numpy())
+        np.testing.assert_allclose(got_probs, probs.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(got_gold, batch["labels"][b][mask].numpy())
+
+
+def test_extract_writes_a_store_equal_to_a_dense_reference_and_refuses_to_overwrite(
+    config: Path, tiny_model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "sub" / "teacher.h5"
+    run_extract(config, tiny_model_dir, out)
+    assert "examples: 8 (8 this run)" in capsys.readouterr().out
+    data = data_module(tiny_model_dir)
+    store = TeacherStore(out)
+    meta = store.metadata
+    assert meta.k == 5 and meta.probs_dtype == "float32" and meta.teacher == str(tiny_model_dir)
+    assert {f: getattr(meta, f) for f in store_fields(data, data.train_task, "train")} == (
+        store_fields(data, data.train_task, "train")
+    )
+    assert store.example_ids == [e.example_id for e in data.examples(data.train_task, "train")]
+    model = build_model(ModelSpec(name_or_path=str(tiny_model_dir)))
+    assert_dense_reference(model, data, store)
+    with pytest.raises(TeacherStoreError, match="already exists as a complete store"):
+        run_extract(config, tiny_model_dir, out)
+    run_extract(config, tiny_model_dir, out, "--overwrite", "true", "--compression", "gzip")
+    assert TeacherStore(out).attrs["compression"] == "gzip"
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(
+    config: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    reference = tmp_path / "ref.h5"
+    run_extract(config, tiny_model_dir, reference)
+    out = tmp_path / "t.h5"
+    real, calls = extract_lib._extract_batch, []
+
+    def dies_on_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # like a killed job: two batches (4 examples) committed
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(extract_lib, "_extract_batch", dies_on_third_batch)
+        with pytest.raises(KeyboardInterrupt):
+            run_extract(config, tiny_model_dir, out)
+    assert partial_path(out).exists() and not out.exists()
+    capsys.readouterr()
+    run_extract(config, tiny_model_dir, out)
+    assert "examples: 8 (4 this run)" in capsys.readouterr().out
+    assert not partial_path(out).exists()
+    assert_same_data(reference, out)
+
+
+def test_extract_from_a_finetune_checkpoint(
+    config: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    module = FineTune(model=ModelSpec(name_or_path=str(tiny_model_dir)))
+    module.optim.lr = 1e-2
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=data_module(tiny_model_dir))
+    ckpt = tmp_path / "teacher.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = tmp_path / "t.h5"
+    run_extract(config, ckpt, out)
+    store = TeacherStore(out)
+    assert store.metadata.teacher.startswith("teacher.ckpt sha256:")
+    assert len(store.metadata.teacher.split("sha256:")[1]) == 64
+    assert_dense_reference(load_strategy(ckpt).model, data_module(tiny_model_dir), store)
+
+
+@pytest.mark.parametrize("k", ["0", "-2"])
+def test_k_below_one_is_refused(config: Path, tiny_model_dir: Path, tmp_path: Path, k) -> None:
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        run_extract(config, tiny_model_dir, tmp_path / "t.h5", "--k", k)
+
+
+def _torchrun_rank(rank: int, argv: list[str], port: int) -> None:
+    """One rank as torchrun would start it: rendezvous through the environment."""
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    main(argv)
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(config: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    single = tmp_path / "one.h5"
+    run_extract(config, tiny_model_dir, single)
+    out = tmp_path / "two.h5"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(
+        _torchrun_rank, args=(extract_argv(config, tiny_model_dir, out), port), nprocs=2
+    )
+    assert not Path(f"{out}.rank1-of-2").exists()
+    assert_same_data(single, out)
