@@ -79,8 +79,9 @@ class DistillDataModule(QADataModule):
         store: the teacher store of the training split, written by ``first-pl extract`` with
             the same data settings.
         in_memory: read the whole store into memory at setup (fastest when it fits).
-        check_values: also scan every stored probability (no NaN, negative, or row sum above 1)
-            and compare the store's gold tokens with the data's labels; reads the whole store.
+        check_values: also verify the store's checksums, scan every stored probability (no NaN,
+            negative, or row sum above 1) and compare its gold tokens with the data's labels;
+            reads the whole store once at setup.
         **kwargs: QADataModule's arguments.
     """
 
