@@ -1,0 +1,67 @@
+"""The whole pipeline on a tiny model: every stage, the report, and the stage cache."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from conftest import BIGBENCH
+
+from first_pl.pipeline.offline import DEFAULT_STUDENTS, Pipeline, TrainStage
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def tiny_pipeline(model_dir: Path, out: Path, first_steps: int = 2) -> Pipeline:
+    model = {"model": {"init_args": {"model": {"name_or_path": str(model_dir), "keep_every": None}}}}
+    students = {
+        method: TrainStage(str(CONFIGS / "model" / Path(stage.config).name), first_steps if method == "first" else 2, model)
+        for method, stage in DEFAULT_STUDENTS.items()
+    }
+    return Pipeline(
+        output_dir=str(out),
+        trainer=str(CONFIGS / "trainer" / "cpu.yaml"),
+        data=str(CONFIGS / "data" / "generated.yaml"),
+        data_overrides={
+            "init_args": {
+                "tokenizer": str(model_dir),
+                "batch_size": 8,
+                "train_task": {"init_args": {"train_size": 24, "validation_size": 16, "test_size": 16}},
+            }
+        },
+        ood_tasks=[{"class_path": "first_pl.tasks.BigBench", "init_args": {"path": str(BIGBENCH / "physics"), "limit": 8}}],
+        teacher=TrainStage(str(CONFIGS / "model" / "finetune_smollm2.yaml"), 2, model),
+        students=students,
+        extract_batch_size=8,
+    )
+
+
+def stage_folders(out: Path) -> dict[str, Path]:
+    return {json.loads(p.read_text())["name"]: p.parent for p in out.glob("*/stage.json")}
+
+
+def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "runs"
+    report = tiny_pipeline(tiny_model_dir, out).run()
+    text = report.read_text()
+    for method in ("teacher", "finetune", "distill", "ls_distill", "first", "first to finetune"):
+        assert f"| {method} |" in text
+    assert "generated Acc" in text and "physics ECE" in text
+    folders = stage_folders(out)
+    assert set(folders) == {
+        "prepare", "data", "teacher", "extract-train", "extract-validation", "calibrate",
+        "student-finetune", "student-distill", "student-ls_distill", "student-first", "report",
+    }  # fmt: skip
+    assert (folders["report"] / "reliability_physics.png").is_file()
+    assert len((folders["data"] / "test.jsonl").read_text().splitlines()) == 16
+    capsys.readouterr()
+
+    tiny_pipeline(tiny_model_dir, out).run()
+    log = capsys.readouterr().out
+    assert log.count("skipped") == 11 and "running" not in log
+
+    tiny_pipeline(tiny_model_dir, out, first_steps=3).run()
+    log = capsys.readouterr().out
+    rerun = set(re.findall(r"\] (\S+): running in", log))
+    assert rerun == {"student-first", "report"}
