@@ -13,4 +13,5 @@ COMMANDS: dict[str, str] = {
     "export": "first_pl.commands.export:export",
     "pipeline": "first_pl.pipeline.offline:Pipeline",
     "report": "first_pl.report:build_report",
+    "sweep": "first_pl.pipeline.sweep:Sweep",
 }

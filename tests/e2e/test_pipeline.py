@@ -65,3 +65,17 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     log = capsys.readouterr().out
     rerun = set(re.findall(r"\] (\S+): running in", log))
     assert rerun == {"student-first", "report"}
+
+
+def test_sweep_reuses_upstream_and_writes_figure5(tiny_model_dir, tmp_path):
+    from first_pl.pipeline.sweep import Sweep
+
+    base = tiny_pipeline(tiny_model_dir, tmp_path / "runs")
+    sweep = Sweep(**{**vars(base), "temperatures": [0.2, 1.0], "deltas": [0.0, 0.3]})
+    path = sweep.run()
+    rows = (path.parent / "sweep_results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * 2  # 4 students x 2 tasks
+    assert (path.parent / "figure5.png").stat().st_size > 10_000
+    assert "calibrate chose c" in path.read_text()
+    names = set(stage_folders(tmp_path / "runs"))
+    assert {"sweep-first-temperature0.2", "sweep-ls_distill-delta0.3", "calibrate"} <= names
