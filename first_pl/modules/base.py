@@ -79,11 +79,17 @@ class StudentModule(L.LightningModule):
         optimizer: Adam and schedule settings.
     """
 
-    def __init__(self, model: ModelSpec | None = None, optimizer: OptimizerConfig | None = None) -> None:
+    def __init__(
+        self, model: ModelSpec | None = None, optimizer: OptimizerConfig | None = None
+    ) -> None:
         super().__init__()
         # Checkpoints store these as plain dicts (LightningCLI serialises dataclasses).
         self.model_spec = ModelSpec(**model) if isinstance(model, dict) else model or ModelSpec()
-        self.optim = OptimizerConfig(**optimizer) if isinstance(optimizer, dict) else optimizer or OptimizerConfig()
+        self.optim = (
+            OptimizerConfig(**optimizer)
+            if isinstance(optimizer, dict)
+            else optimizer or OptimizerConfig()
+        )
         self.save_hyperparameters()
         self.model = None
 
@@ -100,18 +106,29 @@ class StudentModule(L.LightningModule):
         """Logits `[P, V]` where `select` `[B, L]` is true: one call on the model (see `sharding`)."""
         return getattr(self.model, LOGITS_AT)(batch["input_ids"], batch["attention_mask"], select)
 
-    def response_logits(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def response_logits(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits `[P, V]` at the response positions, their targets `[P]`, and the mask `[B, L]`."""
         mask = batch["labels"] != -100
         return self.logits_at(batch, mask), batch["labels"][mask], mask
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits, targets, mask = self.response_logits(batch)
         loss = self.loss(logits, targets, batch, mask)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        # The mean over ranks (a no-op in one process), so distributed runs log the global loss.
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            batch_size=batch["input_ids"].shape[0],
+            sync_dist=True,
+        )
         return loss
 
     def evaluate(self, batch: dict[str, Any]) -> EvalOutput:
@@ -121,13 +138,19 @@ class StudentModule(L.LightningModule):
         logits = self.logits_at(batch, select).float()
         return candidate_output(torch.log_softmax(logits, dim=-1), batch)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
+    def validation_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> EvalOutput:
         return self.evaluate(batch)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> EvalOutput:
         return self.evaluate(batch)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> EvalOutput:
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> EvalOutput:
         return self.evaluate(batch)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -137,9 +160,15 @@ class StudentModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(
-            params, lr=self.optim.lr, betas=tuple(self.optim.betas), eps=self.optim.eps, weight_decay=self.optim.weight_decay
+            params,
+            lr=self.optim.lr,
+            betas=tuple(self.optim.betas),
+            eps=self.optim.eps,
+            weight_decay=self.optim.weight_decay,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.optim.warmup_ratio * total)
-        schedule = LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup, self.optim.min_lr_ratio))
+        schedule = LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, total, warmup, self.optim.min_lr_ratio)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
