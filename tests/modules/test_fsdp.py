@@ -19,8 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from jsonargparse import ArgumentParser
+from lightning.pytorch.strategies import FSDPStrategy
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AutoModelForCausalLM
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from first_pl.cli import main
 from first_pl.commands.export import export
@@ -144,3 +148,16 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_model_dir, single, tm
     losses = train_losses(run)
     print("single:", single, "ddp:", losses)
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(single), rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_fsdp_config_names_decoder_layer_policies():
+    """configs/trainer/fsdp.yaml (GPU only, not run here) instantiates FSDPStrategy as intended."""
+    trainer = yaml.safe_load((CONFIGS / "trainer" / "fsdp.yaml").read_text())["trainer"]
+    assert trainer["precision"] == "bf16-mixed"
+    parser = ArgumentParser()
+    parser.add_argument("--strategy", type=FSDPStrategy)
+    strategy = parser.instantiate(parser.parse_object({"strategy": trainer["strategy"]})).strategy
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
+    policy = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]
+    assert policy._module_classes == {LlamaDecoderLayer}
+    assert strategy._state_dict_type == "sharded"
