@@ -14,4 +14,5 @@ COMMANDS: dict[str, str] = {
     "pipeline": "first_pl.pipeline.offline:Pipeline",
     "report": "first_pl.report:build_report",
     "sweep": "first_pl.pipeline.sweep:Sweep",
+    "ask": "first_pl.commands.ask:ask",
 }

@@ -1,0 +1,162 @@
+"""`first-pl ask`: one multiple-choice question to a trained model (the paper's case study).
+
+The question goes through the same `PromptTemplate`, `encode` and `collate` as the data modules
+and the same `StudentModule.evaluate` as `first-pl test`, so the answer and its confidence are
+exactly what the evaluation would have scored for this question. The confidence is the chosen
+letter's full-vocab probability (the paper's semantics, used for the abstention decision by
+default); the value renormalised over the candidate letters is printed beside it.
+
+Batch predictions with confidences come from `first-pl predict` with the writer callback:
+``first-pl predict --config <run config> --ckpt_path <ckpt>
+--trainer.callbacks+=first_pl.callbacks.prediction_writer.PredictionWriter``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from first_pl.data.template import PromptTemplate, candidate_token_ids
+from first_pl.data.tokenize import TruncationReport, collate, encode
+from first_pl.models import ModelSpec, load_tokenizer
+from first_pl.modules.base import StudentModule
+from first_pl.modules.checkpoint import load_strategy
+from first_pl.modules.finetune import FineTune
+from first_pl.tasks.base import MCExample
+
+
+class AskError(ValueError):
+    """A question the model cannot be asked; the message says which argument is wrong."""
+
+
+@dataclass
+class Answer:
+    """The model's answer to one question and whether it is confident enough to give it."""
+
+    letter: str
+    text: str
+    confidence: float
+    renormalized: float
+    decision: Literal["answer", "abstain"]
+    probabilities: dict[str, float]
+
+    def lines(self, threshold: float, on: str) -> list[str]:
+        choices = "  ".join(f"{k}: {v:.4f}" for k, v in self.probabilities.items())
+        return [
+            f"answer: {self.letter}. {self.text}",
+            f"confidence: {self.confidence:.4f} (full-vocab probability of {self.letter!r})",
+            f"confidence over the candidates: {self.renormalized:.4f}",
+            f"candidate probabilities: {choices}",
+            f"decision: {self.decision} ({on} confidence {'>=' if self.decision == 'answer' else '<'} threshold {threshold})",
+        ]
+
+
+def load_model(checkpoint: str) -> StudentModule:
+    """A module ready to `evaluate`: a first_pl `.ckpt` file, a sharded checkpoint folder
+    (consolidated on the fly, as `export` does), or an exported Hugging Face folder."""
+    path = Path(checkpoint)
+    if path.is_dir() and (path / "config.json").is_file():
+        module = FineTune(model=ModelSpec(name_or_path=str(path)))  # only `evaluate` is used
+        module.configure_model()
+        return module.eval()
+    if path.is_dir():
+        from first_pl.commands.export import consolidate
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return load_strategy(consolidate(path, Path(tmp) / "consolidated.ckpt"))
+    return load_strategy(path)
+
+
+def check_choices(choices: list[str], letters: str) -> None:
+    if len(choices) < 2:
+        raise AskError(f"--choices needs at least 2 options, got {len(choices)}: {choices}")
+    if len(choices) > len(letters):
+        raise AskError(
+            f"--choices has {len(choices)} options but the template has only {len(letters)} "
+            f"letters ({letters!r}); pass fewer choices or more --template.letters"
+        )
+
+
+@torch.no_grad()
+def answer_question(
+    module: StudentModule,
+    tokenizer,
+    question: str,
+    choices: list[str],
+    template: PromptTemplate,
+    threshold: float = 0.5,
+    abstain_on: Literal["full", "renormalized"] = "full",
+    context: str = "",
+    max_length: int = 256,
+) -> Answer:
+    """Candidate-restricted prediction at the answer position, as in evaluation."""
+    check_choices(choices, template.letters)
+    # `answer` is unknown; 0 only fills the gold field, which `evaluate` carries through unused.
+    example = MCExample("ask", question, tuple(choices), 0, context=context)
+    candidates = candidate_token_ids(tokenizer, template)
+    item = encode(example, tokenizer, template, candidates, max_length, TruncationReport())
+    device = next(module.parameters()).device
+    batch = {
+        k: v.to(device) if isinstance(v, torch.Tensor) else v
+        for k, v in collate([item], tokenizer.pad_token_id).items()
+    }
+    output = module.evaluate(batch)
+    probs = output["candidate_probs"][0].float().cpu()
+    pred = int(output["pred"][0])
+    confidence = float(output["confidence"][0])
+    renormalized = confidence / float(probs.sum())
+    decisive = confidence if abstain_on == "full" else renormalized
+    return Answer(
+        letter=template.letters[pred],
+        text=choices[pred],
+        confidence=confidence,
+        renormalized=renormalized,
+        decision="answer" if decisive >= threshold else "abstain",
+        probabilities={template.letters[i]: float(p) for i, p in enumerate(probs)},
+    )
+
+
+def ask(
+    checkpoint: str,
+    question: str,
+    choices: list[str],
+    threshold: float = 0.5,
+    abstain_on: Literal["full", "renormalized"] = "full",
+    tokenizer: str | None = None,
+    context: str = "",
+    template: PromptTemplate | None = None,
+    max_length: int = 256,
+) -> Answer:
+    """Ask a trained model a multiple-choice question; print its answer, confidence and decision.
+
+    Args:
+        checkpoint: a first_pl `.ckpt` (any strategy), a sharded checkpoint folder, or a
+            folder written by `first-pl export` (any Hugging Face causal LM folder works).
+        question: the question text.
+        choices: the options, e.g. '["Oslo", "Rome"]'; lettered A, B, ... by the template.
+        threshold: answer when the confidence is at least this, else abstain.
+        abstain_on: which confidence the threshold applies to: `full` (full-vocab probability,
+            the paper's) or `renormalized` (over the candidate letters).
+        tokenizer: tokenizer name or folder; default: the model's source (an exported folder
+            holds its tokenizer; students share their teacher's).
+        context: optional passage shown before the question (as BoolQ's).
+        template: the prompt template the model was trained with (default: first_pl's).
+        max_length: longer prompts lose tokens from the left.
+    """
+    if not 0 <= threshold <= 1:
+        raise AskError(f"--threshold must be in [0, 1], got {threshold}")
+    template = template or PromptTemplate()
+    check_choices(choices, template.letters)  # before loading a model
+    module = load_model(checkpoint)
+    if torch.cuda.is_available():
+        module = module.cuda()
+    loaded = load_tokenizer(tokenizer or module.model_spec.name_or_path)
+    result = answer_question(
+        module, loaded, question, choices, template, threshold, abstain_on, context, max_length
+    )
+    print("\n".join(result.lines(threshold, abstain_on)))
+    return result

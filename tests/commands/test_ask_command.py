@@ -1,0 +1,113 @@
+"""`first-pl ask` (one question, answer or abstain) and `first-pl predict` with PredictionWriter."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from first_pl.cli import main
+from first_pl.commands.ask import AskError, ask
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+QUESTION = ["--question", "Which city is farther north?", "--choices", '["Oslo", "Rome"]']
+
+
+def run_args(model_dir: Path, run: Path) -> list[str]:
+    return [
+        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+        "--config", str(CONFIGS / "data" / "generated.yaml"),
+        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
+        "--model.init_args.model.name_or_path", str(model_dir),
+        "--data.init_args.tokenizer", str(model_dir),
+        "--data.init_args.train_task.init_args.train_size", "8",
+        "--data.init_args.train_task.init_args.test_size", "12",
+        "--data.init_args.batch_size", "4",
+        "--data.init_args.eval_batch_size", "5",
+        "--trainer.default_root_dir", str(run),
+        "--trainer.logger.init_args.save_dir", str(run),
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """A FineTune checkpoint after 2 CLI steps, and its `first-pl export` folder."""
+    run = tmp_path_factory.mktemp("run")
+    main(
+        ["fit", *run_args(tiny_model_dir, run)]
+        + ["--trainer.limit_val_batches", "0", "--trainer.max_steps", "2"]
+    )
+    (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
+    exported = run / "hf"
+    main(["export", "--checkpoint", str(checkpoint), "--output_dir", str(exported)])
+    return checkpoint, exported
+
+
+def printed_fields(text: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in text.strip().splitlines())
+
+
+def test_ask_checkpoint_prints_answer_confidences_and_decision(trained, capsys):
+    checkpoint, _ = trained
+    main(["ask", "--checkpoint", str(checkpoint), *QUESTION])
+    fields = printed_fields(capsys.readouterr().out)
+    assert fields["answer"] in ("A. Oslo", "B. Rome")
+    assert {"confidence", "confidence over the candidates", "candidate probabilities"} <= set(
+        fields
+    )
+    assert fields["decision"].split()[0] in ("answer", "abstain")
+
+
+def test_exported_folder_gives_the_checkpoints_answer(trained, capsys):
+    checkpoint, exported = trained
+    from_ckpt = ask(str(checkpoint), "Which city is farther north?", ["Oslo", "Rome", "Bern"])
+    from_folder = ask(str(exported), "Which city is farther north?", ["Oslo", "Rome", "Bern"])
+    assert from_folder.letter == from_ckpt.letter
+    assert from_folder.confidence == pytest.approx(from_ckpt.confidence, abs=1e-6)
+    probs = from_ckpt.probabilities
+    assert list(probs) == ["A", "B", "C"]
+    assert from_ckpt.confidence == pytest.approx(max(probs.values()))
+    assert from_ckpt.renormalized == pytest.approx(from_ckpt.confidence / sum(probs.values()))
+    assert from_ckpt.confidence < from_ckpt.renormalized <= 1  # the vocabulary takes some mass
+
+
+def test_threshold_decides_answer_or_abstain(trained, capsys):
+    checkpoint, _ = trained
+    args = ["ask", "--checkpoint", str(checkpoint), *QUESTION]
+    main([*args, "--threshold", "0"])
+    assert printed_fields(capsys.readouterr().out)["decision"].startswith("answer")
+    main([*args, "--threshold", "1"])
+    assert printed_fields(capsys.readouterr().out)["decision"].startswith("abstain")
+    # Over 2 candidates the chosen one always holds at least half of their mass.
+    main([*args, "--threshold", "0.5", "--abstain_on", "renormalized"])
+    assert printed_fields(capsys.readouterr().out)["decision"].startswith("answer")
+
+
+def test_bad_choices_and_threshold_are_named(trained):
+    checkpoint, _ = trained
+    with pytest.raises(AskError, match="at least 2 options"):
+        main(["ask", "--checkpoint", str(checkpoint), "--question", "q", "--choices", '["Oslo"]'])
+    six = '["a", "b", "c", "d", "e", "f"]'
+    with pytest.raises(AskError, match="6 options but the template has only 5 letters"):
+        main(["ask", "--checkpoint", str(checkpoint), "--question", "q", "--choices", six])
+    with pytest.raises(AskError, match="threshold"):
+        ask(str(checkpoint), "q", ["a", "b"], threshold=1.5)
+
+
+def test_predict_writes_answers_with_confidence(trained, tiny_model_dir, tmp_path):
+    checkpoint, _ = trained
+    run = tmp_path / "predict"
+    main(
+        ["predict", *run_args(tiny_model_dir, run), "--ckpt_path", str(checkpoint)]
+        + ["--trainer.callbacks+=first_pl.callbacks.prediction_writer.PredictionWriter"]
+    )
+    with (run / "predictions_generated.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12  # 3 batches of 5, 5, 2 streamed into one file
+    assert len({r["example_id"] for r in rows}) == 12
+    for row in rows:
+        assert row["letter"] in "ABCDE" and row["gold"] in "ABCDE"
+        assert 0 < float(row["confidence"]) <= 1
+        assert row["correct"] == str(int(row["letter"] == row["gold"]))
