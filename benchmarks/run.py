@@ -1,0 +1,88 @@
+"""Every performance figure of first_pl in one run: a table of ratios with goals, PASS/MISS.
+
+    python benchmarks/run.py [--quick] [--output benchmarks/RESULTS.md]
+
+Full: the real offline SmolLM2-135M-Instruct teacher and a keep_every=2 student on generated
+task batches of 16, 5 repeats (about 10 minutes on 2 shared cores). --quick: the same models,
+2 repeats and smaller sizes (about 2 minutes). One thread per process: with 2 cores shared,
+more threads spin-wait and make every figure noise. `benchmarks/NOTES.md` (profiles, causes of
+misses, the GPU script's status) is appended to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks.common import Row  # noqa: E402
+from benchmarks.fig_data import data_rows  # noqa: E402
+from benchmarks.fig_memory import memory_rows  # noqa: E402
+from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
+from benchmarks.fig_store import store_rows  # noqa: E402
+from benchmarks.fig_teacher import teacher_rows  # noqa: E402
+from benchmarks.fig_train import train_rows  # noqa: E402
+from benchmarks.report import table, write_results  # noqa: E402
+from benchmarks.workbench import Settings, Workbench  # noqa: E402
+
+# fig_train before fig_data: the data figure reuses the FIRST step time.
+FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
+    teacher_rows,
+    store_rows,
+    train_rows,
+    data_rows,
+    metric_rows,
+    calibrate_rows,
+    memory_rows,
+)
+
+QUICK = Settings(repeats=2, batch_size=8, train_size=512, calibrate_n=250_000, memory_examples=16)
+
+
+def run(settings: Settings, log: Callable[[str], None] = print) -> list[Row]:
+    """All figures on one workbench, in order; logs each figure's rows as they come."""
+    bench = Workbench(settings)
+    rows: list[Row] = []
+    try:
+        for figure in FIGURES:
+            start = time.perf_counter()
+            new = figure(bench)
+            rows.extend(new)
+            for row in new:
+                log(
+                    f"[{time.perf_counter() - start:5.1f}s] {row.figure}: {row.value:.3g} {row.verdict}"
+                )
+    finally:
+        bench.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    rows = run(QUICK if args.quick else Settings())
+    seconds = time.perf_counter() - start
+    print(table(rows))
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    notes = ROOT / "benchmarks" / "NOTES.md"
+    write_results(args.output, rows, command, seconds, notes.read_text() if notes.exists() else "")
+    print(f"wrote {args.output} ({seconds / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
