@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 
+import yaml
 from jsonargparse import CLI, ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import LightningCLI
 
@@ -18,6 +20,16 @@ from first_pl.callbacks.evaluation import CalibrationEvaluation
 from first_pl.commands import COMMANDS
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.modules.base import StudentModule
+from first_pl.modules.checkpoint import CheckpointError
+
+CONFIG_FILE = "config.yaml"  # what LightningCLI's SaveConfigCallback writes into the run folder
+OVERWRITE_FLAG = "overwrite_run"
+# Keys that may differ between two invocations of the same run.
+_RUN_IDENTITY_IGNORES = ("config", "ckpt_path", OVERWRITE_FLAG, "__path__")
+
+
+class RunFolderError(ValueError):
+    """`fit` would write into a folder that already holds another run."""
 
 
 class FirstCLI(LightningCLI):
@@ -38,6 +50,96 @@ class FirstCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Calibration evaluation always runs (settings under `evaluation.*`), for every strategy.
         parser.add_lightning_class_args(CalibrationEvaluation, "evaluation")
+        parser.add_argument(
+            f"--{OVERWRITE_FLAG}",
+            type=bool,
+            default=False,
+            help="fit: write into a run folder whose config.yaml holds another config "
+            "(its config.yaml is replaced; its checkpoints are kept)",
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        """Refuse `--ckpt_path` of a checkpoint trained with another model than the config's.
+
+        LightningCLI replaces the config's model settings with the checkpoint's saved
+        hyper-parameters; a config that names another model would otherwise be ignored silently.
+        """
+        parse = getattr(super(), "_parse_ckpt_path", None)
+        if parse is None:
+            return
+        before = _model_identity(self.config)
+        parse()
+        after = _model_identity(self.config)
+        if before is not None and after is not None and before != after:
+            subcommand = self.config.get("subcommand")
+            ckpt_path = self.config[subcommand].get("ckpt_path")
+            raise CheckpointError(
+                f"--ckpt_path {ckpt_path} was trained with model {after} but the config gives "
+                f"model {before}; use the model settings the checkpoint was trained with"
+            )
+
+    def before_fit(self) -> None:
+        """Refuse to mix two runs in one folder (see `check_run_folder`)."""
+        config = self.config["fit"]
+        if config.get("ckpt_path") is None and not config.get(OVERWRITE_FLAG):
+            check_run_folder(self._parser("fit"), config, Path(self.trainer.log_dir or "."))
+
+
+def _model_identity(config) -> dict | None:
+    """What decides a checkpoint's weights: `model.init_args.model` minus dtype/checkpointing."""
+    try:
+        spec = config[config["subcommand"]]["model"]["init_args"]["model"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    spec = spec.as_dict() if hasattr(spec, "as_dict") else dict(spec or {})
+    return {k: spec.get(k) for k in ("name_or_path", "keep_every", "keep_layers")}
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _run_identity(parser, config) -> dict:
+    dumped = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True)) or {}
+    return {k: v for k, v in dumped.items() if k not in _RUN_IDENTITY_IGNORES}
+
+
+def check_run_folder(parser, config, log_dir: Path) -> None:
+    """Raise `RunFolderError` if `log_dir` holds the config.yaml of a run with another config.
+
+    The same config (a rerun, or the pipeline's own config.yaml written before `fit`) passes;
+    `--ckpt_path` (resume) and `--overwrite_run true` skip the check.
+    """
+    saved = log_dir / CONFIG_FILE
+    if not saved.is_file():
+        return
+    hint = (
+        f"choose another --trainer.default_root_dir (and logger save_dir), resume it with "
+        f"--ckpt_path <its checkpoint>, or pass --{OVERWRITE_FLAG} true to write into it anyway"
+    )
+    try:
+        previous = _run_identity(parser, parser.parse_path(str(saved), defaults=True))
+    except Exception as err:  # jsonargparse raises several types for a config it cannot read
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFolderError(
+            f"run folder {log_dir} already holds {saved}, which is not a fit config of this "
+            f"version ({first_line}); {hint}"
+        ) from None
+    current = _run_identity(parser, config)
+    if previous != current:
+        before, now = _flatten(previous), _flatten(current)
+        differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        shown = ", ".join(f"{k} ({before.get(k)!r} there, {now.get(k)!r} now)" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise RunFolderError(
+            f"run folder {log_dir} already holds another run: its {saved} differs in "
+            f"{shown}{more}; {hint}"
+        )
 
 
 def run_command(name: str, args: list[str]) -> None:
@@ -56,13 +158,60 @@ def run_command(name: str, args: list[str]) -> None:
         "--config", action=ActionConfigFile, help="YAML file with any of the options"
     )
     parser.add_class_arguments(target)
-    config = parser.parse_args(args)
+    config = parser.parse_args(args).as_dict()
     config.pop("config", None)
-    target(**vars(parser.instantiate_classes(config))).run()
+    # Plain values, not instantiated: class_path mappings inside free-form fields (stage
+    # overrides, evaluation tasks) are configs to write out, not objects to build here.
+    target(**config).run()
+
+
+USER_ERRORS = (ValueError, OSError)
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The error a person must act on, or None for a bug (whose traceback should be seen).
+
+    An exception raised by first_pl's own code (a check with a message naming the file, field
+    or option) counts, also when jsonargparse wrapped it while instantiating a class.
+    """
+    package = str(Path(__file__).resolve().parent)
+    seen, current = set(), err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        ours = tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(
+            package
+        )
+        if isinstance(current, USER_ERRORS) and ours:
+            return current  # the outermost one: re-raised errors add context (hints)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def main(args: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if args is None else list(args)
+    """The `first-pl` entry point.
+
+    From the command line (`args` None), an error raised by first_pl's own checks is printed as
+    one line, `first-pl <command>: error: <message>`, and the exit status is 2; called from
+    Python with `args`, every exception propagates to the caller.
+    """
+    if args is not None:
+        return _main(list(args))
+    argv = sys.argv[1:]
+    try:
+        _main(argv)
+    except USER_ERRORS as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        prog = f"first-pl {argv[0]}" if argv and not argv[0].startswith("-") else "first-pl"
+        print(f"{prog}: error: {cause}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _main(argv: list[str]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in COMMANDS:
         run_command(argv[0], argv[1:])
@@ -71,4 +220,4 @@ def main(args: list[str] | None = None) -> None:
         print(
             "first_pl subcommands: " + ", ".join(sorted(COMMANDS)) + " (first-pl <command> --help)"
         )
-    FirstCLI(args=args)
+    FirstCLI(args=argv)

@@ -157,6 +157,32 @@ class StudentModule(L.LightningModule):
         """Record the strategy class so any checkpoint can be reloaded without its config."""
         checkpoint[STRATEGY_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, naming both models, a checkpoint whose weights do not fit this module's model.
+
+        Without this, `--ckpt_path` of a checkpoint trained with another `model` fails deep in
+        `load_state_dict` with a list of tensor names.
+        """
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, dict) or self.model is None:
+            return  # sharded checkpoints are restored by the strategy, which checks them itself
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        reshaped = [
+            k for k in own
+            if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+        ]  # fmt: skip
+        if missing or unexpected or reshaped:
+            saved = checkpoint.get("hyper_parameters", {}).get("model")
+            first = (missing or unexpected or reshaped)[0]
+            raise ValueError(
+                f"the checkpoint was trained with model {saved} but this config builds "
+                f"model {vars(self.model_spec)}: {len(missing)} missing, {len(unexpected)} "
+                f"unexpected and {len(reshaped)} reshaped weight(s), first {first!r}; use the "
+                "model settings the checkpoint was trained with"
+            )
+
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(

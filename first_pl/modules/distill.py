@@ -49,6 +49,13 @@ class DistillationStrategy(StudentModule):
         """The target distribution `[P, k]` from the stored top-k probabilities `[P, k]`."""
         raise NotImplementedError
 
+    def on_fit_start(self) -> None:
+        """Refuse a store whose teacher ids index past the student's vocabulary, before step 1."""
+        store = getattr(getattr(self.trainer, "datamodule", None), "teacher_store", None)
+        if store is not None and self.model is not None:
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            store.validate_against(student_vocab_size=int(vocab))
+
     def loss(
         self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor
     ) -> torch.Tensor:

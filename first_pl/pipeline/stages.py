@@ -4,10 +4,15 @@ A stage's key hashes its own settings and the keys of the stages it reads, so a 
 reruns that stage and everything downstream of it, and nothing else. A stage folder counts as
 done only when its `stage.json` exists, written last and atomically; a crashed stage is rerun
 (its own steps, such as extraction, resume from their partial files).
+
+One process at a time runs stages in a root: the runner holds an exclusive `flock` on
+`<root>/.lock` from construction to `close()` (or process exit, also a kill), and a second
+process is refused at once instead of interleaving its writes with the first one's.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +23,45 @@ from pathlib import Path
 from typing import Any
 
 DONE_FILE = "stage.json"
+LOCK_FILE = ".lock"
+# root -> [fd, holders]: runners of one process on the same root share its lock.
+_HELD: dict[Path, list[int]] = {}
+
+
+class OutputDirLockedError(RuntimeError):
+    """Another process is running stages in the same output folder."""
+
+
+def _acquire(root: Path) -> None:
+    key = root.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    path = key / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise OutputDirLockedError(
+            f"output folder {root} is in use by another pipeline or sweep (process {holder} "
+            f"holds {path}); wait for it to finish, stop it, or use another output_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD[key] = [fd, 1]
+
+
+def _release(root: Path) -> None:
+    key = root.resolve()
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        os.close(held[0])  # closing the descriptor releases the flock
 
 
 def stable_hash(value: Any) -> str:
@@ -53,9 +97,26 @@ class StageRunner:
     def __init__(self, root: Path, log: Callable[[str], None] = print) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        _acquire(self.root)
+        self._locked = True
         self.log = log
         self.started = time.monotonic()
         self.results: list[StageResult] = []
+
+    def close(self) -> None:
+        """Release the output folder's lock (idempotent; process exit releases it too)."""
+        if getattr(self, "_locked", False):
+            self._locked = False
+            _release(self.root)
+
+    def __enter__(self) -> StageRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     def elapsed(self) -> str:
         seconds = int(time.monotonic() - self.started)
