@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 from jsonargparse import CLI, ActionConfigFile, ArgumentParser
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from first_pl.callbacks.evaluation import CalibrationEvaluation
 from first_pl.commands import COMMANDS
@@ -32,6 +32,19 @@ class RunFolderError(ValueError):
     """`fit` would write into a folder that already holds another run."""
 
 
+class SaveConfigPerCommand(SaveConfigCallback):
+    """`fit` saves `config.yaml`; test / validate / predict save `config_<command>.yaml`.
+
+    So a later `test` in a run folder never replaces the fit config that
+    `first-pl fit --config <run>/config.yaml` reruns and the run-folder check compares with.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            self.config_filename = f"config_{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+
 class FirstCLI(LightningCLI):
     """LightningCLI with first_pl's defaults: strategies and data modules in subclass mode."""
 
@@ -41,6 +54,7 @@ class FirstCLI(LightningCLI):
             QADataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            save_config_callback=SaveConfigPerCommand,
             save_config_kwargs={"overwrite": True},
             args=args,
             run=run,

@@ -105,6 +105,12 @@ class Pipeline:
     calibrate_objective: str = "ece"
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        """Accept stages as mappings too (as they come from a YAML file)."""
+        if isinstance(self.teacher, dict):
+            self.teacher = TrainStage(**self.teacher)
+        self.students = {m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()}
+
     def base_config(self, stage: TrainStage, folder: Path) -> dict[str, Any]:
         config = deep_merge(load_yaml(self.trainer), {"data": self.data_section()})
         config = deep_merge(config, load_yaml(stage.config))

@@ -34,6 +34,7 @@ class Sweep(Pipeline):
     task: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         bad = [c for c in self.temperatures if not c > 0]
         if bad:
             raise ValueError(f"sweep temperatures must be > 0, got {bad}")

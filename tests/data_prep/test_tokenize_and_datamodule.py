@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import BIGBENCH
+from first_pl_testing import BIGBENCH
 
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.template import PromptTemplate, TemplateError, candidate_token_ids

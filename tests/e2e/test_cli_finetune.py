@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import BIGBENCH
+from first_pl_testing import BIGBENCH
 
 from first_pl.cli import main
 from first_pl.modules import FineTune

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from conftest import BIGBENCH
+from first_pl_testing import BIGBENCH
 
 from first_pl.pipeline.offline import DEFAULT_STUDENTS, Pipeline, TrainStage
 

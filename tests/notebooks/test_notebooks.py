@@ -12,7 +12,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import BIGBENCH
+from first_pl_testing import BIGBENCH
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[2]

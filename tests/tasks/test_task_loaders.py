@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import BIGBENCH
+from first_pl_testing import BIGBENCH
 
 from first_pl.tasks import (
     Alpaca,

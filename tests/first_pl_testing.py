@@ -1,0 +1,37 @@
+"""Test helpers importable from any test file (`from first_pl_testing import ...`).
+
+Kept out of conftest.py: several conftest modules exist under tests/, so `from first_pl_testing import`
+would be ambiguous.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BIGBENCH = SHARED / "data" / "bigbench"
+
+
+def build_tiny_tokenizer():
+    """A word-level tokenizer over the generated tasks' words: " A" is one token, as in SmolLM2."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from first_pl.data.template import PromptTemplate
+    from first_pl.tasks.generated import GeneratedInstructions, GeneratedMC
+
+    template = PromptTemplate()
+    texts = []
+    for split in ("train", "validation", "test"):
+        for ex in GeneratedMC(train_size=200, validation_size=50, test_size=50).load(split):
+            texts.append(template.mc_prompt(ex) + template.mc_response(ex))
+        for ex in GeneratedInstructions(train_size=100, validation_size=20, test_size=20).load(split):
+            texts.append(template.instruction_prompt(ex) + template.instruction_response(ex))
+    texts.append("A B C D E Yes No yes no")
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"])
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>"
+    )
