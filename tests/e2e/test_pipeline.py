@@ -14,7 +14,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def tiny_pipeline(model_dir: Path, out: Path, first_steps: int = 2) -> Pipeline:
-    model = {"model": {"init_args": {"model": {"name_or_path": str(model_dir), "keep_every": None}}}}
+    model = {"model": {"init_args": {"model": {"name_or_path": str(model_dir), "keep_every": None, "keep_layers": None}}}}
     students = {
         method: TrainStage(str(CONFIGS / "model" / Path(stage.config).name), first_steps if method == "first" else 2, model)
         for method, stage in DEFAULT_STUDENTS.items()
