@@ -103,13 +103,16 @@ class Pipeline:
     seed: int = 0
     extract_batch_size: int = 32
     calibrate_objective: str = "ece"
+    coverage_positions: int = 400
     threads: int | None = None
 
     def __post_init__(self) -> None:
         """Accept stages as mappings too (as they come from a YAML file)."""
         if isinstance(self.teacher, dict):
             self.teacher = TrainStage(**self.teacher)
-        self.students = {m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()}
+        self.students = {
+            m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
+        }
 
     def base_config(self, stage: TrainStage, folder: Path) -> dict[str, Any]:
         config = deep_merge(load_yaml(self.trainer), {"data": self.data_section()})
@@ -128,7 +131,7 @@ class Pipeline:
         after: list[StageResult],
         extra: dict[str, Any],
     ) -> StageResult:
-        """A fit + test stage: the config it runs is its settings (and so its cache key)."""
+        """A fit + test stage (test only when `max_steps` is 0): its config is its cache key."""
         from first_pl.cli import main
 
         preview = deep_merge(self.base_config(stage, Path("<stage>")), extra)
@@ -137,16 +140,17 @@ class Pipeline:
             config = write_yaml(
                 folder / "config.yaml", deep_merge(self.base_config(stage, folder), extra)
             )
-            main(["fit", "--config", str(config)])
-            checkpoint = last_checkpoint(folder)
-            main(["test", "--config", str(config), "--ckpt_path", str(checkpoint)])
+            outputs: dict[str, Any] = {}
+            test_args = ["test", "--config", str(config)]
+            if stage.max_steps != 0:
+                main(["fit", "--config", str(config)])
+                outputs["checkpoint"] = str(last_checkpoint(folder))
+                test_args += ["--ckpt_path", outputs["checkpoint"]]
+            main(test_args)
             metrics = json.loads((folder / "metrics_test.json").read_text())["tasks"]
-            return {
-                "checkpoint": str(checkpoint),
-                "metrics": {
-                    t: {k: m[k] for k in ("n", "acc", "ece", "trust")} for t, m in metrics.items()
-                },
-            }
+            figures = ("n", "acc", "ece", "trust")
+            outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}
+            return outputs
 
         return runner.run(
             name, {"config": preview, "model_yaml": load_yaml(stage.config)}, body, after
@@ -171,8 +175,13 @@ class Pipeline:
         data = runner.run(
             "data", {"data": data_section}, lambda folder: write_splits(data_section, folder)
         )
+        stages = {"prepare": prepare, "data": data}
+        zero_shot = TrainStage(self.teacher.config, 0, self.teacher.overrides)
+        stages["zero-shot"] = self.train_and_test(
+            runner, "zero-shot", zero_shot, [prepare, data], {}
+        )
         teacher = self.train_and_test(runner, "teacher", self.teacher, [prepare, data], {})
-        stages = {"prepare": prepare, "data": data, "teacher": teacher}
+        stages["teacher"] = teacher
         for split in ("train", "validation"):
 
             def extract_body(folder: Path, split: str = split) -> dict[str, Any]:
@@ -217,6 +226,29 @@ class Pipeline:
             calibrate_body,
             [stages["extract-validation"]],
         )
+
+        def analysis_body(folder: Path) -> dict[str, Any]:
+            """Figures 2 and 3 of the paper for this teacher, on the validation split."""
+            settings = {
+                "data": data_section,
+                "teacher": teacher.outputs["checkpoint"],
+                "output_dir": str(folder),
+                "split": "validation",
+                "max_positions": self.coverage_positions,
+            }
+            main(["coverage", "--config", str(write_yaml(folder / "coverage.yaml", settings))])
+            main(["rank-calibration", "--store", validation_store, "--output_dir", str(folder)])
+            return {
+                "coverage": str(folder / "coverage.json"),
+                "rank_calibration": str(folder / "rank_calibration.json"),
+            }
+
+        stages["analysis"] = runner.run(
+            "analysis",
+            {"positions": self.coverage_positions},
+            analysis_body,
+            [teacher, stages["extract-validation"]],
+        )
         return stages
 
     def train_student(
@@ -233,7 +265,7 @@ class Pipeline:
         extra: dict[str, Any] = {
             "data": {
                 "class_path": DISTILL_DATA,
-                "init_args": {"store": up["extract-train"].outputs["store"]},
+                "init_args": {"store": up["extract-train"].outputs["store"], "in_memory": True},
             }
         }
         after = [up["extract-train"]]
@@ -256,12 +288,12 @@ class Pipeline:
             self.train_student(runner, f"student-{m}", m, stage, up)
             for m, stage in self.students.items()
         ]
-        runs = [up["teacher"], *students]
+        runs = [up["zero-shot"], up["teacher"], *students]
 
         def report_body(folder: Path) -> dict[str, Any]:
             from first_pl.report import build_report
 
-            labels = ["teacher", *self.students]
+            labels = ["zero-shot teacher", "teacher", *self.students]
             path = build_report(
                 [str(r.folder) for r in runs],
                 str(folder),

@@ -45,12 +45,12 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "runs"
     report = tiny_pipeline(tiny_model_dir, out).run()
     text = report.read_text()
-    for method in ("teacher", "finetune", "distill", "ls_distill", "first", "first to finetune"):
+    for method in ("zero-shot teacher", "teacher", "finetune", "distill", "ls_distill", "first", "first to finetune"):
         assert f"| {method} |" in text
     assert "generated Acc" in text and "physics ECE" in text
     folders = stage_folders(out)
     assert set(folders) == {
-        "prepare", "data", "teacher", "extract-train", "extract-validation", "calibrate",
+        "prepare", "data", "zero-shot", "teacher", "extract-train", "extract-validation", "calibrate", "analysis",
         "student-finetune", "student-distill", "student-ls_distill", "student-first", "report",
     }  # fmt: skip
     assert (folders["report"] / "reliability_physics.png").is_file()
@@ -59,7 +59,7 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
 
     tiny_pipeline(tiny_model_dir, out).run()
     log = capsys.readouterr().out
-    assert log.count("skipped") == 11 and "running" not in log
+    assert log.count("skipped") == 13 and "running" not in log
 
     tiny_pipeline(tiny_model_dir, out, first_steps=3).run()
     log = capsys.readouterr().out
