@@ -69,7 +69,23 @@ def parse_choices(row: dict[str, Any], source: str, index: int) -> tuple[list[st
     return list(choices["label"]), list(choices["text"])
 
 
-class CommonsenseQA(HubMultipleChoiceTask):
+class LetteredChoicesTask(HubMultipleChoiceTask):
+    """Rows with `choices: {label, text}` and a lettered `answerKey` (CSQA, OBQA)."""
+
+    question_field = "question"
+
+    def parse_row(self, row: dict[str, Any], index: int, source: str, split: str) -> MCExample:
+        labels, texts = parse_choices(row, source, index)
+        answer = letter_index(str(field(row, "answerKey", source, index)), labels, source, index)
+        return MCExample(
+            id=str(field(row, "id", source, index)),
+            question=str(field(row, self.question_field, source, index)),
+            choices=tuple(texts),
+            answer=answer,
+        )
+
+
+class CommonsenseQA(LetteredChoicesTask):
     """`tau/commonsense_qa`: 5 options, lettered A-E."""
 
     hub_id = "tau/commonsense_qa"
@@ -78,36 +94,17 @@ class CommonsenseQA(HubMultipleChoiceTask):
     def default_name(self) -> str:
         return "csqa"
 
-    def parse_row(self, row: dict[str, Any], index: int, source: str, split: str) -> MCExample:
-        labels, texts = parse_choices(row, source, index)
-        answer = letter_index(str(field(row, "answerKey", source, index)), labels, source, index)
-        return MCExample(
-            id=str(field(row, "id", source, index)),
-            question=str(field(row, "question", source, index)),
-            choices=tuple(texts),
-            answer=answer,
-        )
 
-
-class OpenBookQA(HubMultipleChoiceTask):
+class OpenBookQA(LetteredChoicesTask):
     """`allenai/openbookqa` (config `main`): 4 options."""
 
     hub_id = "allenai/openbookqa"
     hub_config = "main"
+    question_field = "question_stem"
     split_map = {"train": ("train", None), "validation": ("validation", None), "test": ("test", None)}
 
     def default_name(self) -> str:
         return "obqa"
-
-    def parse_row(self, row: dict[str, Any], index: int, source: str, split: str) -> MCExample:
-        labels, texts = parse_choices(row, source, index)
-        answer = letter_index(str(field(row, "answerKey", source, index)), labels, source, index)
-        return MCExample(
-            id=str(field(row, "id", source, index)),
-            question=str(field(row, "question_stem", source, index)),
-            choices=tuple(texts),
-            answer=answer,
-        )
 
 
 class BoolQ(HubMultipleChoiceTask):
