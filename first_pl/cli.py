@@ -21,6 +21,7 @@ from first_pl.commands import COMMANDS
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.modules.base import StudentModule
 from first_pl.modules.checkpoint import CheckpointError
+from first_pl.pipeline.stages import lock_folder, unlock_folder
 
 CONFIG_FILE = "config.yaml"  # what LightningCLI's SaveConfigCallback writes into the run folder
 OVERWRITE_FLAG = "overwrite_run"
@@ -95,8 +96,18 @@ class FirstCLI(LightningCLI):
     def before_fit(self) -> None:
         """Refuse to mix two runs in one folder (see `check_run_folder`)."""
         config = self.config["fit"]
+        log_dir = Path(self.trainer.log_dir or ".")
         if config.get("ckpt_path") is None and not config.get(OVERWRITE_FLAG):
-            check_run_folder(self._parser("fit"), config, Path(self.trainer.log_dir or "."))
+            check_run_folder(self._parser("fit"), config, log_dir)
+        if self.trainer.global_rank == 0:  # one fit at a time per run folder
+            log_dir.mkdir(parents=True, exist_ok=True)
+            lock_folder(log_dir)
+            self._locked = log_dir
+
+    def after_fit(self) -> None:
+        if getattr(self, "_locked", None) is not None:
+            unlock_folder(self._locked)
+            self._locked = None
 
 
 def _model_identity(config) -> dict | None:
@@ -179,7 +190,7 @@ def run_command(name: str, args: list[str]) -> None:
     target(**config).run()
 
 
-USER_ERRORS = (ValueError, OSError)
+USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def user_error(err: BaseException) -> BaseException | None:

@@ -32,7 +32,8 @@ class OutputDirLockedError(RuntimeError):
     """Another process is running stages in the same output folder."""
 
 
-def _acquire(root: Path) -> None:
+def lock_folder(root: Path) -> None:
+    """Take `<root>/.lock` for this process (shared by its callers), or refuse at once."""
     key = root.resolve()
     if key in _HELD:
         _HELD[key][1] += 1
@@ -45,15 +46,16 @@ def _acquire(root: Path) -> None:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise OutputDirLockedError(
-            f"output folder {root} is in use by another pipeline or sweep (process {holder} "
-            f"holds {path}); wait for it to finish, stop it, or use another output_dir"
+            f"output folder {root} is in use by another first-pl process (process {holder} "
+            f"holds {path}); wait for it to finish, stop it, or use another output folder"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _HELD[key] = [fd, 1]
 
 
-def _release(root: Path) -> None:
+def unlock_folder(root: Path) -> None:
+    """Drop one hold on `<root>/.lock`; the last one releases it."""
     key = root.resolve()
     held = _HELD.get(key)
     if held is None:
@@ -97,7 +99,7 @@ class StageRunner:
     def __init__(self, root: Path, log: Callable[[str], None] = print) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        _acquire(self.root)
+        lock_folder(self.root)
         self._locked = True
         self.log = log
         self.started = time.monotonic()
@@ -107,7 +109,7 @@ class StageRunner:
         """Release the output folder's lock (idempotent; process exit releases it too)."""
         if getattr(self, "_locked", False):
             self._locked = False
-            _release(self.root)
+            unlock_folder(self.root)
 
     def __enter__(self) -> StageRunner:
         return self

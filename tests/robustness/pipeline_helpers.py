@@ -13,7 +13,11 @@ BIGBENCH = REPO.parent / "shared" / "data" / "bigbench"
 
 def tiny_pipeline(model_dir: Path, out: Path) -> Pipeline:
     model = {
-        "model": {"init_args": {"model": {"name_or_path": str(model_dir), "keep_every": None}}}
+        "model": {
+            "init_args": {
+                "model": {"name_or_path": str(model_dir), "keep_every": None, "keep_layers": None}
+            }
+        }
     }
     return Pipeline(
         output_dir=str(out),

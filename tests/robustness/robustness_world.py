@@ -7,6 +7,7 @@ bad-input case starts from.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,8 @@ class World:
             "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
             "--config", str(data or self.data_yaml),
             "--config", str(CONFIGS / "model" / model),
-            "--model.init_args.model.name_or_path", str(self.model_dir),
+            # the tiny model, all its layers (whatever layer drop the model config asks for)
+            "--model.init_args.model", json.dumps({"name_or_path": str(self.model_dir), "keep_every": None, "keep_layers": None}),
             "--trainer.default_root_dir", str(run_dir),
             "--trainer.logger.init_args.save_dir", str(run_dir),
             "--trainer.enable_progress_bar", "false",
