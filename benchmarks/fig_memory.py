@@ -4,10 +4,10 @@ Each probe process loads the teacher, tokenises the first `memory_examples` exam
 them `copies` times under new ids (1x: once, 4x: four times), so both sizes see exactly the same
 batch shapes and any difference in peak is growth with the amount of data, not a longer batch
 that happens to occur in the larger set. It runs one warm-up batch (so lazy allocations are
-made), then resets the kernel's peak-RSS mark (`/proc/self/clear_refs` = 5)
-and reads the current RSS as the baseline. It then runs the library's `extract_shard` over all
-its examples and reads the peak RSS (`VmHWM`). The figure compares the *increments* over that
-loaded-model baseline (what extraction itself adds; the goal applies to it); the ratio of whole
+made), then resets the kernel's peak-RSS mark (`/proc/self/clear_refs` = 5) and reads the
+current RSS as the baseline. It then runs the library's `extract_shard` over all its examples
+and reads the peak RSS (`VmHWM`), under a fixed glibc mmap threshold (`FIXED_MMAP`). The figure
+compares the *increments* over that loaded-model baseline (what extraction itself adds; the goal applies to it); the ratio of whole
 peaks, which the ~0.5 GB model dominates, is in the detail.
 
     python -m benchmarks.fig_memory --teacher smollm2-135m-instruct --examples 32 --copies 4
@@ -26,6 +26,12 @@ from benchmarks.common import Goal, Row
 from benchmarks.workbench import Settings, Workbench, repeated
 
 ROOT = Path(__file__).resolve().parents[1]
+# glibc's default mmap threshold adapts upwards once large blocks are freed, after which freed
+# activations stay in the heap and the RSS peak depends on allocation history (two batches
+# read +49 MB, eight +72 MB, with the same batch shapes). A fixed threshold (the default value,
+# made static) returns every block >= 128 KiB to the system on free, so the peak follows live
+# memory. It changes the probe's allocator, not first_pl.
+FIXED_MMAP = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _status_kb(field: str) -> int:
@@ -74,7 +80,7 @@ def run_probe(settings: Settings, copies: int) -> dict[str, int]:
         "--copies", str(copies),
         "--batch-size", str(settings.batch_size),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **FIXED_MMAP}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory probe failed ({out.returncode}):\n{out.stderr[-3000:]}")

@@ -97,8 +97,8 @@ class Throughput(L.Callback):
             torch.cuda.synchronize()
             self.start = time.perf_counter()
         if idx >= self.warmup:
-            tokens = batch["attention_mask"].sum()
-            self.tokens += int(trainer.strategy.reduce(tokens.float(), reduce_op="sum"))
+            tokens = batch["attention_mask"].sum().float().to(trainer.strategy.root_device)
+            self.tokens += int(trainer.strategy.reduce(tokens, reduce_op="sum"))
 
     def on_train_end(self, trainer: L.Trainer, module: Any) -> None:
         torch.cuda.synchronize()

@@ -3,9 +3,10 @@
     python benchmarks/run.py [--quick] [--output benchmarks/RESULTS.md]
 
 Full: the real offline SmolLM2-135M-Instruct teacher and a keep_every=2 student on generated
-task batches of 16, 5 repeats (about 10 minutes on 2 shared cores). --quick: the same models,
-2 repeats and smaller sizes (about 2 minutes). One thread per process: with 2 cores shared,
-more threads spin-wait and make every figure noise. `benchmarks/NOTES.md` (profiles, causes of
+task batches of 16, 5 repeats (about 5 minutes on 2 shared cores). --quick: the same models,
+2 repeats, batch 8 and smaller sizes (under 2 minutes; a smoke check whose ratios swing by
++-10%, not a measurement). One thread per process: with 2 cores shared, more threads
+spin-wait and make every figure noise. `benchmarks/NOTES.md` (profiles, causes of
 misses, the GPU script's status) is appended to RESULTS.md.
 """
 
@@ -47,6 +48,10 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     memory_rows,
 )
 
+QUICK_CAVEAT = (
+    "**--quick**: 2 repeats, batch 8, smaller sizes. A smoke check of the whole run; with this "
+    "few repeats on a shared machine its verdicts swing by +-10% and are not measurements."
+)
 QUICK = Settings(repeats=2, batch_size=8, train_size=512, calibrate_n=250_000, memory_examples=16)
 
 
@@ -79,8 +84,11 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(table(rows))
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
-    notes = ROOT / "benchmarks" / "NOTES.md"
-    write_results(args.output, rows, command, seconds, notes.read_text() if notes.exists() else "")
+    notes_file = ROOT / "benchmarks" / "NOTES.md"
+    notes = notes_file.read_text() if notes_file.exists() else ""
+    if args.quick:
+        notes = f"{QUICK_CAVEAT}\n\n{notes}"
+    write_results(args.output, rows, command, seconds, notes)
     print(f"wrote {args.output} ({seconds / 60:.1f} min)")
 
 
