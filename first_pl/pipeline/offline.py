@@ -37,6 +37,7 @@ DEFAULT_STUDENTS = {
     "ls_distill": TrainStage("configs/model/label_smoothing_distill.yaml"),
     "first": TrainStage("configs/model/first.yaml"),
 }
+TEST_DIR = "test"
 DISTILL_DATA = "first_pl.data.distill_datamodule.DistillDataModule"
 
 
@@ -141,13 +142,20 @@ class Pipeline:
                 folder / "config.yaml", deep_merge(self.base_config(stage, folder), extra)
             )
             outputs: dict[str, Any] = {}
-            test_args = ["test", "--config", str(config)]
+            # Test logs go to <stage>/test, so they never replace the training logs.
+            test_args = [
+                "test",
+                "--config",
+                str(config),
+                "--trainer.logger.init_args.version",
+                TEST_DIR,
+            ]
             if stage.max_steps != 0:
                 main(["fit", "--config", str(config)])
                 outputs["checkpoint"] = str(last_checkpoint(folder))
                 test_args += ["--ckpt_path", outputs["checkpoint"]]
             main(test_args)
-            metrics = json.loads((folder / "metrics_test.json").read_text())["tasks"]
+            metrics = json.loads((folder / TEST_DIR / "metrics_test.json").read_text())["tasks"]
             figures = ("n", "acc", "ece", "trust")
             outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}
             return outputs
