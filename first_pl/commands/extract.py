@@ -167,7 +167,7 @@ def extract(
         probs_dtype: dtype of the stored probabilities.
         compression: gzip the store (smaller, slower random reads).
         batch_size: examples per teacher forward pass (per process).
-        overwrite: replace a complete store at ``output`` (it is deleted before extracting).
+        overwrite: replace a complete store at ``output`` (kept until the new one is complete).
         progress: show a progress bar (rank 0).
     """
     if k < 1:
@@ -190,8 +190,7 @@ def extract(
     )
     with process_group() as (rank, world_size):
         if rank == 0:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.unlink(missing_ok=True)
+            out.parent.mkdir(parents=True, exist_ok=True)  # an old store is replaced at the end
         resumed = resumed_counts(out, rank, world_size)
         start = time.perf_counter()
         extract_distributed(
@@ -202,6 +201,7 @@ def extract(
             metadata,
             batch_size=batch_size,
             progress=progress,
+            overwrite=overwrite,
         )
         if rank == 0:
             if compression == "gzip":

@@ -215,8 +215,12 @@ def extract_shard(
     world_size: int = 1,
     batch_size: int = 8,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Extract this rank's block of ``dataset`` into its shard (the final store if alone).
+
+    With ``overwrite`` a complete store already at the path is replaced only when the new one is
+    finalized (an atomic rename), so a failed or killed run never loses it.
 
     Batches are formed within the block, so ranks see the same batches as one process when
     each block is a whole number of batches; then the merged store is equal bit for bit.
@@ -226,17 +230,21 @@ def extract_shard(
         Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate_fn
     )
     path = Path(out_path) if world_size == 1 else shard_path(out_path, rank, world_size)
-    with TeacherStoreWriter(path, metadata) as writer:
+    with TeacherStoreWriter(path, metadata, overwrite=overwrite) as writer:
         extract_topk(model, loader, writer, progress=progress and rank == 0)
     return path
 
 
 def merge_rank_shards(
-    out_path: str | os.PathLike, world_size: int, *, keep_shards: bool = False
+    out_path: str | os.PathLike,
+    world_size: int,
+    *,
+    keep_shards: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Merge the ``world_size`` rank shards of ``out_path`` in rank order (run on rank 0)."""
     shards = [shard_path(out_path, rank, world_size) for rank in range(world_size)]
-    merged = merge_shards(shards, out_path)
+    merged = merge_shards(shards, out_path, overwrite=overwrite)
     if not keep_shards:
         for shard in shards:
             shard.unlink()
@@ -252,6 +260,7 @@ def extract_distributed(
     *,
     batch_size: int = 8,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Every rank of an initialised ``torch.distributed`` group calls this; rank 0 merges.
 
@@ -260,7 +269,14 @@ def extract_distributed(
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         return extract_shard(
-            model, dataset, collate_fn, out_path, metadata, batch_size=batch_size, progress=progress
+            model,
+            dataset,
+            collate_fn,
+            out_path,
+            metadata,
+            batch_size=batch_size,
+            progress=progress,
+            overwrite=overwrite,
         )
     rank, world_size = dist.get_rank(), dist.get_world_size()
     extract_shard(
@@ -276,6 +292,6 @@ def extract_distributed(
     )
     dist.barrier()
     if rank == 0 and world_size > 1:
-        merge_rank_shards(out_path, world_size)
+        merge_rank_shards(out_path, world_size, overwrite=overwrite)
     dist.barrier()
     return Path(out_path)

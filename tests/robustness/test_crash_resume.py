@@ -207,3 +207,28 @@ offline.last_checkpoint = last_then_wait
     assert record["outputs"]["metrics"] == {
         t: {k: m[k] for k in ("n", "acc", "ece", "trust")} for t, m in tasks.items()
     }
+
+
+def test_extract_overwrite_killed_keeps_the_old_store_until_the_new_one_is_complete(
+    world: World, tmp_path: Path
+) -> None:
+    out = tmp_path / "teacher_train.h5"
+    out.write_bytes(world.train_store.read_bytes())
+    args = world.extract_args(out, "--overwrite", "true")
+    patch = """
+import first_pl.data.store as store
+append = store.TeacherStoreWriter.append
+def append_then_wait(self, *a, **k):
+    append(self, *a, **k)
+    reached()
+store.TeacherStoreWriter.append = append_then_wait
+"""
+    proc, marker, log = start(tmp_path, args, patch)
+    wait_for(marker.exists, proc, log)
+    kill9(proc)
+    assert out.read_bytes() == world.train_store.read_bytes()  # the old store is intact
+    TeacherStore(out)  # and still complete and verified
+    main(args)
+    assert not partial_path(out).exists()
+    for name, want in store_arrays(world.train_store).items():
+        np.testing.assert_array_equal(store_arrays(out)[name], want, err_msg=name)
