@@ -30,6 +30,7 @@ def tiny_args(model_dir: Path, run_dir: Path) -> list[str]:
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
         "--evaluation.n_resamples", "50",
+        "--data.init_args.batch_size", "16",
     ]  # fmt: skip
 
 

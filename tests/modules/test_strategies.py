@@ -196,7 +196,7 @@ def fit_args(config: str, model_dir: Path, store: Path, run: Path) -> list[str]:
         "--data.init_args.shuffle", "false",
         "--config", str(CONFIGS / "model" / config),
         "--model.init_args.model.name_or_path", str(model_dir),
-        "--model.init_args.model.keep_every", "2",
+        "--model.init_args.model.keep_layers", "[0, 2]",
         "--trainer.default_root_dir", str(run),
         "--trainer.logger.init_args.save_dir", str(run),
         "--trainer.log_every_n_steps", "1",
@@ -231,7 +231,7 @@ def test_every_strategy_trains_through_the_cli(
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
     module = load_strategy(checkpoint, expect=cls)
-    assert module.model.config.num_hidden_layers == 2  # 4 layers, keep_every 2
+    assert module.model.config.num_hidden_layers == 2  # 4 layers, keep_layers [0, 2]
     if cls is FIRST:
         assert module.temperature == 0.3
 
