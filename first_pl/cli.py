@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -245,4 +246,8 @@ def _main(argv: list[str]) -> None:
         print(
             "first_pl subcommands: " + ", ".join(sorted(COMMANDS)) + " (first-pl <command> --help)"
         )
-    FirstCLI(args=argv)
+    with warnings.catch_warnings():
+        # `args` is always given (the pipeline calls fit/test in-process); Lightning's warning
+        # about args beside sys.argv would fire on every stage.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        FirstCLI(args=argv)
