@@ -29,6 +29,7 @@ from first_pl.data.store import (
     StoreMetadata,
     TeacherStore,
     TeacherStoreError,
+    example_id_length,
     merge_shards,
     partial_path,
 )
@@ -202,6 +203,7 @@ def extract(
             batch_size=batch_size,
             progress=progress,
             overwrite=overwrite,
+            id_length=example_id_length(e.example_id for e in examples),
         )
         if rank == 0:
             if compression == "gzip":

@@ -2,11 +2,17 @@
 
 Layout (flat, no padding waste; P = total response positions, N = examples):
 
-- ``example_ids``: variable-length UTF-8 strings ``[N]``
+- ``example_ids``: fixed-length UTF-8 bytes ``[N]`` (numpy ``S{n}``, ``n`` = the longest id)
 - ``offsets``: int64 ``[N + 1]``; example ``i`` owns rows ``offsets[i]:offsets[i + 1]``
 - ``ids``: ``[P, k]`` top-k token ids, the smallest unsigned int dtype that holds the vocab
 - ``probs``: ``[P, k]`` their full-vocab softmax probabilities (float16 or float32), descending
 - ``gold``: ``[P]`` the gold token at each response position (same dtype as ``ids``)
+
+The two per-example datasets are always gzip + shuffle compressed (``compression`` applies to
+``ids``/``probs``/``gold`` only): the ids share long prefixes and the offsets grow slowly, so they
+shrink to a few bytes per example, and readers load both into memory once. Format version 1
+(``example_ids`` as variable-length strings, about 57 B per example in the HDF5 global heap,
+uncompressed offsets) is still read; a partial file of it cannot be resumed.
 
 Attributes identify what the store was made from (see :class:`StoreMetadata`), record library
 versions and the creation time, and carry a sha256 checksum of every dataset. A store is usable
@@ -26,7 +32,7 @@ import fcntl
 import hashlib
 import importlib.metadata
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,12 +41,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)  # 1: variable-length example_ids, uncompressed offsets
 DATASETS = ("example_ids", "offsets", "ids", "probs", "gold")
 PROBS_DTYPES = ("float16", "float32")
 LIBRARIES = ("torch", "transformers", "h5py", "first_pl")
 _BLOCK_ROWS = 1 << 16  # rows read at a time when hashing or scanning, so memory stays bounded
-_STR_DTYPE = h5py.string_dtype("utf-8")
+_EXAMPLE_CHUNK = 4096  # examples per chunk of example_ids and offsets
+_EXAMPLE_FILTERS: dict[str, Any] = {"compression": "gzip", "shuffle": True}
+_WIDENING = "example_ids_widening"  # a wider copy of example_ids while the writer replaces it
 
 
 class TeacherStoreError(ValueError):
@@ -98,6 +107,22 @@ def ids_dtype_for(vocab_size: int) -> np.dtype:
     raise ValueError(f"vocab_size {vocab_size} does not fit in uint32")
 
 
+def example_id_length(example_ids: Iterable[str]) -> int:
+    """Bytes of the longest id in UTF-8 (at least 1): the ``id_length`` for a writer of them."""
+    return max((len(example_id.encode("utf-8")) for example_id in example_ids), default=1) or 1
+
+
+def _create_example_ids(file: h5py.File, name: str, width: int, size: int = 0) -> h5py.Dataset:
+    return file.create_dataset(
+        name,
+        (size,),
+        np.dtype(f"S{width}"),
+        maxshape=(None,),
+        chunks=(_EXAMPLE_CHUNK,),
+        **_EXAMPLE_FILTERS,
+    )
+
+
 def partial_path(path: str | os.PathLike) -> Path:
     """Where a store lives while it is being written."""
     return Path(f"{os.fspath(path)}.partial")
@@ -128,10 +153,14 @@ def _iter_blocks(dataset: h5py.Dataset, rows: int = _BLOCK_ROWS) -> Iterator[np.
 
 
 def _dataset_checksum(dataset: h5py.Dataset) -> str:
-    """sha256 of a dataset's values (not its file bytes, which depend on chunk layout)."""
+    """sha256 of a dataset's values (not its file bytes, which depend on chunk layout).
+
+    Strings are hashed one by one with their length, whatever their storage (variable length in
+    format 1, ``S{n}`` padded to any width in format 2), so equal ids give equal checksums.
+    """
     digest = hashlib.sha256()
     for block in _iter_blocks(dataset):
-        if dataset.dtype.kind == "O":
+        if dataset.dtype.kind in ("O", "S"):
             for item in block:
                 data = item if isinstance(item, bytes) else str(item).encode()
                 digest.update(len(data).to_bytes(8, "little") + data)
@@ -189,6 +218,11 @@ class TeacherStoreWriter:
 
     Use as a context manager: a clean exit finalizes, an exception leaves the partial file
     (every committed example kept) for a later writer to resume from ``num_done``.
+
+    ``id_length`` is the UTF-8 byte length of the longest example id that will be written
+    (:func:`example_id_length`): ``example_ids`` is created that wide and a longer id is refused.
+    Without it the width follows the longest id written so far (the dataset is rewritten wider
+    when a longer one comes, which costs a copy of the ids).
     """
 
     def __init__(
@@ -199,15 +233,19 @@ class TeacherStoreWriter:
         compression: str | None = None,
         chunk_rows: int = 4096,
         overwrite: bool = False,
+        id_length: int | None = None,
     ) -> None:
         if compression not in (None, "gzip"):
             raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+        if id_length is not None and id_length < 1:
+            raise ValueError(f"id_length must be >= 1, got {id_length}")
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.metadata = metadata
         self.compression = compression
         self.chunk_rows = chunk_rows
         self.overwrite = overwrite
+        self.id_length = id_length
         self._lock = _FileLock(Path(f"{os.fspath(self.path)}.lock"))
         self._file: h5py.File | None = None
         self._ids_done: list[str] = []
@@ -267,8 +305,14 @@ class TeacherStoreWriter:
         self._file = f
         chunk = self.chunk_rows
         opts: dict[str, Any] = {"compression": self.compression}
-        f.create_dataset("example_ids", (0,), _STR_DTYPE, maxshape=(None,), chunks=(1024,))
-        f.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(chunk,))
+        _create_example_ids(f, "example_ids", self.id_length or 1)
+        f.create_dataset(
+            "offsets",
+            data=np.zeros(1, np.int64),
+            maxshape=(None,),
+            chunks=(_EXAMPLE_CHUNK,),
+            **_EXAMPLE_FILTERS,
+        )
         ids_dtype = meta.ids_dtype
         shape, maxshape, chunks = (0, meta.k), (None, meta.k), (chunk, meta.k)
         f.create_dataset("ids", shape, ids_dtype, maxshape=maxshape, chunks=chunks, **opts)
@@ -293,6 +337,12 @@ class TeacherStoreWriter:
                 f"cannot reopen the partial store {self.partial} to resume ({err}); delete it to start over"
             ) from err
         self._file = f
+        version = _plain(f.attrs.get("format_version"))
+        if version != FORMAT_VERSION:
+            raise TeacherStoreError(
+                f"cannot resume {self.partial}: it has store format version {version}, this "
+                f"writer writes version {FORMAT_VERSION}; delete the partial file to start over"
+            )
         found = StoreMetadata.from_attrs(f.attrs)
         for field in dataclasses.fields(StoreMetadata):
             want, have = getattr(self.metadata, field.name), getattr(found, field.name)
@@ -307,6 +357,11 @@ class TeacherStoreWriter:
     def _truncate_to_committed(self) -> None:
         """Drop rows written after the last commit (a kill mid-batch leaves them half-written)."""
         f = self._require_open()
+        if _WIDENING in f:  # killed while widening example_ids: finish or undo it
+            if "example_ids" in f:
+                del f[_WIDENING]
+            else:
+                f.move(_WIDENING, "example_ids")
         n = int(f.attrs["committed_examples"])
         rows = int(f["offsets"][n])
         f["example_ids"].resize((n,))
@@ -344,13 +399,16 @@ class TeacherStoreWriter:
             counts = [len(g) for g in gold]
             ids, probs, gold = (_concat(a) for a in (ids, probs, gold))
         ids_arr, probs_arr, gold_arr = self._checked(example_ids, ids, probs, gold, counts)
+        names = self._encoded_ids(example_ids)
+        if names.dtype.itemsize > f["example_ids"].dtype.itemsize:
+            self._widen_example_ids(names.dtype.itemsize)
         n_old, rows_old = self.num_done, int(f["offsets"][self.num_done])
         n_new, rows_new = n_old + len(example_ids), rows_old + len(gold_arr)
         for name, values in (("ids", ids_arr), ("probs", probs_arr), ("gold", gold_arr)):
             f[name].resize(rows_new, axis=0)
             f[name][rows_old:rows_new] = values
         f["example_ids"].resize((n_new,))
-        f["example_ids"][n_old:n_new] = list(example_ids)
+        f["example_ids"][n_old:n_new] = names
         f["offsets"].resize((n_new + 1,))
         f["offsets"][n_old + 1 :] = rows_old + np.cumsum(np.asarray(counts, np.int64))
         f.flush()
@@ -358,6 +416,41 @@ class TeacherStoreWriter:
         f.flush()
         self._ids_done.extend(example_ids)
         self._seen.update(example_ids)
+
+    def _encoded_ids(self, example_ids: Sequence[str]) -> np.ndarray:
+        """The ids as UTF-8 ``S{longest}``; raises before anything is written if one cannot be
+        stored (longer than ``id_length``, or with a NUL, which fixed-length bytes drop)."""
+        encoded = []
+        for example_id in example_ids:
+            if not isinstance(example_id, str):
+                raise TypeError(f"example ids must be str, got {type(example_id).__name__}")
+            data = example_id.encode("utf-8")
+            if b"\0" in data:
+                raise ValueError(f"example id {example_id!r} contains a NUL character")
+            if self.id_length is not None and len(data) > self.id_length:
+                raise ValueError(
+                    f"example id {example_id!r} is {len(data)} bytes in UTF-8, longer than "
+                    f"id_length={self.id_length} of {self.path}; pass the longest id's length "
+                    "(first_pl.data.store.example_id_length) to the writer"
+                )
+            encoded.append(data)
+        return np.array(encoded, dtype=np.bytes_)
+
+    def _widen_example_ids(self, width: int) -> None:
+        """Replace ``example_ids`` by a copy ``width`` bytes wide (ids are small: a cheap copy).
+
+        The copy is complete and flushed before the old dataset is unlinked, so a kill at any
+        point leaves one whole dataset for :meth:`_truncate_to_committed` to keep.
+        """
+        f = self._require_open()
+        if _WIDENING in f:
+            del f[_WIDENING]
+        old = f["example_ids"][: self.num_done]
+        _create_example_ids(f, _WIDENING, width, len(old))[:] = old
+        f.flush()
+        del f["example_ids"]
+        f.move(_WIDENING, "example_ids")
+        f.flush()
 
     def _checked(
         self,
@@ -427,6 +520,13 @@ class TeacherStore:
         self._check_openable()
         try:
             self.attrs = {key: _plain(value) for key, value in self._h5.attrs.items()}
+            version = self.attrs.get("format_version")
+            if version is not None and version not in READABLE_FORMAT_VERSIONS:
+                raise TeacherStoreError(
+                    f"{self.path} has store format version {version}; this first_pl reads "
+                    f"versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))} (upgrade first_pl "
+                    "or extract the store again)"
+                )
             if not self.attrs.get("complete", False):
                 raise TeacherStoreError(
                     f"{self.path} is incomplete (its writer never finalized it); finish the extraction"
@@ -627,7 +727,8 @@ def merge_shards(
     """Concatenate complete rank shards (disjoint examples, equal metadata) into one store.
 
     ``example_order`` defaults to the shards' order one after another; with contiguous rank
-    splits that is the single-process order, so N processes give the same data as one.
+    splits that is the single-process order, so N processes give the same data as one. The output
+    is always in the current format, so merging one store of an older format upgrades it.
     """
     shards = [TeacherStore(p) for p in shard_paths]
     if not shards:
@@ -651,7 +752,14 @@ def merge_shards(
             f"example_order does not cover the shards exactly (missing: {missing[:3]}, "
             f"{len(order)} ids for {len(where)} examples)"
         )
-    with TeacherStoreWriter(out_path, metadata, compression=compression, overwrite=overwrite) as w:
+    writer = TeacherStoreWriter(
+        out_path,
+        metadata,
+        compression=compression,
+        overwrite=overwrite,
+        id_length=example_id_length(order),
+    )
+    with writer as w:
         if w.example_ids_done != order[: w.num_done]:
             raise TeacherStoreError(f"the partial merge at {w.partial} was made in another order")
         for start in range(w.num_done, len(order), batch_examples):

@@ -25,7 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from first_pl.data.store import StoreMetadata, TeacherStoreWriter, merge_shards
+from first_pl.data.store import (
+    StoreMetadata,
+    TeacherStoreWriter,
+    example_id_length,
+    merge_shards,
+)
 
 IGNORE_INDEX = -100
 Batch = Mapping[str, Any]
@@ -204,6 +209,18 @@ def shard_path(out_path: str | os.PathLike, rank: int, world_size: int) -> Path:
     return Path(f"{os.fspath(out_path)}.rank{rank}-of-{world_size}")
 
 
+def dataset_id_length(dataset: Dataset) -> int | None:
+    """UTF-8 length of the longest ``example_id`` of a map-style dataset's items (objects or
+    dicts), for the writer's ``id_length``; None when the items carry no ``example_id``."""
+    try:
+        items = (dataset[i] for i in range(len(dataset)))  # type: ignore[arg-type]
+        return example_id_length(
+            item["example_id"] if isinstance(item, Mapping) else item.example_id for item in items
+        )
+    except (TypeError, KeyError, AttributeError):
+        return None
+
+
 def extract_shard(
     model: nn.Module,
     dataset: Dataset,
@@ -216,8 +233,13 @@ def extract_shard(
     batch_size: int = 8,
     progress: bool = True,
     overwrite: bool = False,
+    id_length: int | None = None,
 ) -> Path:
     """Extract this rank's block of ``dataset`` into its shard (the final store if alone).
+
+    ``id_length`` (UTF-8 bytes of the longest example id, the width of the store's
+    ``example_ids``) defaults to the longest ``example_id`` of the whole dataset, so every
+    rank's shard has the same width.
 
     With ``overwrite`` a complete store already at the path is replaced only when the new one is
     finalized (an atomic rename), so a failed or killed run never loses it.
@@ -230,7 +252,9 @@ def extract_shard(
         Subset(dataset, indices), batch_size=batch_size, shuffle=False, collate_fn=collate_fn
     )
     path = Path(out_path) if world_size == 1 else shard_path(out_path, rank, world_size)
-    with TeacherStoreWriter(path, metadata, overwrite=overwrite) as writer:
+    if id_length is None:
+        id_length = dataset_id_length(dataset)
+    with TeacherStoreWriter(path, metadata, overwrite=overwrite, id_length=id_length) as writer:
         extract_topk(model, loader, writer, progress=progress and rank == 0)
     return path
 
@@ -261,6 +285,7 @@ def extract_distributed(
     batch_size: int = 8,
     progress: bool = True,
     overwrite: bool = False,
+    id_length: int | None = None,
 ) -> Path:
     """Every rank of an initialised ``torch.distributed`` group calls this; rank 0 merges.
 
@@ -277,6 +302,7 @@ def extract_distributed(
             batch_size=batch_size,
             progress=progress,
             overwrite=overwrite,
+            id_length=id_length,
         )
     rank, world_size = dist.get_rank(), dist.get_world_size()
     extract_shard(
@@ -289,6 +315,7 @@ def extract_distributed(
         world_size=world_size,
         batch_size=batch_size,
         progress=progress,
+        id_length=id_length,
     )
     dist.barrier()
     if rank == 0 and world_size > 1:

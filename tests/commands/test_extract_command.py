@@ -107,6 +107,10 @@ def test_extract_writes_a_store_equal_to_a_dense_reference_and_refuses_to_overwr
         store_fields(data, data.train_task, "train")
     )
     assert store.example_ids == [e.example_id for e in data.examples(data.train_task, "train")]
+    longest = max(len(e.encode()) for e in store.example_ids)
+    with h5py.File(out, "r") as f:  # fixed-length ids as wide as the longest, computed up front
+        assert f["example_ids"].dtype == np.dtype(f"S{longest}")
+        assert f["example_ids"].compression == "gzip" and f["offsets"].compression == "gzip"
     model = build_model(ModelSpec(name_or_path=str(tiny_model_dir)))
     assert_dense_reference(model, data, store)
     with pytest.raises(TeacherStoreError, match="already exists as a complete store"):

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from first_pl.data.store import (
+    FORMAT_VERSION,
     StoreMetadata,
     StoreMismatchError,
     TeacherStore,
     TeacherStoreError,
     TeacherStoreWriter,
+    example_id_length,
     ids_dtype_for,
     merge_shards,
     partial_path,
@@ -109,7 +111,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     assert store.metadata == make_meta()
     attrs = store.attrs
     assert attrs["complete"] is True or attrs["complete"] == 1
-    assert attrs["format_version"] == 1
+    assert attrs["format_version"] == 2
     assert attrs["ids_dtype"] == "uint16"
     assert attrs["probs_dtype"] == "float32"
     assert attrs["committed_examples"] == len(examples)
@@ -379,3 +381,138 @@ def test_merge_shards_equals_single_writer(tmp_path: Path) -> None:
     other = write_store(tmp_path / "c.h5", examples[6:], make_meta(split="test"))
     with pytest.raises(TeacherStoreError, match="was made with other metadata"):
         merge_shards([a, other], tmp_path / "bad.h5")
+
+
+def test_example_ids_are_fixed_length_bytes_with_gzip_and_shuffle(tmp_path: Path) -> None:
+    examples = make_examples(12)
+    longest = example_id_length(e[0] for e in examples)
+    assert longest == len("ex-10")
+    path = tmp_path / "t.h5"
+    with TeacherStoreWriter(path, make_meta(), id_length=longest) as writer:
+        append_batches(writer, examples)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["compression"] == "none"  # the option is for ids/probs/gold only
+        for name in ("example_ids", "offsets"):
+            dataset = f[name]
+            assert dataset.compression == "gzip" and dataset.shuffle, name
+            assert dataset.chunks is not None and dataset.maxshape == (None,), name
+        assert f["example_ids"].dtype == np.dtype(f"S{longest}")
+        assert f["offsets"].dtype == np.int64
+    assert TeacherStore(path).example_ids == [e[0] for e in examples]
+    # the width follows the longest id without id_length, so both stores hold the same data
+    assert_same_store(write_store(tmp_path / "auto.h5", examples), path)
+
+
+def test_id_longer_than_id_length_is_refused_before_writing(tmp_path: Path) -> None:
+    examples = make_examples(4)
+    with TeacherStoreWriter(tmp_path / "t.h5", make_meta(), id_length=4) as writer:
+        append_batches(writer, examples[:3])
+        with pytest.raises(ValueError, match=r"'ex-3-long' is 9 bytes in UTF-8, longer than id_le"):
+            writer.append(["ex-3-long"], [examples[3][1]], [examples[3][2]], [examples[3][3]])
+        with pytest.raises(ValueError, match="contains a NUL character"):
+            writer.append(["e\0"], [examples[3][1]], [examples[3][2]], [examples[3][3]])
+        assert writer.num_done == 3
+        append_batches(writer, examples)
+    assert TeacherStore(tmp_path / "t.h5").example_ids == [e[0] for e in examples]
+    with pytest.raises(ValueError, match="id_length must be >= 1"):
+        TeacherStoreWriter(tmp_path / "u.h5", make_meta(), id_length=0)
+
+
+def test_utf8_ids_are_measured_in_bytes_and_read_back_as_str(tmp_path: Path) -> None:
+    names = ["é-1", "日本-2", "", "plain"]
+    assert example_id_length(names) == len("日本-2".encode()) == 8
+    examples = [(name, *make_examples(1, seed=i)[0][1:]) for i, name in enumerate(names)]
+    path = tmp_path / "t.h5"
+    with TeacherStoreWriter(path, make_meta(), id_length=8) as writer:
+        append_batches(writer, examples)
+    store = TeacherStore(path)
+    assert store.example_ids == names
+    assert all(type(name) is str for name in store.example_ids)
+
+
+def test_resume_widens_ids_and_recovers_a_kill_while_widening(tmp_path: Path) -> None:
+    examples = make_examples(12)
+    reference = write_store(tmp_path / "ref.h5", examples)
+    path = tmp_path / "t.h5"
+    with pytest.raises(RuntimeError), TeacherStoreWriter(path, make_meta()) as writer:
+        append_batches(writer, examples[:6])  # ids ex-0..ex-5: 4 bytes wide
+        raise RuntimeError
+    with h5py.File(partial_path(path), "r+") as f:  # killed after the copy, before the swap
+        assert f["example_ids"].dtype == np.dtype("S4")
+        wide = f.create_dataset(
+            "example_ids_widening", data=f["example_ids"][:].astype("S9"), maxshape=(None,)
+        )
+        del f["example_ids"]
+        assert wide.shape == (6,)
+    with TeacherStoreWriter(path, make_meta()) as writer:
+        assert writer.example_ids_done == [e[0] for e in examples[:6]]
+        append_batches(writer, examples)
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"example_ids", "offsets", "ids", "probs", "gold"}
+        assert f["example_ids"].dtype == np.dtype("S9")
+    store = TeacherStore(path)  # checksums are of the ids' values, not of their padding
+    assert store.attrs["sha256_example_ids"] == TeacherStore(reference).attrs["sha256_example_ids"]
+    assert store.example_ids == [e[0] for e in examples]
+
+
+def downgrade_to_format_1(path: Path) -> None:
+    """Rewrite a store the way format 1 held it: variable-length ids, uncompressed offsets."""
+    with h5py.File(path, "r+") as f:
+        ids, offsets = [s.decode() for s in f["example_ids"][:]], f["offsets"][:]
+        del f["example_ids"], f["offsets"]
+        f.create_dataset("example_ids", data=ids, dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("offsets", data=offsets)
+        f.attrs["format_version"] = 1
+
+
+def test_format_1_store_is_read_and_upgraded_by_a_merge(tmp_path: Path) -> None:
+    examples = make_examples(8)
+    path = write_store(tmp_path / "t.h5", examples)
+    downgrade_to_format_1(path)
+    old = TeacherStore(path)  # verifies checksums: the ids hash the same in both formats
+    assert old.attrs["format_version"] == 1
+    assert old.example_ids == [e[0] for e in examples]
+    np.testing.assert_array_equal(old.positions(2)[1], examples[2][2])
+    upgraded = merge_shards([path], tmp_path / "new.h5")
+    assert TeacherStore(upgraded).attrs["format_version"] == FORMAT_VERSION
+    assert_same_store(write_store(tmp_path / "ref.h5", examples), upgraded)
+
+
+def test_unknown_format_is_refused_and_a_format_1_partial_is_not_resumed(tmp_path: Path) -> None:
+    path = write_store(tmp_path / "t.h5", make_examples(3))
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 3
+    with pytest.raises(TeacherStoreError, match="t.h5 has store format version 3; this first_pl"):
+        TeacherStore(path)
+    partial = tmp_path / "p.h5"
+    with pytest.raises(RuntimeError), TeacherStoreWriter(partial, make_meta()) as writer:
+        append_batches(writer, make_examples(3))
+        raise RuntimeError
+    downgrade_to_format_1(partial_path(partial))
+    with pytest.raises(
+        TeacherStoreError, match=r"cannot resume .*p.h5.partial: it has store format version 1"
+    ):
+        TeacherStoreWriter(partial, make_meta()).open()
+    assert not Path(f"{partial}.lock").exists()
+
+
+def test_per_example_storage_is_compact(tmp_path: Path) -> None:
+    """ids like generated-train-123 and their offsets: a few bytes per example, not ~65."""
+    names = [f"generated-train-{i}" for i in range(20000)]
+    path = tmp_path / "t.h5"
+    rows = np.zeros((2 * len(names), K))
+    with TeacherStoreWriter(path, make_meta(), id_length=example_id_length(names)) as writer:
+        for start in range(0, len(names), 1000):
+            batch = names[start : start + 1000]
+            writer.append(
+                batch,
+                rows[: 2 * len(batch)],
+                rows[: 2 * len(batch)],
+                rows[: 2 * len(batch), 0],
+                counts=[2] * len(batch),
+            )
+    with h5py.File(path, "r") as f:
+        per_example = sum(f[n].id.get_storage_size() for n in ("example_ids", "offsets"))
+    assert per_example / len(names) < 12
+    store = TeacherStore(path)
+    assert store.example_ids[12345] == "generated-train-12345" and store.num_positions == 40000

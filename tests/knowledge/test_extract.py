@@ -212,6 +212,24 @@ def test_two_rank_shards_merged_equal_one_process(model: LlamaForCausalLM, tmp_p
     assert_same_data(single, merged)
 
 
+def test_shards_have_the_width_of_the_longest_id_of_the_whole_dataset(
+    model: LlamaForCausalLM, tmp_path: Path
+) -> None:
+    dataset = make_dataset(6)
+    dataset[-1]["example_id"] = "the-longest-id-é"  # 17 bytes in UTF-8, in rank 1's block only
+    out = tmp_path / "t.h5"
+    for rank in (0, 1):
+        shard = extract_shard(
+            model, dataset, collate, out, meta(), rank=rank, world_size=2, progress=False
+        )
+        with h5py.File(shard, "r") as f:
+            assert f["example_ids"].dtype == np.dtype("S17")
+    merged = TeacherStore(merge_rank_shards(out, world_size=2))
+    assert merged.example_ids == [e["example_id"] for e in dataset]
+    with pytest.raises(ValueError, match="'the-longest-id-é' is 17 bytes in UTF-8, longer than"):
+        extract_shard(model, dataset, collate, tmp_path / "u.h5", meta(), id_length=16)
+
+
 def test_rank_range_partitions_in_order() -> None:
     blocks = [rank_range(10, r, 3) for r in range(3)]
     assert [list(b) for b in blocks] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
