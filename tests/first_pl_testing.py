@@ -25,7 +25,9 @@ def build_tiny_tokenizer():
     for split in ("train", "validation", "test"):
         for ex in GeneratedMC(train_size=200, validation_size=50, test_size=50).load(split):
             texts.append(template.mc_prompt(ex) + template.mc_response(ex))
-        for ex in GeneratedInstructions(train_size=100, validation_size=20, test_size=20).load(split):
+        for ex in GeneratedInstructions(train_size=100, validation_size=20, test_size=20).load(
+            split
+        ):
             texts.append(template.instruction_prompt(ex) + template.instruction_response(ex))
     texts.append("A B C D E Yes No yes no")
     tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
@@ -34,4 +36,59 @@ def build_tiny_tokenizer():
     tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>"
+    )
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ALL_METHODS = ("finetune", "distill", "ls_distill", "first")
+
+
+def tiny_pipeline(
+    model_dir: Path,
+    out: Path,
+    methods: tuple[str, ...] = ALL_METHODS,
+    steps: dict[str, int] | None = None,
+    sizes: tuple[int, int, int] = (24, 16, 16),
+    ood: bool = True,
+):
+    """The offline pipeline on the tiny model: 2 steps per model unless `steps` says otherwise."""
+    from first_pl.pipeline.offline import DEFAULT_STUDENTS, Pipeline, TrainStage
+
+    spec = {"name_or_path": str(model_dir), "keep_every": None, "keep_layers": None}
+    model = {"model": {"init_args": {"model": spec}}}
+    steps = steps or {}
+    students = {
+        method: TrainStage(
+            str(CONFIGS / "model" / Path(DEFAULT_STUDENTS[method].config).name),
+            steps.get(method, 2),
+            model,
+        )
+        for method in methods
+    }
+    train, validation, test = sizes
+    physics = {
+        "class_path": "first_pl.tasks.BigBench",
+        "init_args": {"path": str(BIGBENCH / "physics"), "limit": 8},
+    }
+    return Pipeline(
+        output_dir=str(out),
+        trainer=str(CONFIGS / "trainer" / "cpu.yaml"),
+        data=str(CONFIGS / "data" / "generated.yaml"),
+        data_overrides={
+            "init_args": {
+                "tokenizer": str(model_dir),
+                "batch_size": 8,
+                "train_task": {
+                    "init_args": {
+                        "train_size": train,
+                        "validation_size": validation,
+                        "test_size": test,
+                    }
+                },
+            }
+        },
+        ood_tasks=[physics] if ood else [],
+        teacher=TrainStage(str(CONFIGS / "model" / "finetune_smollm2.yaml"), 2, model),
+        students=students,
+        extract_batch_size=8,
     )

@@ -6,35 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from first_pl_testing import BIGBENCH
-
-from first_pl.pipeline.offline import DEFAULT_STUDENTS, Pipeline, TrainStage
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def tiny_pipeline(model_dir: Path, out: Path, first_steps: int = 2) -> Pipeline:
-    model = {"model": {"init_args": {"model": {"name_or_path": str(model_dir), "keep_every": None, "keep_layers": None}}}}
-    students = {
-        method: TrainStage(str(CONFIGS / "model" / Path(stage.config).name), first_steps if method == "first" else 2, model)
-        for method, stage in DEFAULT_STUDENTS.items()
-    }
-    return Pipeline(
-        output_dir=str(out),
-        trainer=str(CONFIGS / "trainer" / "cpu.yaml"),
-        data=str(CONFIGS / "data" / "generated.yaml"),
-        data_overrides={
-            "init_args": {
-                "tokenizer": str(model_dir),
-                "batch_size": 8,
-                "train_task": {"init_args": {"train_size": 24, "validation_size": 16, "test_size": 16}},
-            }
-        },
-        ood_tasks=[{"class_path": "first_pl.tasks.BigBench", "init_args": {"path": str(BIGBENCH / "physics"), "limit": 8}}],
-        teacher=TrainStage(str(CONFIGS / "model" / "finetune_smollm2.yaml"), 2, model),
-        students=students,
-        extract_batch_size=8,
-    )
+from first_pl_testing import tiny_pipeline
 
 
 def stage_folders(out: Path) -> dict[str, Path]:
@@ -45,7 +17,15 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "runs"
     report = tiny_pipeline(tiny_model_dir, out).run()
     text = report.read_text()
-    for method in ("zero-shot teacher", "teacher", "finetune", "distill", "ls_distill", "first", "first to finetune"):
+    for method in (
+        "zero-shot teacher",
+        "teacher",
+        "finetune",
+        "distill",
+        "ls_distill",
+        "first",
+        "first to finetune",
+    ):
         assert f"| {method} |" in text
     assert "generated Acc" in text and "physics ECE" in text
     folders = stage_folders(out)
@@ -61,7 +41,7 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     log = capsys.readouterr().out
     assert log.count("skipped") == 13 and "running" not in log
 
-    tiny_pipeline(tiny_model_dir, out, first_steps=3).run()
+    tiny_pipeline(tiny_model_dir, out, steps={"first": 3}).run()
     log = capsys.readouterr().out
     rerun = set(re.findall(r"\] (\S+): running in", log))
     assert rerun == {"student-first", "report"}
