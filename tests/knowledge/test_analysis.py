@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter
 from first_pl.knowledge.analysis import (
@@ -18,21 +18,14 @@ from first_pl.knowledge.analysis import (
     write_coverage,
     write_rank_calibration,
 )
+from first_pl.models import tiny_llama_config
 
 VOCAB = 300
 
 
 def tiny_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(tiny_llama_config(VOCAB)).eval()
 
 
 def batches(n_batches: int = 3, batch: int = 2, length: int = 8, response: int = 3) -> list[dict]:

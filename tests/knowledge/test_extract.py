@@ -10,7 +10,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter
 from first_pl.knowledge.extract import (
@@ -21,6 +21,7 @@ from first_pl.knowledge.extract import (
     shard_path,
     tokenizer_fingerprint,
 )
+from first_pl.models import tiny_llama_config
 
 VOCAB = 300
 K = 5
@@ -30,15 +31,7 @@ PAD = 0
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(tiny_llama_config(VOCAB)).eval()
 
 
 def make_dataset(n: int = 8, seed: int = 0) -> list[dict]:
@@ -271,16 +264,7 @@ def _distributed_worker(rank: int, out: str, init_file: str) -> None:
     )
     try:
         torch.manual_seed(0)
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=VOCAB,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-            )
-        )
+        model = LlamaForCausalLM(tiny_llama_config(VOCAB))
         extract_distributed(
             model, make_dataset(), collate, out, meta(), batch_size=2, progress=False
         )
