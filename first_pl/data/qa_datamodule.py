@@ -60,6 +60,7 @@ class QADataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.shuffle = shuffle
         self.encoded: dict[tuple[str, str], list[Encoded]] = {}
+        self.truncation: dict[tuple[str, str], TruncationReport] = {}
 
     @functools.cached_property
     def tokenizer(self):
@@ -98,7 +99,6 @@ class QADataModule(L.LightningDataModule):
             ]
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
-            self.truncation = getattr(self, "truncation", {})
             self.truncation[key] = report
         return self.encoded[key]
 
