@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from first_pl.data.template import PromptTemplate, candidate_token_ids
+from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
 from first_pl.models import ModelSpec, load_tokenizer
 from first_pl.modules.base import StudentModule
@@ -97,8 +97,7 @@ def answer_question(
     check_choices(choices, template.letters)
     # `answer` is unknown; 0 only fills the gold field, which `evaluate` carries through unused.
     example = MCExample("ask", question, tuple(choices), 0, context=context)
-    candidates = candidate_token_ids(tokenizer, template)
-    item = encode(example, tokenizer, template, candidates, max_length, TruncationReport())
+    item = encode(example, tokenizer, template, max_length, TruncationReport())
     device = next(module.parameters()).device
     batch = {
         k: v.to(device) if isinstance(v, torch.Tensor) else v

@@ -47,7 +47,7 @@ def store_fields(data: QADataModule, task: Task, split: str) -> dict[str, str]:
         "tokenizer_fingerprint": tokenizer_fingerprint(data.tokenizer),
         "task": task_identity(task),
         "split": split,
-        "template_fingerprint": data.template.fingerprint(),
+        "template_fingerprint": data.template_for(task).fingerprint(),
     }
 
 

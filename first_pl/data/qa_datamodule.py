@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from first_pl.data.template import PromptTemplate, candidate_token_ids
+from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
 from first_pl.tasks.base import MCExample, Task
@@ -30,6 +30,9 @@ class QADataModule(L.LightningDataModule):
         eval_tasks: multiple-choice tasks evaluated in validate / test / predict; defaults to
             the training task when it is multiple choice.
         template: prompt template; its fingerprint is stored with teacher distributions.
+        task_templates: templates for particular tasks, by task name, overriding `template`
+            (the offline default answers its generated task with option text and the
+            out-of-domain BIG-bench tasks, whose options often share a first token, with letters).
         max_length: prompt + response tokens; longer prompts lose tokens from the left (counted).
     """
 
@@ -39,6 +42,7 @@ class QADataModule(L.LightningDataModule):
         train_task: Task | None = None,
         eval_tasks: list[Task] | None = None,
         template: PromptTemplate | None = None,
+        task_templates: dict[str, PromptTemplate] | None = None,
         batch_size: int = 16,
         eval_batch_size: int = 32,
         max_length: int = 256,
@@ -54,6 +58,14 @@ class QADataModule(L.LightningDataModule):
         self.train_task = train_task
         self.eval_tasks = list(eval_tasks) if eval_tasks else []
         self.template = template or PromptTemplate()
+        self.task_templates = dict(task_templates or {})
+        known = {task.name for task in [*self.eval_tasks, train_task] if task is not None}
+        unknown = sorted(set(self.task_templates) - known)
+        if unknown:
+            raise ValueError(
+                f"data.task_templates names {unknown}, which are not tasks of this data module; "
+                f"its tasks are {sorted(known)}"
+            )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
@@ -66,9 +78,8 @@ class QADataModule(L.LightningDataModule):
     def tokenizer(self):
         return load_tokenizer(self.tokenizer_name)
 
-    @functools.cached_property
-    def candidates(self) -> list[int]:
-        return candidate_token_ids(self.tokenizer, self.template)
+    def template_for(self, task: Task) -> PromptTemplate:
+        return self.task_templates.get(task.name, self.template)
 
     @property
     def evaluation_tasks(self) -> list[Task]:
@@ -81,8 +92,9 @@ class QADataModule(L.LightningDataModule):
         return [task.name for task in self.evaluation_tasks]
 
     @property
-    def candidate_letters(self) -> str:
-        return self.template.letters
+    def candidate_letters(self) -> dict[str, str]:
+        """Option letters per evaluation task (labels for predictions and diagrams)."""
+        return {task.name: self.template_for(task).letters for task in self.evaluation_tasks}
 
     def examples(self, task: Task, split: str) -> list[Encoded]:
         """Tokenised examples of one task split, computed once."""
@@ -95,7 +107,7 @@ class QADataModule(L.LightningDataModule):
                     f"evaluation task {task.name!r} is not multiple choice; use it as data.train_task only"
                 )
             self.encoded[key] = [
-                encode(ex, self.tokenizer, self.template, self.candidates, self.max_length, report) for ex in examples
+                encode(ex, self.tokenizer, self.template_for(task), self.max_length, report) for ex in examples
             ]
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
@@ -107,7 +119,9 @@ class QADataModule(L.LightningDataModule):
             raise ValueError("data.train_task is required for fit")
         if stage in ("validate", "test", "predict") and not self.evaluation_tasks:
             raise ValueError(f"data.eval_tasks is empty; {stage} needs at least one multiple-choice task")
-        self.candidates  # noqa: B018 - fail early on a template whose letters are not single tokens
+        for template in [self.template, *self.task_templates.values()]:
+            if template.answer == "letter":  # fail early on letters that are not single tokens
+                letter_token_ids(self.tokenizer, template.letters, template.answer_prefix)
 
     def collate_train(self, items: list[Encoded]) -> dict[str, Any]:
         return collate(items, self.tokenizer.pad_token_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -19,8 +20,17 @@ class TemplateError(ValueError):
 class PromptTemplate:
     """How a question becomes a prompt and its answer a response.
 
-    The response is `answer_prefix + letter` followed by the tokenizer's EOS; the answer token
-    (prefix + letter) must be a single token so its probability is the model's confidence.
+    Options are always shown lettered. `answer` says how the model answers:
+
+    - ``"letter"`` (the paper's CSQA/OBQA format): the response is `answer_prefix + letter`;
+      each candidate (prefix + letter) must be a single token.
+    - ``"text"``: the response is `answer_prefix + option text`; the candidates are the first
+      tokens of the options, which must differ within each question. A small model learns to
+      copy the right option within a few dozen steps, while binding an option to its letter
+      stayed at chance after 120 (README, "Why the generated task answers with text").
+
+    Either way the response ends with the tokenizer's EOS and the confidence is the
+    probability of the first answer token.
     """
 
     question: str = "{context}Question: {question}\n{options}\nAnswer:"
@@ -31,6 +41,11 @@ class PromptTemplate:
     instruction: str = "Instruction: {instruction}\n{input}Response:"
     instruction_input: str = "Input: {input}\n"
     response_prefix: str = " "
+    answer: str = "letter"
+
+    def __post_init__(self) -> None:
+        if self.answer not in ANSWER_FORMATS:
+            raise TemplateError(f"template.answer must be one of {ANSWER_FORMATS}, got {self.answer!r}")
 
     def mc_prompt(self, example: MCExample) -> str:
         if len(example.choices) > len(self.letters):
@@ -44,7 +59,15 @@ class PromptTemplate:
         return self.question.format(context=context, question=example.question.strip(), options=options)
 
     def mc_response(self, example: MCExample) -> str:
+        if self.answer == "text":
+            return self.answer_prefix + example.choices[example.answer]
         return self.answer_prefix + self.letters[example.answer]
+
+    def candidate_ids(self, tokenizer: PreTrainedTokenizerBase, example: MCExample) -> list[int]:
+        """The token whose probability scores each option at the answer position."""
+        if self.answer == "letter":
+            return list(letter_token_ids(tokenizer, self.letters, self.answer_prefix)[: len(example.choices)])
+        return option_token_ids(tokenizer, example, self.answer_prefix)
 
     def instruction_prompt(self, example: InstructionExample) -> str:
         extra = self.instruction_input.format(input=example.input) if example.input else ""
@@ -58,17 +81,41 @@ class PromptTemplate:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def candidate_token_ids(tokenizer: PreTrainedTokenizerBase, template: PromptTemplate) -> list[int]:
-    """Token id of each answer letter (with its prefix); each must be exactly one token."""
+ANSWER_FORMATS = ("letter", "text")
+
+
+@functools.lru_cache(maxsize=64)
+def letter_token_ids(tokenizer: PreTrainedTokenizerBase, letters: str, prefix: str) -> tuple[int, ...]:
+    """Token id of each answer letter (with its prefix); each must be exactly one token.
+
+    Cached per tokenizer object: every example of a letter-answered task asks for the same ids.
+    """
     ids = []
-    for letter in template.letters:
-        pieces = tokenizer.encode(template.answer_prefix + letter, add_special_tokens=False)
+    for letter in letters:
+        pieces = tokenizer.encode(prefix + letter, add_special_tokens=False)
         if len(pieces) != 1:
             raise TemplateError(
-                f"candidate {template.answer_prefix + letter!r} (template.letters / template.answer_prefix) "
+                f"candidate {prefix + letter!r} (template.letters / template.answer_prefix) "
                 f"is {len(pieces)} tokens {pieces} for this tokenizer; each answer must be a single token"
             )
         ids.append(pieces[0])
     if len(set(ids)) != len(ids):
-        raise TemplateError(f"template.letters {template.letters!r} map to repeated token ids {ids}")
-    return ids
+        raise TemplateError(f"template.letters {letters!r} map to repeated token ids {ids}")
+    return tuple(ids)
+
+
+def option_token_ids(tokenizer: PreTrainedTokenizerBase, example: MCExample, prefix: str) -> list[int]:
+    """First token of each `prefix + option`; two options starting with one token cannot be told apart."""
+    ids = [tokenizer.encode(prefix + choice, add_special_tokens=False)[:1] for choice in example.choices]
+    if not all(ids):
+        raise TemplateError(f"example {example.id!r} has an empty option {example.choices}")
+    first = [piece[0] for piece in ids]
+    for index, token in enumerate(first):
+        other = first.index(token)
+        if other != index:
+            raise TemplateError(
+                f"example {example.id!r}: options {example.choices[other]!r} and {example.choices[index]!r} "
+                f"both start with token {tokenizer.convert_ids_to_tokens(token)!r}, so template.answer='text' "
+                "cannot tell them apart; use template.answer='letter' for this task"
+            )
+    return first

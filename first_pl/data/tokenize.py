@@ -50,7 +50,6 @@ def encode(
     example: Example,
     tokenizer: PreTrainedTokenizerBase,
     template: PromptTemplate,
-    candidates: list[int],
     max_length: int,
     report: TruncationReport,
 ) -> Encoded:
@@ -74,7 +73,7 @@ def encode(
     encoded = Encoded(example_id=example.id, input_ids=input_ids, labels=labels)
     if isinstance(example, MCExample):
         encoded.answer_position = len(prompt_ids) - 1
-        encoded.candidate_ids = candidates[: len(example.choices)]
+        encoded.candidate_ids = template.candidate_ids(tokenizer, example)
         encoded.gold = example.answer
     return encoded
 

@@ -104,6 +104,9 @@ class Pipeline:
     seed: int = 0
     extract_batch_size: int = 32
     calibrate_objective: str = "ece"
+    # Choose c on the answer positions only (what the multiple-choice ECE measures) instead of
+    # every response position (answer, word continuations, EOS: the paper's token level).
+    calibrate_answer_only: bool = False
     coverage_positions: int = 400
     threads: int | None = None
 
@@ -220,6 +223,8 @@ class Pipeline:
                     str(folder),
                     "--objective",
                     self.calibrate_objective,
+                    "--answer_only",
+                    str(self.calibrate_answer_only).lower(),
                 ]
             )
             result = json.loads((folder / "calibration.json").read_text())
@@ -230,7 +235,7 @@ class Pipeline:
 
         stages["calibrate"] = runner.run(
             "calibrate",
-            {"objective": self.calibrate_objective},
+            {"objective": self.calibrate_objective, "answer_only": self.calibrate_answer_only},
             calibrate_body,
             [stages["extract-validation"]],
         )

@@ -29,6 +29,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "body part": ("hand", "foot", "nose", "ear", "elbow", "knee", "shoulder", "finger", "eye", "mouth", "ankle", "wrist"),
     "instrument": ("piano", "guitar", "violin", "drum", "flute", "trumpet", "cello", "harp", "saxophone", "clarinet", "banjo", "organ"),
 }
+DIE_FACES = ("one", "two", "three", "four", "five", "six")
 KINDS = ("category", "odd_one_out", "largest_number", "fair_die")
 SPLIT_SEEDS = {split: index for index, split in enumerate(SPLITS)}
 
@@ -67,7 +68,7 @@ def largest_number_item(rng: random.Random, n: int) -> tuple[str, list[str], int
 def fair_die_item(rng: random.Random, n: int) -> tuple[str, list[str], int]:
     """A fair die shows one of n faces: no model can beat 1/n, so confidence must stay 1/n."""
     faces = sorted(rng.sample(range(1, 7), n))
-    options = [str(x) for x in faces]
+    options = [DIE_FACES[x - 1] for x in faces]  # words: " one" is one token, " 1" is two in SmolLM2
     return f"A fair die is rolled until it shows one of {', '.join(options)}. Which number does it show?", options, rng.randrange(n)
 
 

@@ -7,7 +7,7 @@ import torch
 from first_pl_testing import BIGBENCH
 
 from first_pl.data.qa_datamodule import QADataModule
-from first_pl.data.template import PromptTemplate, TemplateError, candidate_token_ids
+from first_pl.data.template import PromptTemplate, TemplateError, letter_token_ids
 from first_pl.data.tokenize import IGNORE, TruncationReport, collate, encode
 from first_pl.tasks import BigBench, GeneratedInstructions, GeneratedMC, MCExample
 
@@ -15,8 +15,8 @@ from first_pl.tasks import BigBench, GeneratedInstructions, GeneratedMC, MCExamp
 def test_labels_are_shifted_response_tokens(tiny_tokenizer):
     template = PromptTemplate()
     example = MCExample(id="x", question="Which of these is a fruit?", choices=("apple", "dog", "red"), answer=0)
-    candidates = candidate_token_ids(tiny_tokenizer, template)
-    enc = encode(example, tiny_tokenizer, template, candidates, 64, TruncationReport())
+    candidates = letter_token_ids(tiny_tokenizer, template.letters, template.answer_prefix)
+    enc = encode(example, tiny_tokenizer, template, 64, TruncationReport())
     prompt = tiny_tokenizer.encode(template.mc_prompt(example), add_special_tokens=False)
     assert enc.input_ids[: len(prompt)] == prompt
     assert enc.answer_position == len(prompt) - 1
@@ -24,25 +24,46 @@ def test_labels_are_shifted_response_tokens(tiny_tokenizer):
     assert enc.labels[enc.answer_position] == candidates[0] == enc.input_ids[enc.answer_position + 1]
     assert enc.labels[enc.answer_position + 1] == tiny_tokenizer.eos_token_id
     assert sum(label != IGNORE for label in enc.labels) == 2
-    assert enc.candidate_ids == candidates[:3] and enc.gold == 0
+    assert enc.candidate_ids == list(candidates[:3]) and enc.gold == 0
+
+
+def test_text_answers_score_each_option_by_its_first_token(tiny_tokenizer):
+    template = PromptTemplate(answer="text")
+    example = MCExample(id="x", question="Which of these is a fruit?", choices=("dog", "apple", "red"), answer=1)
+    enc = encode(example, tiny_tokenizer, template, 64, TruncationReport())
+    prompt = tiny_tokenizer.encode(template.mc_prompt(example), add_special_tokens=False)
+    assert "B. apple" in template.mc_prompt(example)  # options are still shown lettered
+    words = [tiny_tokenizer.convert_tokens_to_ids(w) for w in ("dog", "apple", "red")]
+    assert enc.candidate_ids == words and enc.gold == 1
+    assert enc.labels[enc.answer_position] == words[1] == enc.input_ids[len(prompt)]
+    assert enc.labels[enc.answer_position + 1] == tiny_tokenizer.eos_token_id
+
+
+def test_text_answers_refuse_options_sharing_a_first_token(tiny_tokenizer):
+    example = MCExample(id="q7", question="Which?", choices=("red apple", "dog", "red"), answer=0)
+    with pytest.raises(TemplateError, match=r"example 'q7': options 'red apple' and 'red' both start with token 'red'.*template.answer='letter'"):
+        PromptTemplate(answer="text").candidate_ids(tiny_tokenizer, example)
+
+
+def test_unknown_answer_format_is_refused():
+    with pytest.raises(TemplateError, match="template.answer must be one of .*'letter', 'text'.* got 'word'"):
+        PromptTemplate(answer="word")
 
 
 def test_truncation_drops_prompt_from_the_left_and_is_counted(tiny_tokenizer):
     template = PromptTemplate()
     example = MCExample(id="x", question="apple " * 40, choices=("apple", "dog"), answer=1)
     report = TruncationReport()
-    candidates = candidate_token_ids(tiny_tokenizer, template)
-    enc = encode(example, tiny_tokenizer, template, candidates, 20, report)
+    enc = encode(example, tiny_tokenizer, template, 20, report)
     assert len(enc.input_ids) == 20 and report.truncated == 1 and report.tokens_dropped > 0
-    assert enc.labels[enc.answer_position] == candidates[1]
+    assert enc.labels[enc.answer_position] == enc.candidate_ids[1]
     assert "1 of 1 examples truncated" in report.summary("t")
 
 
 def test_collate_pads_and_masks(tiny_tokenizer):
     template = PromptTemplate()
-    candidates = candidate_token_ids(tiny_tokenizer, template)
     items = [
-        encode(ex, tiny_tokenizer, template, candidates, 64, TruncationReport())
+        encode(ex, tiny_tokenizer, template, 64, TruncationReport())
         for ex in GeneratedMC(test_size=8, min_options=2, max_options=5).load("test")
     ]
     batch = collate(items, tiny_tokenizer.pad_token_id)
@@ -58,7 +79,7 @@ def test_collate_pads_and_masks(tiny_tokenizer):
 
 def test_candidate_that_is_not_one_token_is_refused(tiny_tokenizer):
     with pytest.raises(TemplateError, match="candidate ' A B' .*is 2 tokens"):
-        candidate_token_ids(tiny_tokenizer, PromptTemplate(letters="B", answer_prefix=" A "))
+        letter_token_ids(tiny_tokenizer, "B", " A ")
 
 
 def test_datamodule_serves_train_and_several_eval_tasks(tiny_model_dir):
@@ -77,6 +98,26 @@ def test_datamodule_serves_train_and_several_eval_tasks(tiny_model_dir):
     assert [len(loader.dataset) for loader in loaders] == [12, 7]
     batch = next(iter(loaders[1]))
     assert {"answer_position", "candidate_ids", "gold"} <= set(batch)
+
+
+def test_task_templates_override_the_template_for_their_task(tiny_model_dir, tiny_tokenizer):
+    dm = QADataModule(
+        tokenizer=str(tiny_model_dir),
+        train_task=GeneratedMC(train_size=8, validation_size=4, test_size=4),
+        eval_tasks=[GeneratedMC(test_size=6), BigBench(str(BIGBENCH / "physics"), limit=3)],
+        task_templates={"generated": PromptTemplate(answer="text")},
+    )
+    dm.setup("test")
+    generated, physics = (next(iter(loader)) for loader in dm.test_dataloader())
+    letters = torch.tensor(letter_token_ids(tiny_tokenizer, "ABCDE", " "))
+    assert not torch.isin(generated["candidate_ids"], letters).any()  # option words
+    assert torch.isin(physics["candidate_ids"], letters).all()  # physics keeps letters
+    assert dm.candidate_letters == {"generated": "ABCDE", "physics": "ABCDE"}
+
+
+def test_task_templates_naming_an_unknown_task_are_refused():
+    with pytest.raises(ValueError, match=r"data.task_templates names \['csqa'\].*its tasks are \['generated'\]"):
+        QADataModule(train_task=GeneratedMC(), task_templates={"csqa": PromptTemplate(answer="text")})
 
 
 def test_datamodule_errors_name_the_option(tiny_model_dir):
