@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 WANDB_MODE=offline OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
-ruff check first_pl tests benchmarks
+ruff check first_pl tests benchmarks scripts
 python -m pytest -q "$@"

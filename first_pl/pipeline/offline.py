@@ -107,6 +107,8 @@ class Pipeline:
     # Choose c on the answer positions only (what the multiple-choice ECE measures) instead of
     # every response position (answer, word continuations, EOS: the paper's token level).
     calibrate_answer_only: bool = False
+    # The summary written in output_dir: variants sharing the cache keep their own reports.
+    report_name: str = "report.md"
     coverage_positions: int = 400
     threads: int | None = None
 
@@ -316,7 +318,7 @@ class Pipeline:
             return {"report": str(path)}
 
         report = runner.run("report", {"runs": [r.key for r in runs]}, report_body, runs)
-        summary = Path(self.output_dir) / "report.md"
+        summary = Path(self.output_dir) / self.report_name
         summary.write_text(
             Path(report.outputs["report"]).read_text().replace("](", f"]({report.folder.name}/")
         )

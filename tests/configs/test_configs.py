@@ -100,10 +100,16 @@ def test_lightning_config_parses(path, capsys, monkeypatch):
             assert config[section]["class_path"] == value["class_path"]
 
 
+def pipeline_stack(path: Path) -> list[Path]:
+    """A variant without its own teacher (offline_long, offline_sweep) composes after the main job's."""
+    return [path] if "teacher" in read(path) else [CONFIGS / "experiments" / "offline_default.yaml", path]
+
+
 @pytest.mark.parametrize("path", [p for p in ALL if kind(p) in ("pipeline", "sweep")], ids=rel)
 def test_pipeline_config_parses_and_names_existing_files(path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    config = print_config([kind(path), "--config", str(path)], capsys)
+    args = [a for p in pipeline_stack(path) for a in ("--config", str(p))]
+    config = print_config([kind(path), *args], capsys)
     stages = [config["teacher"], *config["students"].values()]
     for name in [config["trainer"], config["data"], *(s["config"] for s in stages)]:
         assert (ROOT / name).is_file(), f"{rel(path)} refers to {name}, which does not exist"

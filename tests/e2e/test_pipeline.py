@@ -46,6 +46,16 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     rerun = set(re.findall(r"\] (\S+): running in", log))
     assert rerun == {"student-first", "report"}
 
+    # Calibrating on the answer positions only changes c, hence FIRST, and nothing else.
+    variant = tiny_pipeline(tiny_model_dir, out)
+    variant.calibrate_answer_only, variant.report_name = True, "report_answer_only.md"
+    assert variant.run() == out / "report_answer_only.md"
+    log = capsys.readouterr().out
+    assert set(re.findall(r"\] (\S+): running in", log)) == {"calibrate", "student-first", "report"}
+    calibrations = [json.loads(p.read_text()) for p in out.glob("calibrate-*/calibration.json")]
+    assert sorted(c["settings"]["answer_only"] for c in calibrations) == [False, True]
+    assert report.is_file() and report != variant.run()  # the main report is left as it was
+
 
 def test_sweep_reuses_upstream_and_writes_figure5(tiny_model_dir, tmp_path):
     from first_pl.pipeline.sweep import Sweep
