@@ -100,6 +100,17 @@ def test_lightning_config_parses(path, capsys, monkeypatch):
             assert config[section]["class_path"] == value["class_path"]
 
 
+def test_a_nested_option_is_cleared_by_giving_the_whole_mapping(capsys, monkeypatch):
+    """The README's way to train the full-depth student from a layer-dropped config."""
+    monkeypatch.chdir(ROOT)
+    stack = lightning_stack(CONFIGS / "model" / "student_finetune.yaml")
+    args = [a for p in stack for a in ("--config", str(p))]
+    full = '{"name_or_path": "smollm2-135m-instruct", "keep_layers": null}'
+    config = print_config(["fit", *args, "--model.init_args.model", full], capsys)
+    assert config["model"]["init_args"]["model"]["keep_layers"] is None
+    assert read(CONFIGS / "model" / "student_finetune.yaml")["model"]["init_args"]["model"]["keep_layers"]
+
+
 def pipeline_stack(path: Path) -> list[Path]:
     """A variant without its own teacher (offline_long, offline_sweep) composes after the main job's."""
     return [path] if "teacher" in read(path) else [CONFIGS / "experiments" / "offline_default.yaml", path]
