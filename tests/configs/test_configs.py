@@ -100,6 +100,14 @@ def test_lightning_config_parses(path, capsys, monkeypatch):
             assert config[section]["class_path"] == value["class_path"]
 
 
+def test_distill_data_config_matches_the_data_it_was_extracted_with():
+    """generated_distill.yaml must keep generated.yaml's settings, or its store never validates."""
+    plain = read(CONFIGS / "data" / "generated.yaml")["data"]["init_args"]
+    distill = dict(read(CONFIGS / "data" / "generated_distill.yaml")["data"]["init_args"])
+    assert distill.pop("store") and distill.pop("in_memory") is True
+    assert distill == plain
+
+
 def test_a_nested_option_is_cleared_by_giving_the_whole_mapping(capsys, monkeypatch):
     """The README's way to train the full-depth student from a layer-dropped config."""
     monkeypatch.chdir(ROOT)
