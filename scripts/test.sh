@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# README command two: install, then run the whole test suite offline on one thread per process.
+# README command two: build (or reuse) the locked environment, then run the whole test suite
+# offline on one thread per process. FIRST_PL_VENV chooses where the environment lives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+venv=$(cd "${FIRST_PL_VENV:-.venv}" && pwd)
+export PATH="$venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 WANDB_MODE=offline OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+python scripts/check_lock.py "requirements/${FIRST_PL_TORCH:-cpu}.txt" requirements/model.txt
 ruff check first_pl tests benchmarks scripts
 python -m pytest -q "$@"
