@@ -29,9 +29,10 @@ class Interval:
         return asdict(self)
 
 
-def _acc_ece_trust(
+def acc_ece_trust(
     confidence: torch.Tensor, correct: torch.Tensor, n_bins: int
 ) -> dict[str, torch.Tensor]:
+    """Acc, ECE and Trust in percent over the last dimension (leading dimensions are kept)."""
     count, conf_sum, corr_sum = calibration_bins(confidence, correct, n_bins)
     acc = corr_sum.sum(-1) / count.sum(-1).clamp_min(1.0)
     ece = expected_calibration_error_from_bins(count, conf_sum, corr_sum)
@@ -61,14 +62,14 @@ def bootstrap_ci(
     if n == 0:
         nan = float("nan")
         return {key: Interval(nan, nan, nan) for key in ("acc", "ece", "trust")}
-    point = _acc_ece_trust(confidence, correct, n_bins)
+    point = acc_ece_trust(confidence, correct, n_bins)
     generator = torch.Generator().manual_seed(seed)
     chunk = max(1, _MAX_CHUNK_ELEMENTS // n)
     draws: dict[str, list[torch.Tensor]] = {key: [] for key in point}
     for start in range(0, n_resamples, chunk):
         rows = min(chunk, n_resamples - start)
         index = torch.randint(n, (rows, n), generator=generator).to(confidence.device)
-        for key, value in _acc_ece_trust(confidence[index], correct[index], n_bins).items():
+        for key, value in acc_ece_trust(confidence[index], correct[index], n_bins).items():
             draws[key].append(value)
     quantiles = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
     result = {}
