@@ -13,26 +13,23 @@ import sys
 import warnings
 from pathlib import Path
 
-import yaml
 from jsonargparse import CLI, ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.trainer.states import TrainerFn
 
 from first_pl.callbacks.evaluation import CalibrationEvaluation
 from first_pl.commands import COMMANDS
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.modules.base import StudentModule
-from first_pl.modules.checkpoint import CheckpointError
+from first_pl.modules.checkpoint import CheckpointError, check_ckpt_path
 from first_pl.pipeline.stages import lock_folder, unlock_folder
-
-CONFIG_FILE = "config.yaml"  # what LightningCLI's SaveConfigCallback writes into the run folder
-OVERWRITE_FLAG = "overwrite_run"
-# Keys that may differ between two invocations of the same run.
-_RUN_IDENTITY_IGNORES = ("config", "ckpt_path", OVERWRITE_FLAG, "__path__")
-
-
-class RunFolderError(ValueError):
-    """`fit` would write into a folder that already holds another run."""
-
+from first_pl.run_folder import (
+    OVERWRITE_FLAG,
+    check_last_checkpoint,
+    check_run_folder,
+    check_trains,
+)
+from first_pl.trainer import Trainer
 
 class SaveConfigPerCommand(SaveConfigCallback):
     """`fit` saves `config.yaml`; test / validate / predict save `config_<command>.yaml`.
@@ -42,6 +39,8 @@ class SaveConfigPerCommand(SaveConfigCallback):
     """
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        # Lightning passes a TrainerFn, whose f-string is "TrainerFn.TESTING", not "test".
+        stage = TrainerFn(stage).value
         if stage != "fit":
             self.config_filename = f"config_{stage}.yaml"
         super().setup(trainer, pl_module, stage)
@@ -56,6 +55,7 @@ class FirstCLI(LightningCLI):
             QADataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            trainer_class=Trainer,
             save_config_callback=SaveConfigPerCommand,
             save_config_kwargs={"overwrite": True},
             args=args,
@@ -75,30 +75,48 @@ class FirstCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        """Refuse `--ckpt_path` of a checkpoint trained with another model than the config's.
+        """Check `--ckpt_path` before LightningCLI reads the checkpoint's hyper-parameters.
 
-        LightningCLI replaces the config's model settings with the checkpoint's saved
-        hyper-parameters; a config that names another model would otherwise be ignored silently.
+        A missing or unreadable file is refused by name (Lightning would show a traceback); a
+        checkpoint of another strategy or model than the config's is refused, since
+        LightningCLI replaces the config's model with the checkpoint's saved one, so the
+        config would otherwise be ignored silently.
         """
         parse = getattr(super(), "_parse_ckpt_path", None)
-        if parse is None:
+        subcommand = self.config.get("subcommand")
+        if parse is None or subcommand is None:
             return
-        before = _model_identity(self.config)
-        parse()
-        after = _model_identity(self.config)
-        if before is not None and after is not None and before != after:
-            subcommand = self.config.get("subcommand")
-            ckpt_path = self.config[subcommand].get("ckpt_path")
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        check_ckpt_path(ckpt_path)
+        before = _model_class(self.config), _model_identity(self.config)
+        try:
+            parse()
+        except Exception as err:  # torch.load raises several types for a damaged file
             raise CheckpointError(
-                f"--ckpt_path {ckpt_path} was trained with model {after} but the config gives "
-                f"model {before}; use the model settings the checkpoint was trained with"
+                f"--ckpt_path {ckpt_path} cannot be read (truncated, damaged or not a "
+                f"checkpoint): {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+            ) from err
+        after = _model_class(self.config), _model_identity(self.config)
+        if None not in before[:1] + after[:1] and before[0] != after[0]:
+            raise CheckpointError(
+                f"--ckpt_path {ckpt_path} holds a {after[0]} checkpoint but the config gives "
+                f"model {before[0]}; use a config of the checkpoint's strategy (such as its run "
+                f"folder's config.yaml)"
+            )
+        if None not in (before[1], after[1]) and before[1] != after[1]:
+            raise CheckpointError(
+                f"--ckpt_path {ckpt_path} was trained with model {after[1]} but the config gives "
+                f"model {before[1]}; use the model settings the checkpoint was trained with"
             )
 
     def before_fit(self) -> None:
-        """Refuse to mix two runs in one folder (see `check_run_folder`)."""
+        """Refuse a fit that trains nothing, resumes nothing, or mixes two runs in one folder."""
         config = self.config["fit"]
         log_dir = Path(self.trainer.log_dir or ".")
-        if config.get("ckpt_path") is None and not config.get(OVERWRITE_FLAG):
+        check_trains(self.trainer)
+        if config.get("ckpt_path") == "last":
+            check_last_checkpoint(self.trainer)
+        if not config.get(OVERWRITE_FLAG):
             check_run_folder(self._parser("fit"), config, log_dir)
         if self.trainer.global_rank == 0:  # one fit at a time per run folder
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +129,14 @@ class FirstCLI(LightningCLI):
             self._locked = None
 
 
+def _model_class(config) -> str | None:
+    """The strategy class the config (or, once parsed, the checkpoint) names."""
+    try:
+        return config[config["subcommand"]]["model"]["class_path"]
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
 def _model_identity(config) -> dict | None:
     """What decides a checkpoint's weights: `model.init_args.model` minus dtype/checkpointing."""
     try:
@@ -119,53 +145,6 @@ def _model_identity(config) -> dict | None:
         return None
     spec = spec.as_dict() if hasattr(spec, "as_dict") else dict(spec or {})
     return {k: spec.get(k) for k in ("name_or_path", "keep_every", "keep_layers")}
-
-
-def _flatten(value, prefix: str = "") -> dict:
-    if isinstance(value, dict) and value:
-        out = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
-
-
-def _run_identity(parser, config) -> dict:
-    dumped = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True)) or {}
-    return {k: v for k, v in dumped.items() if k not in _RUN_IDENTITY_IGNORES}
-
-
-def check_run_folder(parser, config, log_dir: Path) -> None:
-    """Raise `RunFolderError` if `log_dir` holds the config.yaml of a run with another config.
-
-    The same config (a rerun, or the pipeline's own config.yaml written before `fit`) passes;
-    `--ckpt_path` (resume) and `--overwrite_run true` skip the check.
-    """
-    saved = log_dir / CONFIG_FILE
-    if not saved.is_file():
-        return
-    hint = (
-        f"choose another --trainer.default_root_dir (and logger save_dir), resume it with "
-        f"--ckpt_path <its checkpoint>, or pass --{OVERWRITE_FLAG} true to write into it anyway"
-    )
-    try:
-        previous = _run_identity(parser, parser.parse_path(str(saved), defaults=True))
-    except Exception as err:  # jsonargparse raises several types for a config it cannot read
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunFolderError(
-            f"run folder {log_dir} already holds {saved}, which is not a fit config of this "
-            f"version ({first_line}); {hint}"
-        ) from None
-    current = _run_identity(parser, config)
-    if previous != current:
-        before, now = _flatten(previous), _flatten(current)
-        differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        shown = ", ".join(f"{k} ({before.get(k)!r} there, {now.get(k)!r} now)" for k in differ[:4])
-        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
-        raise RunFolderError(
-            f"run folder {log_dir} already holds another run: its {saved} differs in "
-            f"{shown}{more}; {hint}"
-        )
 
 
 def run_command(name: str, args: list[str]) -> None:

@@ -37,6 +37,7 @@ from first_pl.data.tokenize import Encoded
 from first_pl.knowledge.extract import extract_distributed, shard_path
 from first_pl.models import ModelSpec, build_model
 from first_pl.modules.checkpoint import load_strategy
+from first_pl.precision import autocast_dtype
 
 
 def file_sha256(path: Path) -> str:
@@ -152,6 +153,7 @@ def extract(
     probs_dtype: Literal["float16", "float32"] = "float16",
     compression: Literal["gzip"] | None = None,
     batch_size: int = 8,
+    precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
     overwrite: bool = False,
     progress: bool = True,
 ) -> None:
@@ -168,6 +170,9 @@ def extract(
         probs_dtype: dtype of the stored probabilities.
         compression: gzip the store (smaller, slower random reads).
         batch_size: examples per teacher forward pass (per process).
+        precision: ``auto`` runs the teacher under bf16 autocast only where the hardware
+            multiplies bf16 natively (``first_pl.precision``), else in float32; stored
+            probabilities are float32 softmaxes either way.
         overwrite: replace a complete store at ``output`` (kept until the new one is complete).
         progress: show a progress bar (rank 0).
     """
@@ -194,17 +199,22 @@ def extract(
             out.parent.mkdir(parents=True, exist_ok=True)  # an old store is replaced at the end
         resumed = resumed_counts(out, rank, world_size)
         start = time.perf_counter()
-        extract_distributed(
-            model.to(device_for_rank()),
-            examples,
-            data.collate_train,
-            out,
-            metadata,
-            batch_size=batch_size,
-            progress=progress,
-            overwrite=overwrite,
-            id_length=example_id_length(e.example_id for e in examples),
-        )
+        device = device_for_rank()
+        dtype, reason = autocast_dtype(precision, device.type)
+        if rank == 0:
+            print(reason)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            extract_distributed(
+                model.to(device),
+                examples,
+                data.collate_train,
+                out,
+                metadata,
+                batch_size=batch_size,
+                progress=progress,
+                overwrite=overwrite,
+                id_length=example_id_length(e.example_id for e in examples),
+            )
         if rank == 0:
             if compression == "gzip":
                 compress(out)

@@ -58,7 +58,8 @@ def extract_argv(config: Path, teacher: Path, output: Path, *args: str) -> list[
         str(teacher),
         "--output",
         str(output),
-    ] + ["--probs_dtype", "float32", "--batch_size", "2", "--progress", "false", *args]
+    ] + ["--probs_dtype", "float32", "--batch_size", "2", "--progress", "false",
+         "--precision", "32-true", *args]  # fmt: skip
 
 
 def run_extract(config: Path, teacher: Path, output: Path, *args: str) -> None:
@@ -203,3 +204,23 @@ def test_two_processes_equal_one(config: Path, tiny_model_dir: Path, tmp_path: P
     )
     assert not Path(f"{out}.rank1-of-2").exists()
     assert_same_data(single, out)
+
+
+@pytest.mark.parametrize(("caps", "bf16"), [({"avx2": True}, False), ({"amx_bf16": True}, True)])
+def test_precision_auto_runs_the_teacher_in_bf16_only_on_native_bf16(
+    config: Path, tiny_model_dir: Path, tmp_path: Path, capsys, monkeypatch, caps, bf16
+) -> None:
+    float32 = tmp_path / "float32.h5"
+    run_extract(config, tiny_model_dir, float32)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    auto = tmp_path / "auto.h5"
+    run_extract(config, tiny_model_dir, auto, "--precision", "auto")
+    expected = "bf16-mixed" if bf16 else "32-true"
+    assert f"precision auto -> {expected}" in capsys.readouterr().out
+    probs32, probs_auto = store_data(float32)["probs"], store_data(auto)["probs"]
+    if bf16:  # bf16 matmuls: close to float32, not equal
+        assert not np.array_equal(probs32, probs_auto)
+        assert np.abs(probs32 - probs_auto).max() < 0.05
+    else:
+        assert_same_data(float32, auto)
