@@ -1,7 +1,13 @@
 """`QADataModule`: tokenised training batches and candidate-restricted evaluation batches.
 
 One training task; any number of evaluation tasks, each its own dataloader (in-domain and
-out-of-domain evaluated in one `validate` / `test` run, logged under the task's name).
+out-of-domain evaluated in one `validate` / `test` run, logged under the task's name). Task
+names are therefore keys: two different tasks under one name are refused, since one would be
+scored with the other's examples and logged over it.
+
+Every multiple-choice split is reported when first encoded: how many examples, how many lost
+tokens to `max_length`, and at which letter the gold answer sits (warned about when one letter
+holds more than its share plus noise, which lets an "always A" model score above chance).
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ import logging
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
-from first_pl.tasks.base import MCExample, Task
+from first_pl.tasks.base import MCExample, Task, TaskDataError
+from first_pl.tasks.option_order import AnswerPositions
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,7 @@ class QADataModule(L.LightningDataModule):
         self.eval_tasks = list(eval_tasks) if eval_tasks else []
         self.template = template or PromptTemplate()
         self.task_templates = dict(task_templates or {})
+        check_unique_names(self.eval_tasks, train_task)
         known = {task.name for task in [*self.eval_tasks, train_task] if task is not None}
         unknown = sorted(set(self.task_templates) - known)
         if unknown:
@@ -73,6 +82,7 @@ class QADataModule(L.LightningDataModule):
         self.shuffle = shuffle
         self.encoded: dict[tuple[str, str], list[Encoded]] = {}
         self.truncation: dict[tuple[str, str], TruncationReport] = {}
+        self.answer_positions: dict[tuple[str, str], AnswerPositions] = {}
 
     @functools.cached_property
     def tokenizer(self):
@@ -97,22 +107,38 @@ class QADataModule(L.LightningDataModule):
         return {task.name: self.template_for(task).letters for task in self.evaluation_tasks}
 
     def examples(self, task: Task, split: str) -> list[Encoded]:
-        """Tokenised examples of one task split, computed once."""
+        """Tokenised examples of one task split, computed once and reported (see the module doc)."""
         key = (task.name, split)
         if key not in self.encoded:
             report = TruncationReport()
             examples = task.load(split)
+            if split == "train" and not examples:
+                raise TaskDataError(f"task {task.name!r} has no examples in its train split: {task!r}")
             if split != "train" and not all(isinstance(ex, MCExample) for ex in examples):
                 raise ValueError(
                     f"evaluation task {task.name!r} is not multiple choice; use it as data.train_task only"
                 )
-            self.encoded[key] = [
-                encode(ex, self.tokenizer, self.template_for(task), self.max_length, report) for ex in examples
-            ]
+            template = self.template_for(task)
+            check_letters(task, split, examples, template.letters)
+            self.encoded[key] = [encode(ex, self.tokenizer, template, self.max_length, report) for ex in examples]
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
             self.truncation[key] = report
+            if examples and isinstance(examples[0], MCExample):
+                self.report_answer_positions(key, examples, template.letters)
         return self.encoded[key]
+
+    def report_answer_positions(self, key: tuple[str, str], examples: list[MCExample], letters: str) -> None:
+        positions = AnswerPositions.of(examples)
+        self.answer_positions[key] = positions
+        what = f"{key[0]}/{key[1]}: gold answer position over {positions.total} examples, count (balanced)"
+        rank_zero_info(f"{what}: {positions.summary(letters)}")
+        skewed = positions.skewed(letters)
+        if skewed:
+            rank_zero_warn(
+                f"{what}: {positions.summary(letters)}; letter(s) {skewed} hold more than their share, so a model "
+                "that always gives one letter scores above chance (set the task's option_order: shuffled)"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self.train_task is None:
@@ -159,3 +185,35 @@ class QADataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> list[DataLoader]:
         return self.eval_dataloaders("test")
+
+
+def check_unique_names(eval_tasks: list[Task], train_task: Task | None) -> None:
+    """Refuse two evaluation tasks with one name, or a training task whose name an evaluation
+    task with other settings also uses: results, predictions and encoded splits are keyed by name."""
+    seen: dict[str, Task] = {}
+    for task in eval_tasks:
+        if task.name in seen:
+            raise ValueError(
+                f"data.eval_tasks has two tasks named {task.name!r} ({seen[task.name]!r} and {task!r}); "
+                "give each its own init_args.name"
+            )
+        seen[task.name] = task
+    other = seen.get(train_task.name) if train_task is not None else None
+    if other is not None and other.fingerprint() != train_task.fingerprint():
+        raise ValueError(
+            f"data.train_task and an evaluation task are both named {train_task.name!r} but differ "
+            f"({train_task!r} and {other!r}); give one of them its own init_args.name"
+        )
+
+
+def check_letters(task: Task, split: str, examples: list, letters: str) -> None:
+    """Refuse examples with more options than the template has letters, naming the options to change."""
+    most = max((len(ex.choices) for ex in examples if isinstance(ex, MCExample)), default=0)
+    if most > len(letters):
+        many = sum(isinstance(ex, MCExample) and len(ex.choices) > len(letters) for ex in examples)
+        raise TaskDataError(
+            f"task {task.name!r} split {split!r}: {many} examples have up to {most} options but the template's "
+            f"letters {letters!r} name only {len(letters)}; give data.task_templates.{task.name}.letters "
+            f"{most} letters (e.g. {'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[:most]!r}), or set the task's max_options "
+            f"to {len(letters)} to leave those examples out"
+        )

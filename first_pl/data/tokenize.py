@@ -33,17 +33,30 @@ class Encoded:
 
 @dataclass
 class TruncationReport:
-    """How many examples lost prompt tokens to `max_length` (reported, never silent)."""
+    """How many examples lost tokens to `max_length` (reported, never silent).
+
+    The prompt loses tokens from the left first. A response longer than `max_length - 1`
+    tokens (instruction data) is cut on the right and so loses its EOS: the model is not taught
+    to stop where the cut falls. Both are counted here.
+    """
 
     examples: int = 0
     truncated: int = 0
     tokens_dropped: int = 0
+    responses_truncated: int = 0
+    response_tokens_dropped: int = 0
 
     def summary(self, what: str) -> str:
-        return (
+        text = (
             f"{what}: {self.truncated} of {self.examples} examples truncated to fit max_length "
-            f"({self.tokens_dropped} prompt tokens dropped from the left)"
+            f"({self.tokens_dropped} prompt tokens dropped from the left"
         )
+        if self.responses_truncated:
+            text += (
+                f"; {self.responses_truncated} responses cut on the right, losing "
+                f"{self.response_tokens_dropped} tokens and their EOS"
+            )
+        return text + ")"
 
 
 def encode(
@@ -54,18 +67,24 @@ def encode(
     report: TruncationReport,
 ) -> Encoded:
     """Tokenise prompt and response separately (the response tokens are then exactly what the
-    model is trained and evaluated on), truncating the prompt from the left if needed."""
+    model is trained and evaluated on), truncating the prompt from the left if needed and a
+    response longer than `max_length - 1` on the right; both are counted in `report`."""
     if isinstance(example, MCExample):
         prompt, response = template.mc_prompt(example), template.mc_response(example)
     else:
         prompt, response = template.instruction_prompt(example), template.instruction_response(example)
     prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
-    response_ids = tokenizer.encode(response, add_special_tokens=False) + [tokenizer.eos_token_id]
-    response_ids = response_ids[: max(1, max_length - 1)]
+    full_response = tokenizer.encode(response, add_special_tokens=False) + [tokenizer.eos_token_id]
+    response_ids = full_response[: max(1, max_length - 1)]
+    response_cut = len(full_response) - len(response_ids)
     overflow = len(prompt_ids) + len(response_ids) - max_length
     report.examples += 1
-    if overflow > 0:
+    if overflow > 0 or response_cut:
         report.truncated += 1
+    if response_cut:
+        report.responses_truncated += 1
+        report.response_tokens_dropped += response_cut
+    if overflow > 0:
         report.tokens_dropped += overflow
         prompt_ids = prompt_ids[overflow:]
     input_ids = prompt_ids + response_ids

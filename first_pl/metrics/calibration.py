@@ -7,7 +7,11 @@ rank's placeholder has the same dtype): the confidences for equal-mass bins, and
 per-example (confidence, correct) pairs that bootstrap intervals and selective prediction need.
 
 Binning is `first_pl.metrics.functional`'s, shared with `first-pl calibrate`: 10 equal-width
-bins, (b/n, (b+1)/n], 0.0 in the first and exactly 1.0 in the last bin.
+bins, (b/n, (b+1)/n], 0.0 in the first and exactly 1.0 in the last bin; equal-mass bins follow
+the split convention of `equal_mass_bin_index` (rank r of N in bin floor(r n / N)).
+
+Edges: with no predictions every metric returns 0 (`n` is 0, so a report can tell "nothing
+measured" from "perfect"); a NaN confidence is refused with a ValueError naming `confidence`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torchmetrics.utilities.data import dim_zero_cat
 from first_pl.metrics.functional import (
     calibration_bins,
     check_binning,
+    check_no_nan,
     check_norm,
     expected_calibration_error,
     expected_calibration_error_from_bins,
@@ -43,6 +48,7 @@ def _flat_pair(
         raise ValueError(
             f"confidence ({confidence.numel()}) and correct ({correct.numel()}) differ in length"
         )
+    check_no_nan(confidence)  # at update, where the caller is, not at compute
     return confidence, correct
 
 

@@ -7,6 +7,8 @@ vectorised call and can never disagree with the ECE that the metrics report.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -27,9 +29,12 @@ def equal_width_bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor
 def equal_mass_bin_index(confidence: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Bin of each confidence for `n_bins` equal-mass (equal-count) bins, over the last dim.
 
-    The example of rank r (ascending confidence, stable sort) of N goes to bin floor(r n / N),
-    so bin sizes differ by at most one. Ties on a bin edge are split by position rather than
-    kept together: the bins must hold equal counts even when many confidences are exactly 1.0.
+    The split convention: the example of rank r (ascending confidence, stable sort) of N goes
+    to bin floor(r n / N). So bins hold floor(N / n) or ceil(N / n) examples, the larger ones
+    spread evenly from the lowest confidences up (N = 15, n = 10: bins 0, 2, 4, 6, 8 hold two;
+    `numpy.array_split` would put them all first), and with N < n some bins stay empty. Ties on
+    a bin edge are split by their order in the input rather than kept together: the bins must
+    hold equal counts even when many confidences are exactly 1.0.
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
@@ -57,6 +62,15 @@ def check_norm(norm: str) -> None:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
+def check_no_nan(confidence: torch.Tensor) -> None:
+    """Refuse NaN confidences by name: binned, they would land in an arbitrary bin or none."""
+    nan = int(torch.isnan(confidence).sum()) if confidence.is_floating_point() else 0
+    if nan:
+        raise ValueError(
+            f"confidence holds {nan} NaN value(s) of {confidence.numel()}; expected probabilities in [0, 1]"
+        )
+
+
 def calibration_bins(
     confidence: torch.Tensor,
     correct: torch.Tensor,
@@ -66,18 +80,21 @@ def calibration_bins(
     """Per-bin (count, sum of confidence, sum of correct), equal-width bins by default.
 
     `confidence` and `correct` have the same shape `[..., N]`; the result has shape
-    `[..., n_bins]`, so a leading grid dimension is binned in one scatter.
+    `[..., n_bins]`, so a leading grid dimension is binned in one scatter. N = 0 gives empty
+    bins (and an ECE of 0: no predictions, no calibration gap).
     """
     check_binning(binning)
     if confidence.shape != correct.shape:
         raise ValueError(
             f"confidence {tuple(confidence.shape)} and correct {tuple(correct.shape)} differ in shape"
         )
+    check_no_nan(confidence)
     conf = confidence.to(torch.float64)
     corr = correct.to(torch.float64)
     lead = conf.shape[:-1]
-    flat_conf = conf.reshape(-1, conf.shape[-1])
-    flat_corr = corr.reshape(-1, corr.shape[-1])
+    # explicit row count: reshape(-1, 0) is ambiguous when there are no predictions
+    flat_conf = conf.reshape(math.prod(lead), conf.shape[-1])
+    flat_corr = corr.reshape(math.prod(lead), corr.shape[-1])
     rows = flat_conf.shape[0]
     bin_index = equal_width_bin_index if binning == "equal_width" else equal_mass_bin_index
     index = bin_index(flat_conf, n_bins)

@@ -53,12 +53,15 @@ def candidate_output(log_probs: torch.Tensor, batch: dict[str, Any]) -> EvalOutp
     """Prediction restricted to the candidate letters at the answer position.
 
     `log_probs` is the full-vocab log-softmax at each example's answer position `[B, V]`; the
-    confidence is the chosen candidate's full-vocab probability (the paper's semantics).
+    confidence is the chosen candidate's full-vocab probability (the paper's semantics). The
+    argmax is taken over log-probabilities: below about -104 every probability is 0 in float32,
+    and an argmax over those zeros would always pick the first candidate.
     """
     candidates = batch["candidate_ids"]
     mask = candidates >= 0
-    probs = log_probs.gather(1, candidates.clamp_min(0)).exp() * mask
-    pred = probs.masked_fill(~mask, -1.0).argmax(dim=1)
+    candidate_log_probs = log_probs.gather(1, candidates.clamp_min(0))
+    probs = candidate_log_probs.exp() * mask
+    pred = candidate_log_probs.masked_fill(~mask, float("-inf")).argmax(dim=1)
     confidence = probs.gather(1, pred.unsqueeze(1)).squeeze(1)
     return {
         "candidate_probs": probs,

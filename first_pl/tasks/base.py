@@ -81,12 +81,16 @@ def check_unique_ids(examples: list[Example], source: str) -> None:
         seen.add(ex.id)
 
 
-def check_mc(example: MCExample, source: str, max_options: int = 5) -> MCExample:
-    """Validate one multiple-choice example; errors name the source, the id and the field."""
-    if not 2 <= len(example.choices) <= max_options:
+def check_mc(example: MCExample, source: str, max_options: int | None = 5) -> MCExample:
+    """Validate one multiple-choice example; errors name the source, the id and the field.
+
+    `max_options=None` sets no upper bound (the template's letters then decide what fits).
+    """
+    upper = max_options if max_options is not None else len(example.choices)
+    if not 2 <= len(example.choices) <= upper:
         raise TaskDataError(
             f"{source}: example {example.id!r} field 'choices' has {len(example.choices)} options; "
-            f"expected 2 to {max_options}"
+            + (f"expected 2 to {max_options}" if max_options is not None else "expected at least 2")
         )
     if not 0 <= example.answer < len(example.choices):
         raise TaskDataError(

@@ -1,16 +1,26 @@
 """BIG-bench multiple-choice `task.json` files (a file or a task folder).
 
-Choices are not lettered in the file; they are lettered by the template in file order. BIG-bench
-has no splits, so train / validation / test are carved by a hash of each example's id
-(`<task>-<index>`), stable under reordering of the file.
+Choices are not lettered in the file, and files often list the correct one first (all 229
+examples of `physics`), so by default the options are put in an order fixed by a hash of the
+example id and each option's text (`first_pl.tasks.option_order`); `option_order="source"`
+keeps the file's order. BIG-bench has no splits, so train / validation / test are carved by a
+hash of each example's id (`<task>-<index>`), stable under reordering of the file.
+
+Every example is kept unless `max_options` is set: then examples with more options are left
+out, and how many is logged and kept in `dropped`. An example with more options than the
+template has letters is refused by the data module, which names the task and the option.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from first_pl.tasks.base import MCExample, SplitFractions, Task, TaskDataError, carve, check_mc
+from first_pl.tasks.option_order import check_option_order, ordered
+
+log = logging.getLogger(__name__)
 
 
 class BigBench(Task):
@@ -23,14 +33,20 @@ class BigBench(Task):
         limit: int | None = None,
         validation_fraction: float = 0.1,
         test_fraction: float = 0.5,
-        max_options: int = 5,
+        max_options: int | None = None,
+        option_order: str = "shuffled",
     ) -> None:
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / "task.json"
         self.limit = limit
+        if max_options is not None and max_options < 2:
+            raise ValueError(f"BigBench.max_options must be >= 2 or null (keep all), got {max_options}")
         self.max_options = max_options
+        check_option_order(option_order, "BigBench")
+        self.option_order = option_order
         self.fractions = SplitFractions(validation=validation_fraction, test=test_fraction)
+        self.dropped = 0
         super().__init__(name)
 
     def default_name(self) -> str:
@@ -43,22 +59,28 @@ class BigBench(Task):
             "limit": self.limit,
             "fractions": vars(self.fractions),
             "max_options": self.max_options,
+            "option_order": self.option_order,
         }
 
     def read_all(self) -> list[MCExample]:
         if not self.path.is_file():
             raise TaskDataError(f"BIG-bench task file {self.path} does not exist")
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(self.path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError as err:
             raise TaskDataError(f"{self.path}: not valid UTF-8 text") from err
         except json.JSONDecodeError as err:
             raise TaskDataError(f"{self.path}: malformed JSON at line {err.lineno}: {err.msg}") from err
         rows = data.get("examples") if isinstance(data, dict) else None
-        if not rows:
+        if not rows or not isinstance(rows, list):
             raise TaskDataError(f"{self.path}: expected a non-empty 'examples' list")
         examples = []
         for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise TaskDataError(
+                    f"{self.path}: example {i} is a {type(row).__name__}; expected an object with "
+                    "'input' and 'target_scores'"
+                )
             scores = row.get("target_scores")
             if not isinstance(scores, dict) or "input" not in row:
                 raise TaskDataError(f"{self.path}: example {i} needs 'input' and a 'target_scores' object")
@@ -67,13 +89,20 @@ class BigBench(Task):
                 raise TaskDataError(
                     f"{self.path}: example {i} field 'target_scores' has {len(winners)} choices scoring 1; expected exactly 1"
                 )
-            example = MCExample(
-                id=f"{self.name}-{i}", question=str(row["input"]), choices=tuple(scores), answer=winners[0]
+            examples.append(
+                MCExample(id=f"{self.name}-{i}", question=str(row["input"]), choices=tuple(scores), answer=winners[0])
             )
-            if len(example.choices) <= self.max_options:
-                examples.append(check_mc(example, str(self.path), self.max_options))
-        return examples
+        if self.max_options is not None:
+            kept = [ex for ex in examples if len(ex.choices) <= self.max_options]
+            self.dropped = len(examples) - len(kept)
+            if self.dropped:
+                log.warning(
+                    f"{self.path}: left out {self.dropped} of {len(examples)} examples with more than "
+                    f"BigBench.max_options={self.max_options} options"
+                )
+            examples = kept
+        return [check_mc(ex, str(self.path), self.max_options) for ex in examples]
 
     def load(self, split: str) -> list[MCExample]:
-        examples = carve(self.read_all(), split, self.fractions, salt=self.name)
+        examples = ordered(carve(self.read_all(), split, self.fractions, salt=self.name), self.option_order)
         return examples[: self.limit] if self.limit else examples

@@ -3,6 +3,16 @@
 Where a hub dataset lacks a labelled split we need, it is carved deterministically: CSQA's and
 BoolQ's hub test splits are unlabelled, so our `test` is the hub `validation` split and our
 `validation` is 10% of the hub `train` split chosen by a hash of each id.
+
+A local source is either a folder of per-split files named like the hub's splits, or one file:
+one file is all the data there is, so train / validation / test are carved from it disjointly
+by a hash of each id (as for BIG-bench); reading it whole for every split would test on the
+training rows.
+
+Options keep the dataset's own lettering by default (`option_order="source"`: CSQA's and OBQA's
+answer keys are letters, and their hub splits are balanced); the data module reports the
+answer-position distribution of every split and warns when one letter holds too much, and
+`option_order="shuffled"` reorders the options by a hash of the example id.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from first_pl.tasks.base import (
+    SPLITS,
     MCExample,
     SplitFractions,
     Task,
@@ -18,7 +29,8 @@ from first_pl.tasks.base import (
     check_mc,
     check_unique_ids,
 )
-from first_pl.tasks.records import field, read_rows
+from first_pl.tasks.option_order import check_option_order, ordered
+from first_pl.tasks.records import field, is_single_file, read_rows
 
 
 class HubMultipleChoiceTask(Task):
@@ -29,26 +41,54 @@ class HubMultipleChoiceTask(Task):
     # our split -> (hub split, carve this split from it or None)
     split_map: dict[str, tuple[str, str | None]] = {}
 
-    def __init__(self, source: str | None = None, name: str | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        source: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        validation_fraction: float = 0.1,
+        test_fraction: float = 0.3,
+        option_order: str = "source",
+    ) -> None:
         self.source = source or self.hub_id
         self.limit = limit
+        # validation: carved from the hub train split; test too when the source is one file
+        self.fractions = SplitFractions(validation=validation_fraction, test=test_fraction)
+        check_option_order(option_order, type(self).__name__)
+        self.option_order = option_order
         super().__init__(name)
 
     def settings(self) -> dict:
-        return {**super().settings(), "source": self.source, "limit": self.limit}
+        return {
+            **super().settings(),
+            "source": self.source,
+            "limit": self.limit,
+            "fractions": vars(self.fractions),
+            "option_order": self.option_order,
+        }
 
     def parse_row(self, row: dict[str, Any], index: int, source: str, split: str) -> MCExample:
         raise NotImplementedError
 
+    def parse_rows(self, rows: list[dict[str, Any]], source: str, split: str) -> list[MCExample]:
+        examples = [check_mc(self.parse_row(row, i, source, split), source) for i, row in enumerate(rows)]
+        check_unique_ids(examples, source)
+        return examples
+
     def load(self, split: str) -> list[MCExample]:
-        if split not in self.split_map:
-            raise ValueError(f"task {self.name}: split must be one of {sorted(self.split_map)}, got {split!r}")
-        hub_split, carve_as = self.split_map[split]
-        rows, label = read_rows(self.source, hub_split, self.hub_config)
-        examples = [check_mc(self.parse_row(row, i, label, hub_split), label) for i, row in enumerate(rows)]
-        check_unique_ids(examples, label)
-        if carve_as is not None:
-            examples = carve(examples, carve_as, SplitFractions(validation=0.1, test=0.0), salt=self.name)
+        if split not in SPLITS:
+            raise ValueError(f"task {self.name}: split must be one of {list(SPLITS)}, got {split!r}")
+        if is_single_file(self.source):
+            rows, label = read_rows(self.source, split)
+            examples = carve(self.parse_rows(rows, label, "row"), split, self.fractions, salt=self.name)
+        else:
+            hub_split, carve_as = self.split_map[split]
+            rows, label = read_rows(self.source, hub_split, self.hub_config, asked=split)
+            examples = self.parse_rows(rows, label, hub_split)
+            if carve_as is not None:
+                hub_fractions = SplitFractions(validation=self.fractions.validation, test=0.0)
+                examples = carve(examples, carve_as, hub_fractions, salt=self.name)
+        examples = ordered(examples, self.option_order)
         return examples[: self.limit] if self.limit else examples
 
 
@@ -62,11 +102,22 @@ def letter_index(answer_key: str, labels: list[str], source: str, index: int) ->
 
 
 def parse_choices(row: dict[str, Any], source: str, index: int) -> tuple[list[str], list[str]]:
-    """The hub's `choices: {label: [...], text: [...]}` column."""
+    """The hub's `choices: {label: [...], text: [...]}` column, one label per text."""
     choices = field(row, "choices", source, index)
+    if isinstance(choices, str) and source.endswith(".csv"):
+        raise TaskDataError(
+            f"{source}: row {index} field 'choices' is text: a CSV file cannot hold the nested "
+            "{'label': [...], 'text': [...]} column; give this task a .jsonl, .json or .parquet file"
+        )
     if not isinstance(choices, dict) or "label" not in choices or "text" not in choices:
         raise TaskDataError(f"{source}: row {index} field 'choices' must be {{'label': [...], 'text': [...]}}")
-    return list(choices["label"]), list(choices["text"])
+    labels, texts = list(choices["label"]), list(choices["text"])
+    if len(labels) != len(texts):
+        raise TaskDataError(
+            f"{source}: row {index} field 'choices' has {len(labels)} labels {labels} but {len(texts)} texts; "
+            "expected one text per label"
+        )
+    return labels, texts
 
 
 class LetteredChoicesTask(HubMultipleChoiceTask):
@@ -121,10 +172,12 @@ class BoolQ(HubMultipleChoiceTask):
 
     def parse_row(self, row: dict[str, Any], index: int, source: str, split: str) -> MCExample:
         answer = field(row, "answer", source, index)
-        if isinstance(answer, str):
-            if answer.lower() not in ("true", "false"):
-                raise TaskDataError(f"{source}: row {index} field 'answer' is {answer!r}; expected true or false")
+        if isinstance(answer, str) and answer.lower() in ("true", "false"):
             answer = answer.lower() == "true"
+        elif isinstance(answer, bool | int | float) and answer in (0, 1):
+            answer = bool(answer)
+        else:
+            raise TaskDataError(f"{source}: row {index} field 'answer' is {answer!r}; expected true or false")
         question = str(field(row, "question", source, index)).strip()
         return MCExample(
             id=f"{split}-{index}",

@@ -56,15 +56,15 @@ def test_obqa_parquet_and_boolq_csv(tmp_path):
         for i in range(5)
     ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
-    (ex,) = OpenBookQA(source=str(tmp_path / "test.parquet"), limit=1).load("test")
+    (ex,) = OpenBookQA(source=str(tmp_path), limit=1).load("test")  # a folder of split files
     assert ex.question == "Which is hot?" and ex.answer == 0 and len(ex.choices) == 4
 
-    with (tmp_path / "boolq.csv").open("w", newline="") as f:
+    with (tmp_path / "validation.csv").open("w", newline="") as f:  # BoolQ's test is the hub validation
         writer = csv.DictWriter(f, fieldnames=["question", "answer", "passage"])
         writer.writeheader()
         writer.writerow({"question": "is the sky blue", "answer": "True", "passage": "The sky is blue."})
         writer.writerow({"question": "is ice hot", "answer": "False", "passage": "Ice is cold."})
-    examples = BoolQ(source=str(tmp_path / "boolq.csv")).load("test")
+    examples = BoolQ(source=str(tmp_path)).load("test")
     assert [e.answer for e in examples] == [0, 1]
     assert examples[0].question == "Is the sky blue?" and examples[0].choices == ("yes", "no")
 
