@@ -31,6 +31,7 @@ from first_pl.run_folder import (
 )
 from first_pl.trainer import Trainer
 
+
 class SaveConfigPerCommand(SaveConfigCallback):
     """`fit` saves `config.yaml`; test / validate / predict save `config_<command>.yaml`.
 
@@ -88,25 +89,26 @@ class FirstCLI(LightningCLI):
             return
         ckpt_path = self.config[subcommand].get("ckpt_path")
         check_ckpt_path(ckpt_path)
-        before = _model_class(self.config), _model_identity(self.config)
+        class_before, model_before = _model_class(self.config), _model_identity(self.config)
         try:
             parse()
         except Exception as err:  # torch.load raises several types for a damaged file
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
                 f"--ckpt_path {ckpt_path} cannot be read (truncated, damaged or not a "
-                f"checkpoint): {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                f"checkpoint): {reason}"
             ) from err
-        after = _model_class(self.config), _model_identity(self.config)
-        if None not in before[:1] + after[:1] and before[0] != after[0]:
+        class_after, model_after = _model_class(self.config), _model_identity(self.config)
+        if class_before is not None and class_after is not None and class_before != class_after:
             raise CheckpointError(
-                f"--ckpt_path {ckpt_path} holds a {after[0]} checkpoint but the config gives "
-                f"model {before[0]}; use a config of the checkpoint's strategy (such as its run "
-                f"folder's config.yaml)"
+                f"--ckpt_path {ckpt_path} holds a {class_after} checkpoint but the config gives "
+                f"model {class_before}; use a config of the checkpoint's strategy (such as its "
+                f"run folder's config.yaml)"
             )
-        if None not in (before[1], after[1]) and before[1] != after[1]:
+        if model_before is not None and model_after is not None and model_before != model_after:
             raise CheckpointError(
-                f"--ckpt_path {ckpt_path} was trained with model {after[1]} but the config gives "
-                f"model {before[1]}; use the model settings the checkpoint was trained with"
+                f"--ckpt_path {ckpt_path} was trained with model {model_after} but the config "
+                f"gives model {model_before}; use the model settings the checkpoint was trained with"
             )
 
     def before_fit(self) -> None:

@@ -10,12 +10,26 @@ import importlib
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities.model_registry import _is_registry
 
 from first_pl.modules.base import STRATEGY_KEY, StudentModule
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not a first_pl strategy's."""
+
+
+# `--ckpt_path` values Lightning resolves itself instead of reading a path.
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
+
+
+def check_ckpt_path(ckpt_path: str | Path | None) -> None:
+    """Refuse a `--ckpt_path` that names no file or folder (Lightning's own error is a traceback
+    from inside the trainer); a sharded checkpoint is a folder, so any existing path passes."""
+    if ckpt_path is None or str(ckpt_path) in LIGHTNING_CKPT_NAMES or _is_registry(ckpt_path):
+        return
+    if not Path(ckpt_path).exists():
+        raise CheckpointError(f"--ckpt_path {ckpt_path} does not exist")
 
 
 def strategy_class(path: str) -> type[StudentModule]:

@@ -1,0 +1,122 @@
+"""What `first-pl fit` checks before it writes into a run folder, so two runs never mix.
+
+A run folder holds one fit: its `config.yaml` (written by LightningCLI's SaveConfigCallback),
+its checkpoints, metrics and predictions. `fit` refuses a folder whose `config.yaml` holds another
+config, a `--ckpt_path last` with no last checkpoint to resume (Lightning would only warn and
+start from scratch into the same folder), and a fit that would train no step at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
+
+from first_pl.modules.checkpoint import CheckpointError
+from first_pl.pipeline.stages import LOCK_FILE
+
+CONFIG_FILE = "config.yaml"  # what LightningCLI's SaveConfigCallback writes into the run folder
+OVERWRITE_FLAG = "overwrite_run"
+# Keys that may differ between two invocations of the same run.
+_RUN_IDENTITY_IGNORES = ("config", "ckpt_path", OVERWRITE_FLAG, "__path__")
+# What a fit leaves before it has produced anything (the logger writes hparams.yaml at start).
+_NOTHING_YET = {CONFIG_FILE, "hparams.yaml", LOCK_FILE}
+
+
+class RunFolderError(ValueError):
+    """`fit` would write into a folder that already holds another run."""
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _run_identity(parser, config) -> dict:
+    dumped = yaml.safe_load(parser.dump(config, skip_none=False, skip_check=True)) or {}
+    return {k: v for k, v in dumped.items() if k not in _RUN_IDENTITY_IGNORES}
+
+
+def produced_nothing(log_dir: Path) -> bool:
+    """True when `log_dir` holds only what a fit writes before its first result.
+
+    A fit that failed early (a missing data file, a bad option found at setup) leaves its
+    config.yaml and nothing else; rerunning with a corrected config is not mixing two runs.
+    """
+    return all(p.name in _NOTHING_YET for p in log_dir.iterdir())
+
+
+def check_run_folder(parser, config, log_dir: Path) -> None:
+    """Raise `RunFolderError` if `log_dir` holds the config.yaml of a run with another config.
+
+    The same config (a rerun, a resume with `--ckpt_path`, or the pipeline's own config.yaml
+    written before `fit`) passes; so does the config.yaml of a fit that produced nothing.
+    `--overwrite_run true` skips the check.
+    """
+    saved = log_dir / CONFIG_FILE
+    if not saved.is_file():
+        return
+    hint = (
+        f"choose another --trainer.default_root_dir (and logger save_dir), resume it with its "
+        f"own config and --ckpt_path <its checkpoint>, or pass --{OVERWRITE_FLAG} true to write "
+        f"into it anyway"
+    )
+    try:
+        previous = _run_identity(parser, parser.parse_path(str(saved), defaults=True))
+    except Exception as err:  # jsonargparse raises several types for a config it cannot read
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFolderError(
+            f"run folder {log_dir} already holds {saved}, which is not a fit config of this "
+            f"version ({first_line}); {hint}"
+        ) from None
+    current = _run_identity(parser, config)
+    if previous == current:
+        return
+    if produced_nothing(log_dir):
+        rank_zero_info(
+            f"run folder {log_dir}: replacing {saved} of an earlier fit that saved no "
+            f"checkpoint, metrics or logs"
+        )
+        return
+    before, now = _flatten(previous), _flatten(current)
+    differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    shown = ", ".join(f"{k} ({before.get(k)!r} there, {now.get(k)!r} now)" for k in differ[:4])
+    more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+    raise RunFolderError(
+        f"run folder {log_dir} already holds another run: its {saved} differs in "
+        f"{shown}{more}; {hint}"
+    )
+
+
+def check_trains(trainer: Trainer) -> None:
+    """Refuse a fit that would run no training step (and so save no checkpoint) yet exit 0."""
+    for option, value in (("max_steps", trainer.max_steps), ("max_epochs", trainer.max_epochs)):
+        if value == 0:
+            raise ValueError(
+                f"trainer.{option} is 0: fit would train no step and save no checkpoint; give a "
+                f"positive number (or -1 for no limit)"
+            )
+
+
+def check_last_checkpoint(trainer: Trainer) -> None:
+    """Refuse `--ckpt_path last` when no ModelCheckpoint folder holds a last checkpoint.
+
+    Lightning only warns and trains from scratch into the folder the user meant to resume.
+    """
+    callbacks = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+    if any(Path(p).exists() for cb in callbacks for p in cb._find_last_checkpoints(trainer)):
+        return
+    folder = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+    raise CheckpointError(
+        f"--ckpt_path last: there is no last checkpoint to resume (looked for last*.ckpt in "
+        f"{folder}); only a ModelCheckpoint with save_last: true writes one (--config "
+        f"configs/trainer/resumable.yaml). Give the checkpoint file to resume from, or drop "
+        f"--ckpt_path to start a new run"
+    )
