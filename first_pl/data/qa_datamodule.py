@@ -2,7 +2,7 @@
 
 One training task; any number of evaluation tasks, each its own dataloader (in-domain and
 out-of-domain evaluated in one `validate` / `test` run, logged under the task's name). Task
-names are therefore keys: two different tasks under one name are refused, since one would be
+names are therefore keys: two evaluation tasks under one name are refused, since one would be
 scored with the other's examples and logged over it.
 
 Every multiple-choice split is reported when first encoded: how many examples, how many lost
@@ -67,7 +67,7 @@ class QADataModule(L.LightningDataModule):
         self.eval_tasks = list(eval_tasks) if eval_tasks else []
         self.template = template or PromptTemplate()
         self.task_templates = dict(task_templates or {})
-        check_unique_names(self.eval_tasks, train_task)
+        check_unique_names(self.eval_tasks)
         known = {task.name for task in [*self.eval_tasks, train_task] if task is not None}
         unknown = sorted(set(self.task_templates) - known)
         if unknown:
@@ -80,6 +80,7 @@ class QADataModule(L.LightningDataModule):
         self.max_length = max_length
         self.num_workers = num_workers
         self.shuffle = shuffle
+        # keyed by the task's settings: a training task may share its name with an evaluation task
         self.encoded: dict[tuple[str, str], list[Encoded]] = {}
         self.truncation: dict[tuple[str, str], TruncationReport] = {}
         self.answer_positions: dict[tuple[str, str], AnswerPositions] = {}
@@ -109,7 +110,8 @@ class QADataModule(L.LightningDataModule):
     def examples(self, task: Task, split: str) -> list[Encoded]:
         """Tokenised examples of one task split, computed once and reported (see the module doc)."""
         key = (task.name, split)
-        if key not in self.encoded:
+        cache_key = (task.fingerprint(), split)
+        if cache_key not in self.encoded:
             report = TruncationReport()
             examples = task.load(split)
             if split == "train" and not examples:
@@ -120,13 +122,13 @@ class QADataModule(L.LightningDataModule):
                 )
             template = self.template_for(task)
             check_letters(task, split, examples, template.letters)
-            self.encoded[key] = [encode(ex, self.tokenizer, template, self.max_length, report) for ex in examples]
+            self.encoded[cache_key] = [encode(ex, self.tokenizer, template, self.max_length, report) for ex in examples]
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
             self.truncation[key] = report
             if examples and isinstance(examples[0], MCExample):
                 self.report_answer_positions(key, examples, template.letters)
-        return self.encoded[key]
+        return self.encoded[cache_key]
 
     def report_answer_positions(self, key: tuple[str, str], examples: list[MCExample], letters: str) -> None:
         positions = AnswerPositions.of(examples)
@@ -187,9 +189,9 @@ class QADataModule(L.LightningDataModule):
         return self.eval_dataloaders("test")
 
 
-def check_unique_names(eval_tasks: list[Task], train_task: Task | None) -> None:
-    """Refuse two evaluation tasks with one name, or a training task whose name an evaluation
-    task with other settings also uses: results, predictions and encoded splits are keyed by name."""
+def check_unique_names(eval_tasks: list[Task]) -> None:
+    """Refuse two evaluation tasks with one name: results, predictions and files are keyed by it,
+    so one task would be logged over the other."""
     seen: dict[str, Task] = {}
     for task in eval_tasks:
         if task.name in seen:
@@ -198,12 +200,6 @@ def check_unique_names(eval_tasks: list[Task], train_task: Task | None) -> None:
                 "give each its own init_args.name"
             )
         seen[task.name] = task
-    other = seen.get(train_task.name) if train_task is not None else None
-    if other is not None and other.fingerprint() != train_task.fingerprint():
-        raise ValueError(
-            f"data.train_task and an evaluation task are both named {train_task.name!r} but differ "
-            f"({train_task!r} and {other!r}); give one of them its own init_args.name"
-        )
 
 
 def check_letters(task: Task, split: str, examples: list, letters: str) -> None:

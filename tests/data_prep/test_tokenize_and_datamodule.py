@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from first_pl_testing import BIGBENCH
@@ -9,7 +11,14 @@ from first_pl_testing import BIGBENCH
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.template import PromptTemplate, TemplateError, letter_token_ids
 from first_pl.data.tokenize import IGNORE, TruncationReport, collate, encode
-from first_pl.tasks import BigBench, GeneratedInstructions, GeneratedMC, MCExample
+from first_pl.tasks import (
+    BigBench,
+    GeneratedInstructions,
+    GeneratedMC,
+    InstructionExample,
+    MCExample,
+)
+from first_pl.tasks.base import TaskDataError
 
 
 def test_labels_are_shifted_response_tokens(tiny_tokenizer):
@@ -128,3 +137,64 @@ def test_datamodule_errors_name_the_option(tiny_model_dir):
     dm = QADataModule(tokenizer=str(tiny_model_dir), eval_tasks=[GeneratedInstructions()])
     with pytest.raises(ValueError, match="'generated_instructions' is not multiple choice"):
         dm.test_dataloader()
+
+
+# -- issue 14: each split is reported, names are keys, nothing truncated silently ----------------
+
+
+def test_long_response_is_cut_and_counted_with_its_lost_eos(tiny_tokenizer):
+    example = InstructionExample(id="i", instruction="Name one fruit.", input="", output="apple " * 30)
+    report = TruncationReport()
+    enc = encode(example, tiny_tokenizer, PromptTemplate(), 16, report)
+    response = tiny_tokenizer.encode(" " + example.output, add_special_tokens=False) + [tiny_tokenizer.eos_token_id]
+    assert len(enc.input_ids) == 16 and tiny_tokenizer.eos_token_id not in enc.input_ids
+    assert report.responses_truncated == 1 and report.response_tokens_dropped == len(response) - 15
+    assert f"1 responses cut on the right, losing {len(response) - 15} tokens and their EOS" in report.summary("t")
+
+
+def test_two_evaluation_tasks_with_one_name_are_refused(tmp_path):
+    for folder in ("x1", "x2"):
+        (tmp_path / folder / "same").mkdir(parents=True)
+        (tmp_path / folder / "same" / "task.json").write_text('{"examples": [{"input": "q", "target_scores": {"a": 1, "b": 0}}]}')
+    tasks = [BigBench(str(tmp_path / "x1" / "same")), BigBench(str(tmp_path / "x2" / "same"))]
+    with pytest.raises(ValueError, match=r"data.eval_tasks has two tasks named 'same' .*x2/same.*give each its own init_args.name"):
+        QADataModule(eval_tasks=tasks)
+    QADataModule(eval_tasks=[tasks[0], BigBench(str(tmp_path / "x2" / "same"), name="same_x2")])  # renamed: fine
+
+
+def test_train_task_and_an_eval_task_with_one_name_are_encoded_apart(tiny_model_dir):
+    train, evaluation = GeneratedMC(validation_size=3, seed=1), GeneratedMC(validation_size=5, seed=2)
+    dm = QADataModule(tokenizer=str(tiny_model_dir), train_task=train, eval_tasks=[evaluation])
+    assert len(dm.examples(train, "validation")) == 3  # e.g. `extract --split validation`
+    (loader,) = dm.val_dataloader()
+    assert [item.example_id for item in loader.dataset] == [e.id for e in evaluation.load("validation")]
+    assert len(loader.dataset) == 5
+
+
+def test_empty_train_split_names_the_task(tiny_model_dir):
+    dm = QADataModule(tokenizer=str(tiny_model_dir), train_task=GeneratedMC(train_size=0, name="tiny"))
+    dm.setup("fit")
+    with pytest.raises(TaskDataError, match=r"task 'tiny' has no examples in its train split: GeneratedMC\("):
+        dm.train_dataloader()
+
+
+def test_more_options_than_letters_is_refused_naming_the_options(tiny_model_dir, tmp_path):
+    six = {f"o{j}": int(j == 0) for j in range(6)}
+    (tmp_path / "task.json").write_text(json.dumps({"examples": [{"input": "q", "target_scores": six}] * 3}))
+    dm = QADataModule(tokenizer=str(tiny_model_dir), eval_tasks=[BigBench(str(tmp_path / "task.json"), name="six", validation_fraction=0.0, test_fraction=0.9)])
+    with pytest.raises(TaskDataError, match=r"task 'six' split 'test': \d examples have up to 6 options but the template's letters 'ABCDE' name only 5; give data.task_templates.six.letters 6 letters \(e.g. 'ABCDEF'\), or set the task's max_options to 5"):
+        dm.test_dataloader()
+
+
+def test_answer_positions_are_reported_for_every_split_and_skew_is_warned(tiny_model_dir, caplog):
+    shuffled = BigBench(str(BIGBENCH / "physics"))
+    in_file_order = BigBench(str(BIGBENCH / "physics"), name="physics_source", option_order="source")
+    dm = QADataModule(tokenizer=str(tiny_model_dir), eval_tasks=[shuffled, in_file_order])
+    with caplog.at_level("INFO"):
+        dm.test_dataloader()
+    assert dm.answer_positions[("physics", "test")].counts == [27, 27, 27, 23]
+    source = dm.answer_positions[("physics_source", "test")]  # carved with its own name as salt
+    assert source.counts == [source.total, 0, 0, 0]
+    assert "physics/test: gold answer position over 104 examples, count (balanced): A 27 (26.0), B 27 (26.0), C 27 (26.0), D 23 (26.0)" in caplog.text
+    with pytest.warns(UserWarning, match=r"physics_source/validation: .* letter\(s\) \['A'\] hold more than their share, .*option_order: shuffled"):
+        dm.val_dataloader()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,118 @@ def test_generated_task_rejects_bad_options():
         GeneratedMC(kinds={"riddles": 1.0})
     with pytest.raises(ValueError, match="label_noise"):
         GeneratedMC(label_noise=1.0)
+
+
+# -- issue 14: nothing leaks, nothing dropped or changed silently ---------------------------------
+
+
+def obqa_row(i: int) -> dict:
+    return {"id": f"o{i}", "question_stem": f"Which is hot {i}?", "answerKey": "A",
+            "choices": {"text": ["sun", "ice", "snow", "hail"], "label": ["A", "B", "C", "D"]}}  # fmt: skip
+
+
+def boolq_row(i: int, answer: object = True) -> dict:
+    return {"question": f"is it {i}", "answer": answer, "passage": "text"}
+
+
+@pytest.mark.parametrize(
+    ("task_class", "row"), [(CommonsenseQA, csqa_row), (OpenBookQA, obqa_row), (BoolQ, boolq_row)]
+)
+def test_single_file_source_is_carved_into_disjoint_splits(tmp_path, task_class, row):
+    path = write_jsonl(tmp_path / "one.jsonl", [row(i) for i in range(200)])
+    task = task_class(source=str(path))
+    splits = {split: [e.id for e in task.load(split)] for split in ("train", "validation", "test")}
+    assert sum(len(ids) for ids in splits.values()) == 200  # every row in exactly one split
+    assert len(set().union(*splits.values())) == 200
+    assert 5 < len(splits["validation"]) < 40 and 35 < len(splits["test"]) < 90
+
+
+def test_folder_without_the_split_file_names_the_split_asked_for(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", [csqa_row(i) for i in range(3)])
+    with pytest.raises(TaskDataError, match=r"has no validation\{.*\} file \(the task reads its 'test' split from it\)"):
+        CommonsenseQA(source=str(tmp_path)).load("test")
+
+
+@pytest.mark.parametrize("answer", [float("nan"), 2.0, None])
+def test_boolq_parquet_answer_that_is_not_true_or_false_is_refused(tmp_path, answer):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # how pandas writes a bool column with a gap: float64 1.0 / 0.0 / NaN
+    table = pa.table({"question": ["is it", "is it not"], "passage": ["p", "p"], "answer": pa.array([1.0, answer], pa.float64())})
+    pq.write_table(table, tmp_path / "validation.parquet")
+    missing = answer is None or answer != answer
+    expect = "row 1 is missing field 'answer'" if missing else "row 1 field 'answer' is 2.0; expected true or false"
+    with pytest.raises(TaskDataError, match=re.escape(expect)):
+        BoolQ(source=str(tmp_path)).load("test")
+
+
+def test_boolq_text_answer_other_than_true_or_false_is_refused(tmp_path):
+    write_jsonl(tmp_path / "validation.jsonl", [boolq_row(0), boolq_row(1, "maybe")])
+    with pytest.raises(TaskDataError, match="row 1 field 'answer' is 'maybe'; expected true or false"):
+        BoolQ(source=str(tmp_path)).load("test")
+
+
+def test_boolq_accepts_booleans_zero_and_one(tmp_path):
+    write_jsonl(tmp_path / "validation.jsonl", [boolq_row(0, True), boolq_row(1, 0), boolq_row(2, 1.0), boolq_row(3, "FALSE")])
+    assert [e.answer for e in BoolQ(source=str(tmp_path)).load("test")] == [0, 1, 0, 1]
+
+
+def test_csqa_labels_and_texts_of_different_lengths_are_refused(tmp_path):
+    row = csqa_row(0, answer="A")
+    row["choices"] = {"label": ["A", "B", "C"], "text": ["park", "home"]}
+    path = write_jsonl(tmp_path / "validation.jsonl", [row])
+    with pytest.raises(TaskDataError, match=r"row 0 field 'choices' has 3 labels \['A', 'B', 'C'\] but 2 texts"):
+        CommonsenseQA(source=str(tmp_path)).load("test")
+    assert path.exists()
+
+
+def test_csqa_from_csv_is_refused_by_name(tmp_path):
+    with (tmp_path / "validation.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "question", "choices", "answerKey"])
+        writer.writeheader()
+        writer.writerow({"id": "q1", "question": "Where?", "choices": str(csqa_row(1)["choices"]), "answerKey": "A"})
+    with pytest.raises(TaskDataError, match=r"validation\.csv: row 0 field 'choices' is text: a CSV file cannot hold"):
+        CommonsenseQA(source=str(tmp_path)).load("test")
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path):
+    text = "question,answer,passage\r\nis the sky blue,True,The sky is blue.\r\n"
+    (tmp_path / "validation.csv").write_bytes(text.encode("utf-8-sig"))
+    (example,) = BoolQ(source=str(tmp_path)).load("test")
+    assert example.question == "Is the sky blue?" and example.answer == 0
+
+
+def bigbench_file(tmp_path: Path, examples: list) -> Path:
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps({"examples": examples}))
+    return path
+
+
+def test_bigbench_examples_that_are_strings_are_refused(tmp_path):
+    path = bigbench_file(tmp_path, ["What is 2+2?", "And 3+3?"])
+    with pytest.raises(TaskDataError, match=r"task\.json: example 0 is a str; expected an object with 'input' and 'target_scores'"):
+        BigBench(str(path)).load("test")
+
+
+def test_bigbench_keeps_six_option_examples_unless_max_options_and_counts_the_drop(tmp_path, caplog):
+    six = {f"o{j}": int(j == 0) for j in range(6)}
+    four = {f"o{j}": int(j == 0) for j in range(4)}
+    path = bigbench_file(tmp_path, [{"input": f"q{i}", "target_scores": six if i % 3 else four} for i in range(30)])
+    kept = BigBench(str(path), test_fraction=0.0, validation_fraction=0.0).load("train")
+    assert len(kept) == 30 and max(len(e.choices) for e in kept) == 6
+    limited = BigBench(str(path), test_fraction=0.0, validation_fraction=0.0, max_options=5)
+    with caplog.at_level("WARNING"):
+        assert len(limited.load("train")) == 10
+    assert limited.dropped == 20
+    assert "left out 20 of 30 examples with more than BigBench.max_options=5 options" in caplog.text
+
+
+def test_alpaca_nan_input_is_empty_and_test_split_is_refused(tmp_path):
+    rows = [{"instruction": "Say hi.", "input": float("nan"), "output": "Hi."}, {"instruction": "Add.", "input": "1 2", "output": "3"}]
+    path = write_jsonl(tmp_path / "alpaca.jsonl", rows)  # json.dumps writes the NaN literal
+    assert "NaN" in path.read_text()
+    task = Alpaca(source=str(path), validation_fraction=0.0)
+    assert [e.input for e in task.load("train")] == ["", "1 2"]
+    with pytest.raises(TaskDataError, match=r"task 'alpaca' .* has no test split: Alpaca\.test_fraction is 0"):
+        task.load("test")
