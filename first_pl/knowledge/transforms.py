@@ -1,5 +1,10 @@
 """Transforms of the teacher's stored top-k probabilities (DESIGN section 1, Eq. 3 and Eq. 4).
 
+Besides the paper's Eq. 3 (label smoothing) and Eq. 4 (softmax over the *probabilities*), the
+conventions of the peer projects: temperature on log-probabilities (p^(1/T) renormalised, the
+"logit-space" scaling of DistillKit and axolotl) and a tail bucket (a (k+1)-th entry holding
+the mass the top-k leaves out, DistillKit's / TRL's / the paper release's "other token").
+
 Every function is pure and vectorised over arbitrary leading dimensions; the last dimension
 holds the k probabilities of one position in descending order (index 0 is the teacher's top-1),
 exactly as the teacher store and the distillation batch hold them. A row of all zeros is a
@@ -9,8 +14,10 @@ transform can be applied to a whole `[B, L, k]` batch before the response positi
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -87,6 +94,44 @@ def temperature_scale(p: torch.Tensor, c: float) -> torch.Tensor:
     return torch.where(valid, scaled, torch.zeros_like(scaled))
 
 
+def _check_log_temperature(t: float) -> None:
+    if not t > 0:  # also rejects NaN; inf is allowed (the uniform limit)
+        raise ValueError(f"log-space temperature T must be > 0, got {t}")
+
+
+def log_temperature_scale(p: torch.Tensor, t: float) -> torch.Tensor:
+    """p^(1/T) renormalised over the k entries, i.e. softmax(log p / T).
+
+    The teacher's logits are log p plus a per-row constant, so this is exactly a softmax of the
+    teacher's logits at temperature T restricted to the k ids: T = 1 is `renormalize`, T -> inf
+    the uniform 1/k, T -> 0 a one-hot on the top-1. A zero entry (float16 underflow) stays 0 for
+    every finite T, as p^(1/T) does. Padding rows (all zeros) stay zero.
+    """
+    _check_log_temperature(t)
+    _, valid = _valid_rows(p)
+    positive = p > 0
+    if math.isinf(t):
+        scores = torch.where(positive, torch.zeros_like(p), torch.full_like(p, -math.inf))
+    else:
+        scores = torch.where(positive, p.clamp_min(torch.finfo(p.dtype).tiny).log() / t, -math.inf)
+    scores = torch.where(valid, scores, torch.zeros_like(scores))  # no all -inf row: no NaN
+    return torch.where(valid, torch.softmax(scores, dim=-1), torch.zeros_like(p))
+
+
+def with_tail(p: torch.Tensor) -> torch.Tensor:
+    """`[..., k]` full-vocab top-k probabilities -> `[..., k + 1]`, the last entry 1 - sum(top-k).
+
+    The tail bucket stands for every token outside the k ids; the student's side of it is its
+    own mass outside those ids (`first_pl.modules.losses.student_topk_log_probs(tail=True)`).
+    A row summing above 1 (float16 rounding) gets a tail of 0, not a negative one, and is
+    renormalised, so every row sums to exactly 1. Padding rows
+    (all zeros) stay all zeros, tail included.
+    """
+    total, valid = _valid_rows(p)
+    tail = torch.where(valid, (1.0 - total).clamp_min(0.0), torch.zeros_like(total))
+    return renormalize(torch.cat([p, tail], dim=-1))
+
+
 def temperature_scale_grid_log(
     p: torch.Tensor, cs: torch.Tensor | Sequence[float], index: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -124,3 +169,93 @@ def temperature_scale_top1_grid(
     objective needs, computed without materialising `[G, N, k]`.
     """
     return temperature_scale_grid_log(p, cs).exp()
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """A teacher transform by name, with the range its parameter is chosen in on validation.
+
+    `first-pl calibrate --transform <name>` searches `coarse`, then `fine_step` within
+    `fine_radius` of the best coarse value, never outside [`low`, `high`] (`high_open`: the
+    upper end itself is excluded; `low_open` likewise). The ranges are the documented ones:
+    Eq. 4's c in (0, 1] (DESIGN: above 1 it only flattens towards 1/k), T in [0.1, 10] (beyond,
+    the target is one-hot or uniform to float16 precision), label smoothing's delta in [0, 1).
+    """
+
+    name: str
+    parameter: str
+    apply: Callable[[torch.Tensor, float], torch.Tensor]
+    low: float
+    high: float
+    coarse: tuple[float, ...]
+    fine_step: float
+    fine_radius: float
+    low_open: bool = False
+    high_open: bool = False
+    keeps_order: bool = True  # the transformed row ranks the k ids as the teacher did
+
+    def contains(self, value: float) -> bool:
+        above_low = value > self.low if self.low_open else value >= self.low
+        below_high = value < self.high if self.high_open else value <= self.high
+        return above_low and below_high
+
+    def describe_range(self) -> str:
+        return (
+            f"{'(' if self.low_open else '['}{self.low:g}, "
+            f"{self.high:g}{')' if self.high_open else ']'}"
+        )
+
+
+def _steps(start: float, stop: float, step: float) -> tuple[float, ...]:
+    n = round((stop - start) / step)
+    return tuple(round(start + i * step, 10) for i in range(n + 1))
+
+
+TRANSFORMS: dict[str, TransformSpec] = {
+    spec.name: spec
+    for spec in (
+        TransformSpec(
+            "prob_temperature",
+            "c",
+            temperature_scale,
+            0.0,
+            1.0,
+            _steps(0.1, 1.0, 0.1),
+            0.02,
+            0.1,
+            low_open=True,
+        ),
+        TransformSpec(
+            "log_temperature",
+            "T",
+            log_temperature_scale,
+            0.1,
+            10.0,
+            (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0),
+            0.05,
+            0.25,
+        ),
+        TransformSpec(
+            "label_smoothing",
+            "delta",
+            label_smooth,
+            0.0,
+            1.0,
+            _steps(0.0, 0.5, 0.05),
+            0.01,
+            0.05,
+            high_open=True,
+            keeps_order=False,
+        ),
+    )
+}
+
+
+def transform_spec(name: str) -> TransformSpec:
+    """The registered transform `name`, or a ValueError listing the names there are."""
+    try:
+        return TRANSFORMS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown teacher transform {name!r}; choose one of {', '.join(TRANSFORMS)}"
+        ) from None

@@ -8,6 +8,8 @@ dtype (float64 stays float64): in bfloat16 the log-partition over a 49k vocabula
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -63,20 +65,41 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate on both sides of -ln 2 (Maechler 2012)."""
+    x = x.clamp_max(-torch.finfo(x.dtype).eps)  # x = 0 (no tail left) would give log 0 = -inf
+    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
 def student_topk_log_probs(
-    student_logits: torch.Tensor, teacher_ids: torch.Tensor, renormalize_student: bool = False
+    student_logits: torch.Tensor,
+    teacher_ids: torch.Tensor,
+    renormalize_student: bool = False,
+    tail: bool = False,
 ) -> torch.Tensor:
     """Student log-probabilities `[P, k]` at the teacher's top-k ids, in at least float32.
 
     Default (the paper): full-vocab log-softmax gathered at the ids, computed as the gathered
     logit minus the logsumexp so no `[P, V]` log-prob tensor is kept. Option: log-softmax over
-    the k gathered logits only, i.e. the student renormalised over the teacher's ids.
+    the k gathered logits only, i.e. the student renormalised over the teacher's ids. With
+    `tail`, a (k+1)-th column holds the log of the student's mass outside the k ids, the
+    counterpart of the teacher's tail bucket (`first_pl.knowledge.transforms.with_tail`); it
+    is floored at float eps below 1 of top-k mass, so a student certain of the top-k still has
+    a finite loss.
     """
+    if tail and renormalize_student:
+        raise ValueError(
+            "tail bucket and renormalize_student exclude each other: a student renormalised "
+            "over the k ids has no mass outside them"
+        )
     logits = _at_least_float32(student_logits)
     gathered = logits.gather(-1, teacher_ids.long())
     if renormalize_student:
         return gathered.log_softmax(-1)
-    return gathered - logits.logsumexp(-1, keepdim=True)
+    log_ps = gathered - logits.logsumexp(-1, keepdim=True)
+    if tail:
+        log_ps = torch.cat([log_ps, log1mexp(log_ps.logsumexp(-1, keepdim=True))], dim=-1)
+    return log_ps
 
 
 def sparse_topk_kl(
@@ -85,6 +108,7 @@ def sparse_topk_kl(
     teacher_probs: torch.Tensor,
     renormalize_student: bool = False,
     reduction: str = "mean",
+    tail: bool = False,
 ) -> torch.Tensor:
     """KL(P_T || P_S) restricted to the teacher's top-k: sum_j P_T(j) (log P_T(j) - log P_S(j)).
 
@@ -92,17 +116,22 @@ def sparse_topk_kl(
     target, already transformed: renormalised, smoothed or temperature-scaled by the caller).
     Equals the dense KL with the teacher's probabilities scattered into a V-vector (zeros
     elsewhere contribute 0 * log 0 = 0). Mean over positions by default (DESIGN: averaged over
-    response tokens).
+    response tokens). With `tail`, `teacher_probs` is `[P, k + 1]` and its last column (the
+    teacher's tail bucket) is matched against the student's mass outside the k ids: the KL
+    between the two (k+1)-bucket distributions.
     """
+    k_target = teacher_ids.shape[-1] + int(tail)
     if (
-        teacher_ids.shape != teacher_probs.shape
+        teacher_probs.shape[:-1] != teacher_ids.shape[:-1]
+        or teacher_probs.shape[-1] != k_target
         or teacher_ids.shape[:-1] != student_logits.shape[:-1]
     ):
         raise ValueError(
             f"shapes disagree: student_logits {tuple(student_logits.shape)}, teacher_ids "
-            f"{tuple(teacher_ids.shape)}, teacher_probs {tuple(teacher_probs.shape)}"
+            f"{tuple(teacher_ids.shape)}, teacher_probs {tuple(teacher_probs.shape)} "
+            f"(expected [..., {k_target}]{' with the tail bucket' if tail else ''})"
         )
-    log_ps = student_topk_log_probs(student_logits, teacher_ids, renormalize_student)
+    log_ps = student_topk_log_probs(student_logits, teacher_ids, renormalize_student, tail)
     target = teacher_probs.to(log_ps.dtype)
     per_position = (torch.xlogy(target, target) - target * log_ps).sum(-1)
     return _reduce(per_position, reduction)
@@ -125,14 +154,16 @@ def distillation_loss(
     targets: torch.Tensor,
     ce_weight: float = 0.0,
     renormalize_student: bool = False,
+    tail: bool = False,
 ) -> torch.Tensor:
     """(1 - ce_weight) * sparse top-k KL + ce_weight * hard-label CE, each a mean over positions.
 
-    ce_weight = 0 (the default, the paper's Eq. 5) skips the cross-entropy entirely.
+    ce_weight = 0 (the default, the paper's Eq. 5) skips the cross-entropy entirely. `tail`:
+    `teacher_probs` carries the tail bucket as a (k+1)-th column (see `sparse_topk_kl`).
     """
     if not 0.0 <= ce_weight <= 1.0:
         raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
-    kl = sparse_topk_kl(student_logits, teacher_ids, teacher_probs, renormalize_student)
+    kl = sparse_topk_kl(student_logits, teacher_ids, teacher_probs, renormalize_student, tail=tail)
     if ce_weight == 0.0:
         return kl
     return (1.0 - ce_weight) * kl + ce_weight * hard_label_ce(student_logits, targets)

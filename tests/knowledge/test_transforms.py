@@ -1,4 +1,5 @@
-"""Eq. 3 and Eq. 4 against hand-computed examples, and the fast grid against the full transform."""
+"""Eq. 3, Eq. 4, the log-space temperature and the tail bucket against hand-computed examples,
+and the fast grid against the full transform."""
 
 import math
 import warnings
@@ -7,11 +8,15 @@ import pytest
 import torch
 
 from first_pl.knowledge.transforms import (
+    TRANSFORMS,
     label_smooth,
+    log_temperature_scale,
     renormalize,
     temperature_scale,
     temperature_scale_grid_log,
     temperature_scale_top1_grid,
+    transform_spec,
+    with_tail,
 )
 
 
@@ -138,3 +143,73 @@ def test_grid_log_at_arbitrary_columns_equals_full_transform_unsorted_rows():
     for g, c in enumerate(cs.tolist()):
         expected = temperature_scale(p, c).gather(1, index[:, None])[:, 0].log()
         torch.testing.assert_close(grid[g], expected)
+
+
+def test_log_temperature_hand_example():
+    """p^(1/T) renormalised: T = 2 on [0.64, 0.16, 0.04] gives [0.8, 0.4, 0.2] / 1.4."""
+    out = log_temperature_scale(torch.tensor([0.64, 0.16, 0.04]), 2.0)
+    torch.testing.assert_close(out, torch.tensor([0.8, 0.4, 0.2]) / 1.4)
+
+
+def test_log_temperature_one_is_renormalize():
+    p = _descending_probs(50, 5)
+    torch.testing.assert_close(log_temperature_scale(p, 1.0), renormalize(p))
+
+
+@pytest.mark.parametrize("t", [1e9, float("inf")])
+def test_log_temperature_to_infinity_is_uniform(t):
+    p = torch.tensor([[0.9, 0.05, 0.03, 0.01, 0.01]])
+    torch.testing.assert_close(log_temperature_scale(p, t), torch.full((1, 5), 0.2))
+
+
+def test_log_temperature_to_zero_is_one_hot_and_keeps_zero_entries_and_padding():
+    p = torch.tensor([[0.5, 0.3, 0.0], [0.0, 0.0, 0.0]])
+    sharp = log_temperature_scale(p, 0.01)
+    torch.testing.assert_close(sharp[0], torch.tensor([1.0, 0.0, 0.0]))
+    assert sharp[1].abs().sum() == 0
+    flat = log_temperature_scale(p, float("inf"))  # a zero entry stays zero even in the limit
+    torch.testing.assert_close(flat[0], torch.tensor([0.5, 0.5, 0.0]))
+    assert not flat.isnan().any()
+
+
+@pytest.mark.parametrize("t", [0.0, -2.0, float("nan")])
+def test_log_temperature_rejects_invalid(t):
+    with pytest.raises(ValueError, match="T must be > 0"):
+        log_temperature_scale(torch.tensor([0.6, 0.4]), t)
+
+
+def test_tail_bucket_hand_example_sums_to_one_and_pads():
+    p = torch.tensor([[0.5, 0.2, 0.1], [0.0, 0.0, 0.0], [0.7, 0.2, 0.1004]])
+    out = with_tail(p)
+    torch.testing.assert_close(out[0], torch.tensor([0.5, 0.2, 0.1, 0.2]))
+    assert out[1].abs().sum() == 0  # padding stays padding
+    # float16 rounding above 1: a tail of 0 (never negative), the row renormalised
+    torch.testing.assert_close(out[2], torch.tensor([0.7, 0.2, 0.1004, 0.0]) / 1.0004)
+    torch.testing.assert_close(out[[0, 2]].sum(-1), torch.ones(2))
+
+
+def test_transforms_on_tail_bucket_rows_sum_to_one():
+    p = with_tail(_descending_probs(20, 5).float() * 0.9)
+    for name, value in (
+        ("prob_temperature", 0.3),
+        ("log_temperature", 2.0),
+        ("label_smoothing", 0.1),
+    ):
+        out = transform_spec(name).apply(p, value)
+        assert out.shape == (20, 6)
+        torch.testing.assert_close(out.sum(-1), torch.ones(20))
+
+
+def test_transform_ranges_are_the_documented_ones():
+    c, t, delta = (
+        TRANSFORMS[n] for n in ("prob_temperature", "log_temperature", "label_smoothing")
+    )
+    assert c.describe_range() == "(0, 1]" and not c.contains(1.1) and not c.contains(0.0)
+    assert t.describe_range() == "[0.1, 10]" and t.contains(10.0) and not t.contains(0.05)
+    assert delta.describe_range() == "[0, 1)" and delta.contains(0.0) and not delta.contains(1.0)
+    for spec in TRANSFORMS.values():
+        assert all(spec.contains(v) for v in spec.coarse)
+    with pytest.raises(
+        ValueError, match="unknown teacher transform 'power'; choose one of prob_temperature"
+    ):
+        transform_spec("power")

@@ -4,12 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from first_pl.knowledge.transforms import with_tail
 from first_pl.modules.losses import (
     distillation_loss,
     gather_response,
     gather_response_hidden,
     hard_label_ce,
     sparse_topk_kl,
+    student_topk_log_probs,
 )
 
 P, V, K = 7, 23, 5
@@ -162,3 +164,52 @@ def test_gather_response_rejects_misaligned_shapes():
     labels, hidden, _, _ = _padded_batch()
     with pytest.raises(ValueError, match="shape"):
         gather_response(hidden[:, :3], labels)
+
+
+def _dense_tail_kl(logits, ids, target):
+    """KL over k + 1 buckets by hand: the k ids, then everything else summed in the vocab."""
+    topk = torch.zeros(P, V, dtype=torch.bool).scatter(1, ids, True)
+    ps = logits.softmax(-1)
+    student = torch.cat([ps.gather(1, ids), (ps * ~topk).sum(-1, keepdim=True)], -1)
+    return (torch.xlogy(target, target) - target * student.log()).sum() / P
+
+
+def test_tail_bucket_kl_equals_dense_bucket_kl_in_value_and_gradient():
+    logits, ids, probs = _case(seed=1)
+    target = with_tail(probs)
+    assert (target[:, -1] > 0).all()
+    sparse_logits = logits.clone().requires_grad_()
+    dense_logits = logits.clone().requires_grad_()
+    sparse = sparse_topk_kl(sparse_logits, ids, target, tail=True)
+    dense = _dense_tail_kl(dense_logits, ids, target)
+    torch.testing.assert_close(sparse, dense)
+    sparse.backward()
+    dense.backward()
+    torch.testing.assert_close(sparse_logits.grad, dense_logits.grad)
+
+
+def test_tail_bucket_student_column_is_its_mass_outside_the_ids():
+    logits, ids, _ = _case()
+    log_ps = student_topk_log_probs(logits, ids, tail=True)
+    assert log_ps.shape == (P, K + 1)
+    torch.testing.assert_close(log_ps.exp().sum(-1), torch.ones(P, dtype=torch.float64))
+    # a student with (almost) no mass outside the ids keeps a finite tail log-probability
+    certain = torch.full((1, V), -1e4, dtype=torch.float32).scatter(1, ids[:1], 0.0)
+    assert torch.isfinite(student_topk_log_probs(certain, ids[:1], tail=True)).all()
+
+
+def test_tail_bucket_refuses_wrong_width_and_renormalised_student():
+    logits, ids, probs = _case()
+    with pytest.raises(ValueError, match=r"expected \[\.\.\., 6\] with the tail bucket"):
+        sparse_topk_kl(logits, ids, probs, tail=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        sparse_topk_kl(logits, ids, with_tail(probs), renormalize_student=True, tail=True)
+
+
+def test_distillation_loss_passes_tail():
+    logits, ids, probs = _case()
+    target = with_tail(probs)
+    torch.testing.assert_close(
+        distillation_loss(logits, ids, target, ids[:, 0], tail=True),
+        sparse_topk_kl(logits, ids, target, tail=True),
+    )
