@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
-from first_pl.commands.export import consolidate
+from first_pl.commands.export import EXPORT_MARKER, consolidate
+from first_pl.commands.output_path import OutputPathError
 from first_pl.models import ModelSpec
 from first_pl.modules import FIRST
 from first_pl.modules.checkpoint import CheckpointError, load_strategy
@@ -60,16 +62,69 @@ def test_round_trip_gives_identical_logits(checkpoint, tmp_path):
     assert not torch.equal(trained, torch.ones_like(trained))  # trained weights, not the init
 
 
-def test_existing_output_needs_overwrite(checkpoint, tmp_path):
+def export_args(checkpoint: Path, out: Path | str, *extra: str) -> list[str]:
+    return ["export", "--checkpoint", str(checkpoint), "--output_dir", str(out), *extra]
+
+
+def test_overwrite_replaces_an_earlier_export_only(checkpoint, tmp_path):
     out = tmp_path / "hf"
     out.mkdir()
     (out / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        main(["export", "--checkpoint", str(checkpoint), "--output_dir", str(out)])
-    main(
-        ["export", "--checkpoint", str(checkpoint), "--output_dir", str(out), "--overwrite", "true"]
-    )
-    assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
+        main(export_args(checkpoint, out))
+    with pytest.raises(
+        OutputPathError, match=f"hf was not written by first-pl export .*{EXPORT_MARKER}"
+    ):
+        main(export_args(checkpoint, out, "--overwrite", "true"))
+    assert (out / "keep.txt").read_text() == "x" and not (out / "config.json").exists()
+
+    (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
+    main(export_args(checkpoint, out, "--overwrite", "true"))
+    assert json.loads((out / EXPORT_MARKER).read_text()) == {
+        "checkpoint": str(checkpoint.resolve()),
+        "strategy": "FineTune",
+    }
+    (out / "stale.bin").write_text("from the earlier export")
+    main(export_args(checkpoint, out, "--overwrite", "true"))
+    assert not (out / "stale.bin").exists() and (out / "config.json").is_file()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_overwrite_never_removes_the_working_folder_or_the_checkpoints_run(
+    checkpoint, tmp_path, monkeypatch
+):
+    """`--output_dir .` used to delete the working folder; `--output_dir <run>` the run itself.
+
+    Refused even when the folder holds an export marker (a copied export, a planted file)."""
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "notes.txt").write_text("notes")
+    (work / "data" / "rows.jsonl").write_text("{}\n")
+    (work / EXPORT_MARKER).write_text("{}")
+    monkeypatch.chdir(work / "data")
+    for target in (".", ".."):
+        before = snapshot(work)
+        with pytest.raises(OutputPathError, match=r"is the working folder or holds it"):
+            main(export_args(checkpoint, target, "--overwrite", "true"))
+        assert snapshot(work) == before
+    run = checkpoint.parent.parent
+    before = snapshot(run)
+    for target in (run, checkpoint.parent):
+        with pytest.raises(OutputPathError, match=r"holds the checkpoint .*\.ckpt"):
+            main(export_args(checkpoint, target, "--overwrite", "true"))
+    assert snapshot(run) == before
+
+
+def test_output_under_a_file_is_refused_before_loading(checkpoint, tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(
+        OutputPathError,
+        match=r"--output_dir .*notes\.txt/hf lies under .*notes\.txt, which is a file",
+    ):
+        main(export_args(checkpoint, tmp_path / "notes.txt" / "hf"))
 
 
 def test_not_a_checkpoint_fails_clearly(tmp_path):
