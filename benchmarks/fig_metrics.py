@@ -7,7 +7,7 @@ all three); also built afresh each time (the first update bins once per metric w
 torchmetrics discovers the group), reported in the detail. Reference:
 `BinaryCalibrationError(n_bins=10, norm="l1")`, update + compute.
 
-calibrate: `choose_temperature` (the function behind `first-pl calibrate`) on synthetic top-k
+calibrate: `choose_parameter` (the function behind `first-pl calibrate`) on synthetic top-k
 rows with a coarse grid of `calibrate_values` temperatures (plus its fine grid).
 """
 
@@ -20,7 +20,7 @@ from torchmetrics.classification import BinaryCalibrationError
 
 from benchmarks.common import Goal, Row, interleaved_seconds, median_seconds
 from benchmarks.workbench import Workbench, synthetic_topk
-from first_pl.knowledge.calibration import choose_temperature
+from first_pl.knowledge.calibration import choose_parameter
 from first_pl.metrics.calibration import ExpectedCalibrationError, ReliabilityBins, TrustScore
 
 
@@ -87,14 +87,15 @@ def calibrate_rows(bench: Workbench) -> list[Row]:
     wrong = rng.random(s.calibrate_n) > probs[:, 0]  # top-1 right with its own probability
     ids[wrong, 0] = (gold[wrong] + 1) % 49152
     probs = probs.astype(np.float16)  # as the store holds them
-    coarse = [round(0.05 * i, 10) for i in range(1, s.calibrate_values + 1)]
-    result = choose_temperature(probs, ids, gold, coarse=coarse)
+    # evenly over Eq. 4's documented range (0, 1]: calibrate refuses values outside it
+    coarse = [round(i / s.calibrate_values, 10) for i in range(1, s.calibrate_values + 1)]
+    result = choose_parameter(probs, ids, gold, coarse=coarse)
     seconds = median_seconds(
-        lambda: choose_temperature(probs, ids, gold, coarse=coarse), max(1, s.repeats // 2)
+        lambda: choose_parameter(probs, ids, gold, coarse=coarse), max(1, s.repeats // 2)
     )
     return [
         Row(
-            f"calibrate (choose_temperature), {s.calibrate_n:,} positions x {len(result.curve)} c",
+            f"calibrate (choose_parameter), {s.calibrate_n:,} positions x {len(result.curve)} c",
             seconds,
             unit="s",
             detail=f"{len(coarse)} coarse + {len(result.curve) - len(coarse)} fine values",

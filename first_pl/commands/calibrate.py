@@ -1,9 +1,13 @@
-"""`first-pl calibrate`: choose FIRST's teacher temperature c on a validation teacher store.
+"""`first-pl calibrate`: choose a teacher transform's parameter on a validation teacher store.
 
 Reads the store written by `first-pl extract --split validation`, runs the grid search of
-`choose_temperature` (and scores label-smoothing deltas by the same ECE for comparison), and
-writes `calibration.json` (what `FIRST(temperature="auto", calibration=...)` reads) plus the
-figure-5-left PNG. Both files are written under a temporary name and renamed, the JSON last, so
+`choose_parameter` for `--transform` (Eq. 4's c by default; the log-space T; label smoothing's
+delta), scores label-smoothing deltas by the same ECE for comparison, and writes
+`calibration.json` (what `FIRST(temperature="auto", calibration=...)` and
+`LabelSmoothingDistill(delta="auto", ...)` read: transform, parameter, curve) plus the
+figure-5-left PNG. A store of the train or test split is refused unless `--allow_split true`:
+choosing the parameter on the data the teacher fitted (or on the reported test set) is the
+mistake the validation split exists to avoid. Both files are written under a temporary name and renamed, the JSON last, so
 a killed run never leaves a result that looks valid.
 """
 
@@ -17,13 +21,13 @@ from typing import Literal
 
 import numpy as np
 
-from first_pl.data.store import DATASETS, TeacherStore
+from first_pl.data.store import DATASETS, TeacherStore, TeacherStoreError
 from first_pl.knowledge.calibration import (
     CalibrationResult,
-    choose_temperature,
-    plot_calibration_curve,
+    choose_parameter,
     score_label_smoothing,
 )
+from first_pl.knowledge.calibration_result import plot_calibration_curve
 
 RESULT_FILE = "calibration.json"
 FIGURE_FILE = "calibration_curve.png"
@@ -44,6 +48,11 @@ def read_store(store: TeacherStore) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     The answer mask marks each example's first response position (`offsets[:-1]`): in a
     multiple-choice store that is the answer letter.
     """
+    if store.num_positions == 0:
+        raise TeacherStoreError(
+            f"{store.path} holds no response positions ({len(store)} examples): nothing to "
+            "calibrate on; extract the validation split again"
+        )
     ids, probs, gold = (np.concatenate(parts) for parts in zip(*store.iter_blocks(), strict=True))
     answer_mask = np.zeros(store.num_positions, dtype=bool)
     starts = store.offsets[:-1]
@@ -62,15 +71,17 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def format_table(result: CalibrationResult, smoothing: Sequence[tuple[float, float]]) -> str:
-    """The curve with the chosen c marked, then the ECE before/after and the delta scores."""
-    unit = "ECE %" if result.objective == "ece" else "NLL"
-    scale = 100.0 if result.objective == "ece" else 1.0
-    lines = [f"{'c':>6}  {unit:>8}"]
+    """The curve with the choice marked, then the ECE before/after and the delta scores."""
+    unit = {"ece": "ECE %", "trust": "Trust %", "nll": "NLL"}[result.objective]
+    scale = 1.0 if result.objective == "nll" else 100.0
+    name = result.settings["parameter_name"]
+    lines = [f"{result.transform}{' + tail bucket' if result.tail_bucket else ''}"]
+    lines.append(f"{name:>6}  {unit:>8}")
     for c, value in result.curve:
-        mark = "  <- chosen" if c == result.temperature else ""
+        mark = "  <- chosen" if c == result.parameter else ""
         lines.append(f"{c:>6.2f}  {value * scale:>8.3f}{mark}")
     lines.append(
-        f"chosen c = {result.temperature:g} on {result.n_positions} positions; teacher top-1 "
+        f"chosen {name} = {result.parameter:g} on {result.n_positions} positions; teacher top-1 "
         f"accuracy {100 * result.accuracy:.2f}%, ECE {100 * result.ece_before:.2f}% -> "
         f"{100 * result.ece_after:.2f}%"
     )
@@ -80,35 +91,60 @@ def format_table(result: CalibrationResult, smoothing: Sequence[tuple[float, flo
     return "\n".join(lines)
 
 
+def check_split(store: TeacherStore, allow_split: bool) -> None:
+    """Refuse a train or test store: the parameter must be chosen on held-out validation data."""
+    split = store.metadata.split
+    if split in ("train", "test") and not allow_split:
+        raise TeacherStoreError(
+            f"{store.path} holds the {split} split; calibrate chooses the transform's parameter "
+            "on the validation split (extract it with `first-pl extract --split validation`), "
+            "or pass --allow_split true to calibrate on this split anyway"
+        )
+
+
 def calibrate(
     store: str,
     output_dir: str,
-    objective: Literal["ece", "nll"] = "ece",
+    transform: Literal[
+        "prob_temperature", "log_temperature", "label_smoothing"
+    ] = "prob_temperature",
+    objective: Literal["ece", "nll", "trust"] = "ece",
     answer_only: bool = False,
     n_bins: int = 10,
     deltas: list[float] = list(DEFAULT_DELTAS),  # noqa: B006 - jsonargparse shows it as the default
+    tail_bucket: bool = False,
+    allow_split: bool = False,
 ) -> CalibrationResult:
-    """Choose the teacher temperature c on a validation store and write calibration.json + figure.
+    """Choose a teacher transform's parameter on a validation store; write calibration.json + figure.
 
     Args:
         store: the validation teacher store (.h5) written by `first-pl extract --split validation`.
         output_dir: where calibration.json and calibration_curve.png go (created if needed).
-        objective: 'ece' of the transformed teacher top-1 (the paper) or 'nll' of the gold token.
+        transform: 'prob_temperature' (Eq. 4's c in (0, 1], the paper), 'log_temperature'
+            (p^(1/T) renormalised, T in [0.1, 10]) or 'label_smoothing' (Eq. 3's delta in [0, 1)).
+        objective: 'ece' of the transformed teacher prediction (the paper), 'trust' (accuracy -
+            ECE, maximised) or 'nll' of the gold token.
         answer_only: score only each example's first response position (the answer letter of a
             multiple-choice store) instead of every response token.
         n_bins: equal-width ECE bins.
         deltas: label-smoothing deltas to score by the same ECE, for comparison.
+        tail_bucket: transform the top-k plus the tail bucket, as a student trained with
+            `tail_bucket: true` does.
+        allow_split: calibrate on a train or test store anyway (recorded in calibration.json).
     """
     teacher_store = TeacherStore(store)
+    check_split(teacher_store, allow_split)
     probs, ids, gold, answer_mask = read_store(teacher_store)
-    result = choose_temperature(
+    result = choose_parameter(
         probs,
         ids,
         gold,
+        transform=transform,
         objective=objective,
         n_bins=n_bins,
         answer_mask=answer_mask,
         answer_only=answer_only,
+        tail_bucket=tail_bucket,
     )
     smoothing = score_label_smoothing(
         probs,
@@ -126,6 +162,7 @@ def calibrate(
         teacher=meta.teacher,
         task=meta.task,
         split=meta.split,
+        allow_split=allow_split,
         k=meta.k,
         label_smoothing=[list(pair) for pair in smoothing],
     )

@@ -1,4 +1,4 @@
-"""Trustworthy maximization: choose the teacher temperature c (or score deltas) on validation.
+"""Trustworthy maximization: choose a teacher transform's parameter on validation.
 
 The maths behind `first-pl calibrate` (DESIGN section 1). Inputs are the flat arrays of a
 validation teacher store over its P response positions: `probs` `[P, k]` (descending, full-vocab
@@ -6,58 +6,37 @@ probabilities at temperature 1), `ids` `[P, k]`, `gold` `[P]` (the gold next tok
 optional `answer_mask` `[P]` marking answer tokens for the answer-token-only objective. numpy
 arrays (any int dtype, float16 probabilities) and tensors are both accepted.
 
-ECE comes from `first_pl.metrics.functional`, binning the whole `[G, P]` grid of candidate
-temperatures at once, so the value optimised here is the value the metrics report.
+Any registered transform (`first_pl.knowledge.transforms.TRANSFORMS`: Eq. 4's c, the log-space
+T, label smoothing's delta), with or without the tail bucket, is scored the same way: the
+transformed row predicts its most probable token among the k ids (the tail bucket is no token),
+with that probability as confidence. ECE comes from `first_pl.metrics.functional`, binning a
+whole `[G, P]` grid of parameter values at once, so the value optimised here is the value the
+metrics report.
+`CalibrationResult` (what `calibrate` writes) is re-exported from here.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from first_pl.knowledge.transforms import label_smooth, renormalize, temperature_scale_grid_log
+from first_pl.knowledge.calibration_result import CalibrationResult
+from first_pl.knowledge.transforms import (
+    TransformSpec,
+    temperature_scale_grid_log,
+    transform_spec,
+    with_tail,
+)
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error_from_bins
 
-COARSE_GRID = tuple(round(0.1 * i, 10) for i in range(1, 11))
-OBJECTIVES = ("ece", "nll")
+__all__ = ["CalibrationResult", "choose_parameter", "curve_values", "score_label_smoothing"]
+OBJECTIVES = ("ece", "nll", "trust")
 # Rows per chunk: a chunk of the [G, P] grid then stays near 60 * 2**17 floats (~30 MB).
 _CHUNK_ROWS = 2**17
-
-
-@dataclass
-class CalibrationResult:
-    """The chosen temperature, the whole validation curve, and the settings that produced it.
-
-    `value` and the curve are in the objective's units: ECE as a fraction in [0, 1] or mean
-    NLL in nats. `ece_before` is the ECE of the untransformed top-1 probability, `ece_after`
-    that of the top-1 after scaling with the chosen c (both fractions, whatever the objective).
-    """
-
-    temperature: float
-    objective: str
-    value: float
-    curve: list[tuple[float, float]]
-    ece_before: float
-    ece_after: float
-    accuracy: float
-    n_positions: int
-    settings: dict = field(default_factory=dict)
-
-    def to_json(self, path: str | Path) -> None:
-        """Write the result so that `temperature: auto` can be read back by training."""
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> CalibrationResult:
-        data = json.loads(Path(path).read_text())
-        data["curve"] = [(float(c), float(v)) for c, v in data["curve"]]
-        return cls(**data)
 
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.int64: np.int64, torch.bool: np.bool_}
@@ -102,112 +81,197 @@ def _ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int) -> float:
     )
 
 
-def ece_curve(
-    probs: torch.Tensor, correct: torch.Tensor, cs: torch.Tensor, n_bins: int = 10
-) -> torch.Tensor:
-    """ECE `[G]` of the Eq. 4 top-1 confidence at each temperature in `cs`.
+def _transformed(spec: TransformSpec, p: torch.Tensor, value: float) -> torch.Tensor:
+    """`spec.apply(p, value)`, with label smoothing's clamp warning silenced: a grid explores
+    deltas above some rows' top-1 on purpose, and the curve scores the clamped targets that
+    training would use."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="label smoothing delta")
+        return spec.apply(p, value)
 
-    Bins the `[G, chunk]` grid in one `calibration_bins` call per chunk of positions and sums
-    the per-bin statistics, so the result is exactly the unchunked ECE.
+
+def prediction_grid(
+    spec: TransformSpec,
+    p: torch.Tensor,
+    ids: torch.Tensor,
+    gold: torch.Tensor,
+    values: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidence `[G, N]` and correctness `[G, N]` of the transformed prediction at each value.
+
+    `p` is `[N, k]`, or `[N, k + 1]` with the tail bucket last. A transform that keeps the order
+    of the entries (both temperatures) keeps the teacher's top-1 as prediction, and Eq. 4 uses
+    the streaming `temperature_scale_grid_log` instead of materialising each transformed row.
     """
-    stats = None
-    for start in range(0, probs.shape[0], _CHUNK_ROWS):
-        p = probs[start : start + _CHUNK_ROWS]
-        ok = correct[start : start + _CHUNK_ROWS].expand(cs.shape[0], -1)
-        bins = calibration_bins(temperature_scale_grid_log(p, cs).exp(), ok, n_bins)
-        stats = bins if stats is None else tuple(a + b for a, b in zip(stats, bins, strict=True))
-    return expected_calibration_error_from_bins(*stats)
+    k = ids.shape[1]
+    if spec.keeps_order:
+        correct = (ids[:, 0] == gold).expand(values.shape[0], -1)
+        if spec.name == "prob_temperature":
+            return temperature_scale_grid_log(p, values).exp(), correct
+        return torch.stack([spec.apply(p, float(v))[:, 0] for v in values]), correct
+    confidence, correct = [], []
+    for v in values.tolist():
+        conf, pred = _transformed(spec, p, v)[:, :k].max(1)
+        confidence.append(conf)
+        correct.append(ids.gather(1, pred[:, None])[:, 0] == gold)
+    return torch.stack(confidence), torch.stack(correct)
 
 
-def nll_curve(
-    probs: torch.Tensor, ids: torch.Tensor, gold: torch.Tensor, cs: torch.Tensor, floor: float
+def _gold_log_probs(
+    spec: TransformSpec, p: torch.Tensor, rank: torch.Tensor, values: torch.Tensor
 ) -> torch.Tensor:
-    """Mean NLL `[G]` of the gold token under the Eq. 4 top-k distribution at each c in `cs`.
+    """log of the transformed probability `[G, N]` at column `rank` of each row."""
+    if spec.name == "prob_temperature":
+        return temperature_scale_grid_log(p, values, rank)
+    rows = [_transformed(spec, p, v).gather(1, rank[:, None])[:, 0] for v in values.tolist()]
+    return torch.stack(rows).clamp_min(torch.finfo(p.dtype).tiny).log()
 
-    The transformed top-k is a softmax, so it already sums to 1 over the k ids and gives no
-    probability to the tail; a gold token outside the top-k therefore has probability 0. Every
-    probability is floored at `floor` before the log, so such a token costs exactly -log(floor)
-    at every c (it shifts the curve but cannot move its minimum) and a tiny c cannot make one
-    in-top-k token's cost unbounded.
+
+def curve_values(
+    spec: TransformSpec,
+    objective: str,
+    p: torch.Tensor,
+    ids: torch.Tensor,
+    gold: torch.Tensor,
+    values: torch.Tensor,
+    n_bins: int = 10,
+    nll_floor: float = 1e-6,
+) -> torch.Tensor:
+    """The objective `[G]` at each parameter value, accumulated over chunks of positions.
+
+    ECE and Trust sum per-bin statistics over chunks, so the result is exactly the unchunked
+    value. NLL is of the gold token: its transformed probability when it is among the k ids;
+    otherwise the tail bucket's when there is one (the outcome "outside the top-k"), else 0.
+    Every probability is floored at `nll_floor` before the log, so a gold token with no
+    probability costs -log(floor) at every value (it shifts the curve but cannot move its
+    minimum) and a tiny c cannot make one in-top-k token's cost unbounded.
     """
-    match = ids == gold.unsqueeze(1)
-    in_topk = match.any(1)
-    rank = match.long().argmax(1)
-    log_floor = math.log(floor)
-    total = torch.zeros(cs.shape[0], dtype=torch.float64)
-    for start in range(0, probs.shape[0], _CHUNK_ROWS):
+    k, tail = ids.shape[1], p.shape[1] > ids.shape[1]
+    stats, total = None, torch.zeros(values.shape[0], dtype=torch.float64)
+    for start in range(0, p.shape[0], _CHUNK_ROWS):
         rows = slice(start, start + _CHUNK_ROWS)
-        log_p = temperature_scale_grid_log(probs[rows], cs, rank[rows]).clamp_min(log_floor)
-        log_p = torch.where(in_topk[rows], log_p, torch.full_like(log_p, log_floor))
-        total -= log_p.double().sum(1)
-    return total / probs.shape[0]
+        if objective == "nll":
+            match = ids[rows] == gold[rows].unsqueeze(1)
+            found = match.any(1)
+            rank = torch.where(found, match.long().argmax(1), torch.full_like(gold[rows], k))
+            log_p = _gold_log_probs(spec, p[rows], rank.clamp_max(p.shape[1] - 1), values)
+            log_p = log_p.clamp_min(math.log(nll_floor))
+            if not tail:
+                log_p = torch.where(found, log_p, torch.full_like(log_p, math.log(nll_floor)))
+            total -= log_p.double().sum(1)
+            continue
+        conf, correct = prediction_grid(spec, p[rows], ids[rows], gold[rows], values)
+        bins = calibration_bins(conf, correct, n_bins)
+        stats = bins if stats is None else tuple(a + b for a, b in zip(stats, bins, strict=True))
+    if objective == "nll":
+        return total / p.shape[0]
+    ece = expected_calibration_error_from_bins(*stats).double()
+    if objective == "ece":
+        return ece
+    count, _, correct = stats  # per-bin counts and sums of correct: Trust = Acc - ECE
+    return correct.sum(-1).double() / count.sum(-1).double() - ece
 
 
-def _fine_grid(best: float, step: float, radius: float) -> list[float]:
-    """best +- radius in steps of `step`, keeping only values > 0."""
+def _fine_grid(spec: TransformSpec, best: float, step: float, radius: float) -> list[float]:
+    """best +- radius in steps of `step`, keeping only values in the transform's range."""
     n = round(radius / step)
-    return [c for i in range(-n, n + 1) if (c := round(best + i * step, 10)) > 0]
+    return [c for i in range(-n, n + 1) if spec.contains(c := round(best + i * step, 10))]
 
 
-def choose_temperature(
+def _warn_at_edge(spec: TransformSpec, chosen: float, curve: list[tuple[float, float]]) -> None:
+    """An optimum at the end of the searched grid may be an optimum the grid cut off."""
+    lowest, highest = curve[0][0], curve[-1][0]
+    if len(curve) < 2 or chosen not in (lowest, highest):
+        return
+    side, limit = ("lower", spec.low) if chosen == lowest else ("upper", spec.high)
+    if math.isclose(chosen, limit, abs_tol=spec.fine_step):
+        beyond = f"; the documented range {spec.describe_range()} ends there"
+    else:
+        beyond = f"; widen the grid (range {spec.describe_range()}) to search past it"
+    warnings.warn(
+        f"calibrate: {spec.name} chose {spec.parameter} = {chosen:g} at the {side} edge of the "
+        f"searched grid [{lowest:g}, {highest:g}]: the true optimum may lie outside{beyond}",
+        stacklevel=3,
+    )
+
+
+def choose_parameter(
     probs: np.ndarray | torch.Tensor,
     ids: np.ndarray | torch.Tensor,
     gold: np.ndarray | torch.Tensor,
+    transform: str = "prob_temperature",
     objective: str = "ece",
     n_bins: int = 10,
-    coarse: Sequence[float] = COARSE_GRID,
-    fine_step: float = 0.02,
-    fine_radius: float = 0.1,
+    coarse: Sequence[float] | None = None,
+    fine_step: float | None = None,
+    fine_radius: float | None = None,
     answer_mask: np.ndarray | torch.Tensor | None = None,
     answer_only: bool = False,
     nll_floor: float = 1e-6,
+    tail_bucket: bool = False,
 ) -> CalibrationResult:
-    """Grid search for the Eq. 4 temperature c minimising the validation objective.
+    """Grid search for the `transform` parameter optimising the validation objective.
 
-    Coarse grid first, then a fine grid of `fine_step` within `fine_radius` of the best coarse
-    value; the answer is the best of both (ties go to the smallest c). Objectives: 'ece' of the
-    transformed top-1 (correct = top-1 id == gold), or 'nll' of the gold token (see
-    `nll_curve`). With `answer_only`, only rows where `answer_mask` is true count.
+    Coarse grid first (default: the transform's), then a fine grid of `fine_step` within
+    `fine_radius` of the best coarse value; the answer is the best of both (ties go to the
+    smallest value). No value outside the transform's documented range is evaluated, and a
+    choice at either end of the grid warns. Objectives: 'ece' and 'trust' (Acc - ECE, maximised)
+    of the transformed prediction, 'nll' of the gold token (`curve_values`). With `answer_only`,
+    only rows where `answer_mask` is true count; with `tail_bucket`, the transform acts on the
+    top-k plus the tail bucket (`with_tail`), as training with `tail_bucket=True` does.
     """
+    spec = transform_spec(transform)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if any(not c > 0 for c in coarse):
-        raise ValueError(f"coarse temperatures must all be > 0, got {list(coarse)}")
+    coarse = spec.coarse if coarse is None else coarse
+    fine_step = spec.fine_step if fine_step is None else fine_step
+    fine_radius = spec.fine_radius if fine_radius is None else fine_radius
+    outside = [c for c in coarse if not spec.contains(c)]
+    if outside or not coarse:
+        raise ValueError(
+            f"coarse grid values of {transform} must lie in its range "
+            f"{spec.parameter} in {spec.describe_range()}; got {list(coarse)}"
+        )
     p, i, g = _prepare(probs, ids, gold, answer_mask, answer_only)
+    rows = with_tail(p) if tail_bucket else p
+    sign = -1.0 if objective == "trust" else 1.0  # every objective minimised as sign * value
+
+    def evaluate(values: list[float]) -> list[float]:
+        grid = torch.tensor(values, dtype=torch.float32)
+        return curve_values(spec, objective, rows, i, g, grid, n_bins, nll_floor).tolist()
+
+    coarse_values = sorted({round(float(c), 10) for c in coarse})
+    scores = dict(zip(coarse_values, evaluate(coarse_values), strict=True))
+    best_coarse = min(scores, key=lambda c: sign * scores[c])
+    fine = sorted(set(_fine_grid(spec, best_coarse, fine_step, fine_radius)) - set(scores))
+    if fine:
+        scores.update(zip(fine, evaluate(fine), strict=True))
+    curve = sorted(scores.items())
+    chosen, value = min(curve, key=lambda cv: sign * cv[1])  # min keeps the first: smallest
+    _warn_at_edge(spec, chosen, curve)
     correct = i[:, 0] == g
-
-    def evaluate(cs: list[float]) -> torch.Tensor:
-        grid = torch.tensor(cs, dtype=torch.float32)
-        if objective == "ece":
-            return ece_curve(p, correct, grid, n_bins)
-        return nll_curve(p, i, g, grid, nll_floor)
-
-    coarse_cs = sorted({round(float(c), 10) for c in coarse})
-    coarse_values = evaluate(coarse_cs)
-    best_coarse = coarse_cs[int(coarse_values.argmin())]
-    fine_cs = sorted(set(_fine_grid(best_coarse, fine_step, fine_radius)) - set(coarse_cs))
-    values = dict(zip(coarse_cs, coarse_values.tolist(), strict=True))
-    if fine_cs:
-        values.update(zip(fine_cs, evaluate(fine_cs).tolist(), strict=True))
-    curve = sorted(values.items())
-    chosen, value = min(curve, key=lambda cv: cv[1])  # min keeps the first, i.e. smallest, c
+    after = curve_values(spec, "ece", rows, i, g, torch.tensor([chosen]), n_bins)
     return CalibrationResult(
-        temperature=chosen,
+        parameter=chosen,
         objective=objective,
         value=value,
         curve=curve,
         ece_before=_ece(p[:, 0], correct, n_bins),
-        ece_after=float(ece_curve(p, correct, torch.tensor([chosen]), n_bins)[0]),
+        ece_after=float(after[0]),
         accuracy=float(correct.double().mean()),
         n_positions=int(p.shape[0]),
         settings={
             "n_bins": n_bins,
-            "coarse": coarse_cs,
+            "coarse": coarse_values,
             "fine_step": fine_step,
             "fine_radius": fine_radius,
             "answer_only": answer_only,
             "nll_floor": nll_floor,
+            "parameter_name": spec.parameter,
+            "range": spec.describe_range(),
         },
+        transform=transform,
+        tail_bucket=tail_bucket,
     )
 
 
@@ -220,38 +284,13 @@ def score_label_smoothing(
     answer_mask: np.ndarray | torch.Tensor | None = None,
     answer_only: bool = False,
 ) -> list[tuple[float, float]]:
-    """Validation ECE (fraction) of the Eq. 3 smoothed, renormalised top-1 for each delta.
+    """Validation ECE (fraction) of the Eq. 3 smoothed prediction for each delta.
 
-    The label-smoothing counterpart of `choose_temperature`, for figure 5-style comparisons and
-    for choosing delta by the same criterion.
+    Printed beside the chosen c by `first-pl calibrate` for a figure 5-style comparison.
     """
+    if not deltas:
+        return []
     p, i, g = _prepare(probs, ids, gold, answer_mask, answer_only)
-    correct = i[:, 0] == g
-    base = renormalize(p)
-    return [(float(d), _ece(label_smooth(base, d)[:, 0], correct, n_bins)) for d in deltas]
-
-
-def plot_calibration_curve(result: CalibrationResult, path: str | Path) -> None:
-    """Validation objective against c with the chosen c marked (the paper's figure 5, left).
-
-    Uses matplotlib's object API with the Agg canvas, so it needs no display and leaves the
-    global pyplot backend alone.
-    """
-    from matplotlib.figure import Figure
-
-    cs, values = zip(*result.curve, strict=True)
-    is_ece = result.objective == "ece"
-    scale = 100.0 if is_ece else 1.0
-    fig = Figure(figsize=(5, 3.5), layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(cs, [v * scale for v in values], marker="o", markersize=3, label="validation")
-    ax.axvline(
-        result.temperature, color="red", linestyle="--", label=f"chosen c = {result.temperature:g}"
-    )
-    if is_ece:
-        ax.axhline(result.ece_before * 100.0, color="gray", linestyle=":", label="untransformed")
-    ax.set_xlabel("temperature c")
-    ax.set_ylabel("ECE (%)" if is_ece else "NLL (nats)")
-    ax.set_title(f"Choice of c on {result.n_positions} validation positions")
-    ax.legend()
-    fig.savefig(path, dpi=120)
+    grid = torch.tensor([float(d) for d in deltas])
+    ece = curve_values(transform_spec("label_smoothing"), "ece", p, i, g, grid, n_bins)
+    return [(float(d), float(e)) for d, e in zip(deltas, ece, strict=True)]

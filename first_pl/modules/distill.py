@@ -1,8 +1,10 @@
-"""Distillation strategies: Distill, LabelSmoothingDistill (Eq. 3) and FIRST (Eq. 4).
+"""Distillation strategies: Distill, LabelSmoothingDistill (Eq. 3) and FIRST (Eq. 4 or p^(1/T)).
 
 They share one loss (Eq. 5, `distillation_loss` on the teacher's top-k at the response
 positions) and differ only in `teacher_target`, the transform of the stored top-k
-probabilities into the target distribution. The teacher arrays come from `DistillDataModule`
+probabilities into the target distribution. Every strategy can add the tail bucket (the
+mass outside the top-k as a (k+1)-th entry, matched against the student's own mass outside
+the k ids) before its transform. The teacher arrays come from `DistillDataModule`
 (docs/ARCHITECTURE.md: `teacher_ids` / `teacher_probs` `[B, L, k]`, aligned with `labels`).
 """
 
@@ -14,8 +16,8 @@ from typing import Any, Literal
 
 import torch
 
-from first_pl.knowledge.calibration import CalibrationResult
-from first_pl.knowledge.transforms import label_smooth, renormalize, temperature_scale
+from first_pl.knowledge.calibration_result import TEMPERATURE_TRANSFORMS, CalibrationResult
+from first_pl.knowledge.transforms import TRANSFORMS, label_smooth, renormalize, with_tail
 from first_pl.models import ModelSpec
 from first_pl.modules.base import OptimizerConfig, StudentModule
 from first_pl.modules.losses import distillation_loss
@@ -30,6 +32,10 @@ class DistillationStrategy(StudentModule):
         renormalize_student: compare with the student's softmax over the teacher's k ids only
             (default: its full-vocab probabilities at those ids, the paper).
         ce_weight: weight of the hard-label cross-entropy mixed into the loss (0: pure Eq. 5).
+        tail_bucket: append 1 - sum(top-k) as a (k+1)-th target entry before the transform and
+            match it against the student's mass outside the k ids (DistillKit's
+            `symmetric_uniform`-style tail, TRL's `loss_add_tail`, the paper release's
+            `use_other_token`); excludes `renormalize_student`.
     """
 
     def __init__(
@@ -38,15 +44,22 @@ class DistillationStrategy(StudentModule):
         optimizer: OptimizerConfig | None = None,
         renormalize_student: bool = False,
         ce_weight: float = 0.0,
+        tail_bucket: bool = False,
     ) -> None:
         if not 0.0 <= ce_weight <= 1.0:
             raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
+        if tail_bucket and renormalize_student:
+            raise ValueError(
+                "tail_bucket=True needs renormalize_student=False: a student renormalised over "
+                "the k ids has no mass outside them to match the tail bucket"
+            )
         super().__init__(model=model, optimizer=optimizer)
         self.renormalize_student = renormalize_student
         self.ce_weight = ce_weight
+        self.tail_bucket = tail_bucket
 
     def teacher_target(self, probs: torch.Tensor) -> torch.Tensor:
-        """The target distribution `[P, k]` from the stored top-k probabilities `[P, k]`."""
+        """The target distribution from the stored top-k `[P, k]` (`[P, k + 1]` with the tail)."""
         raise NotImplementedError
 
     def on_fit_start(self) -> None:
@@ -71,9 +84,16 @@ class DistillationStrategy(StudentModule):
                 f"teacher_ids {tuple(ids.shape)} / teacher_probs {tuple(probs.shape)} must be [B, L, k] "
                 f"aligned with labels {tuple(mask.shape)}"
             )
-        target = self.teacher_target(probs[mask].float())
+        stored = probs[mask].float()
+        target = self.teacher_target(with_tail(stored) if self.tail_bucket else stored)
         return distillation_loss(
-            logits, ids[mask], target, targets, self.ce_weight, self.renormalize_student
+            logits,
+            ids[mask],
+            target,
+            targets,
+            self.ce_weight,
+            self.renormalize_student,
+            tail=self.tail_bucket,
         )
 
 
@@ -82,7 +102,8 @@ class Distill(DistillationStrategy):
 
     Args:
         renormalize_targets: divide the top-k by their sum (DESIGN default); False keeps the
-            full-vocab probabilities, whose missing tail mass then pulls on nothing.
+            full-vocab probabilities, whose missing tail mass then pulls on nothing (with
+            `tail_bucket` the k + 1 entries already sum to 1 and both settings agree).
     """
 
     def __init__(
@@ -92,12 +113,14 @@ class Distill(DistillationStrategy):
         renormalize_targets: bool = True,
         renormalize_student: bool = False,
         ce_weight: float = 0.0,
+        tail_bucket: bool = False,
     ) -> None:
         super().__init__(
             model=model,
             optimizer=optimizer,
             renormalize_student=renormalize_student,
             ce_weight=ce_weight,
+            tail_bucket=tail_bucket,
         )
         self.renormalize_targets = renormalize_targets
 
@@ -109,61 +132,100 @@ class LabelSmoothingDistill(DistillationStrategy):
     """Distill w/ LS (Eq. 3): on the renormalised top-k, p1 -= delta, p2..pk += delta / (k - 1).
 
     Rows whose renormalised p1 is below delta are clamped and renormalised, with a warning
-    (`label_smooth`).
+    (`label_smooth`). With the tail bucket, it is one more entry receiving delta / k.
+
+    Args:
+        delta: in [0, 1), or "auto" for the delta that `first-pl calibrate --transform
+            label_smoothing` chose (read from `calibration`; the number replaces "auto" in the
+            saved hyper-parameters).
+        calibration: path of that `calibration.json`.
     """
 
     def __init__(
         self,
         model: ModelSpec | None = None,
         optimizer: OptimizerConfig | None = None,
-        delta: float = 0.1,
+        delta: float | Literal["auto"] = 0.1,
+        calibration: str | None = None,
         renormalize_student: bool = False,
         ce_weight: float = 0.0,
+        tail_bucket: bool = False,
     ) -> None:
-        if not 0.0 <= delta < 1.0:  # also rejects NaN
-            raise ValueError(f"delta must be in [0, 1), got {delta}")
+        if delta == "auto":
+            delta, _ = calibrated_choice(calibration, "delta", ("label_smoothing",), tail_bucket)
+        if not isinstance(delta, (int, float)) or not 0.0 <= delta < 1.0:  # also rejects NaN
+            raise ValueError(f"delta must be in [0, 1), got {delta!r} (or 'auto')")
         super().__init__(
             model=model,
             optimizer=optimizer,
             renormalize_student=renormalize_student,
             ce_weight=ce_weight,
+            tail_bucket=tail_bucket,
         )
-        self.delta = delta
+        self.delta = float(delta)
+        self.hparams["delta"] = self.delta
 
     def teacher_target(self, probs: torch.Tensor) -> torch.Tensor:
         return label_smooth(probs, self.delta)
 
 
-def calibrated_temperature(calibration: str | Path | None) -> float:
-    """The c that `first-pl calibrate` chose, read from its `calibration.json`."""
+def calibrated_choice(
+    calibration: str | Path | None,
+    option: str,
+    transforms: tuple[str, ...],
+    tail_bucket: bool,
+) -> tuple[float, str]:
+    """The parameter and transform that `first-pl calibrate` chose, from its `calibration.json`.
+
+    Refuses a result for another transform than this strategy applies (`transforms`), or one
+    chosen with the tail bucket set differently from this strategy's `tail_bucket`: the
+    parameter is only the right one for the same target.
+    """
     if calibration is None:
         raise ValueError(
-            "temperature='auto' needs calibration=<path to the calibration.json written by "
-            "`first-pl calibrate`>, or give temperature as a number"
+            f"{option}='auto' needs calibration=<path to the calibration.json written by "
+            f"`first-pl calibrate`>, or give {option} as a number"
         )
     try:
-        return CalibrationResult.from_json(calibration).temperature
+        result = CalibrationResult.from_json(calibration)
     except FileNotFoundError:
         raise ValueError(
-            f"temperature='auto': calibration file {calibration} does not exist (run `first-pl calibrate`)"
+            f"{option}='auto': calibration file {calibration} does not exist (run `first-pl calibrate`)"
         ) from None
     except (json.JSONDecodeError, TypeError, KeyError, ValueError) as err:
         raise ValueError(
-            f"temperature='auto': {calibration} is not a calibration result of `first-pl calibrate` ({err})"
+            f"{option}='auto': {calibration} is not a calibration result of `first-pl calibrate` ({err})"
         ) from err
+    if result.transform not in transforms:
+        raise ValueError(
+            f"{option}='auto': {calibration} calibrated transform {result.transform!r}, but this "
+            f"strategy applies {' or '.join(map(repr, transforms))}; run `first-pl calibrate "
+            f"--transform {transforms[0]}`"
+        )
+    if result.tail_bucket != tail_bucket:
+        raise ValueError(
+            f"{option}='auto': {calibration} was calibrated with tail_bucket={result.tail_bucket} "
+            f"but this strategy has tail_bucket={tail_bucket}; calibrate again with "
+            f"--tail_bucket {str(tail_bucket).lower()}"
+        )
+    return result.parameter, result.transform
 
 
 class FIRST(DistillationStrategy):
-    """FIRST w/ TS (Eq. 4): target softmax(p / c) over the raw stored top-k probabilities.
+    """FIRST w/ TS: the stored top-k temperature-scaled, by Eq. 4 or on log-probabilities.
 
-    The same input as `first-pl calibrate` scores (the stored probabilities, not renormalised),
-    so the c chosen there is the c applied here.
+    `transform='prob_temperature'` (the paper, Eq. 4): softmax(p / c) over the raw stored
+    probabilities, the same input `first-pl calibrate` scores, so the c chosen there is the c
+    applied here. `'log_temperature'`: p^(1/T) renormalised (DistillKit's and axolotl's
+    convention).
 
     Args:
-        temperature: c > 0, or "auto" to read the c chosen by `first-pl calibrate` from
-            `calibration`. The resolved number replaces "auto" in the saved hyper-parameters,
-            so a checkpoint reloads without the calibration file.
+        temperature: c (or T) > 0, or "auto" to read the transform and the value that
+            `first-pl calibrate` chose from `calibration`. The resolved values replace "auto"
+            in the saved hyper-parameters, so a checkpoint reloads without the calibration file.
         calibration: path of `calibration.json` (used when temperature is "auto").
+        transform: 'prob_temperature' or 'log_temperature'; None: the calibrated one with
+            "auto", else 'prob_temperature'.
     """
 
     def __init__(
@@ -174,9 +236,17 @@ class FIRST(DistillationStrategy):
         calibration: str | None = None,
         renormalize_student: bool = False,
         ce_weight: float = 0.0,
+        transform: Literal["prob_temperature", "log_temperature"] | None = None,
+        tail_bucket: bool = False,
     ) -> None:
+        allowed = (transform,) if transform else TEMPERATURE_TRANSFORMS
+        if transform is not None and transform not in TEMPERATURE_TRANSFORMS:
+            raise ValueError(
+                f"transform must be one of {TEMPERATURE_TRANSFORMS}, got {transform!r}"
+            )
         if temperature == "auto":
-            c, source = calibrated_temperature(calibration), f" (read from {calibration})"
+            c, transform = calibrated_choice(calibration, "temperature", allowed, tail_bucket)
+            source = f" (read from {calibration})"
         elif isinstance(temperature, (int, float)):
             c, source = float(temperature), ""
         else:
@@ -188,9 +258,12 @@ class FIRST(DistillationStrategy):
             optimizer=optimizer,
             renormalize_student=renormalize_student,
             ce_weight=ce_weight,
+            tail_bucket=tail_bucket,
         )
         self.temperature = c
+        self.transform = transform or "prob_temperature"
         self.hparams["temperature"] = c
+        self.hparams["transform"] = self.transform
 
     def teacher_target(self, probs: torch.Tensor) -> torch.Tensor:
-        return temperature_scale(probs, self.temperature)
+        return TRANSFORMS[self.transform].apply(probs, self.temperature)

@@ -17,7 +17,9 @@ from first_pl.modules import FIRST
 K, PER_EXAMPLE = 5, 4
 
 
-def write_planted_store(path, n: int, c_star: float, answer_c: float | None = None, seed: int = 0):
+def write_planted_store(
+    path, n: int, c_star: float, answer_c: float | None = None, seed: int = 0, split="validation"
+):
     """n positions in examples of 4; gold drawn from temperature_scale(p, c_star).
 
     With `answer_c`, each example's first position (its answer) is drawn at `answer_c`
@@ -32,7 +34,7 @@ def write_planted_store(path, n: int, c_star: float, answer_c: float | None = No
         cs[::PER_EXAMPLE] = answer_c
     rank = torch.multinomial(torch.softmax(probs / cs, -1), 1, generator=g)[:, 0]
     ids = np.tile(np.arange(K), (n, 1))
-    meta = StoreMetadata(K, K, "tok", "teacher", "planted", "validation", "tpl", "float32")
+    meta = StoreMetadata(K, K, "tok", "teacher", "planted", split, "tpl", "float32")
     with TeacherStoreWriter(path, meta) as writer:
         writer.append(
             [f"ex{i}" for i in range(n // PER_EXAMPLE)],
@@ -57,7 +59,7 @@ def answer_store(tmp_path_factory):
 def test_recovers_planted_c_and_writes_result_figure_and_table(store, tmp_path, capsys):
     out = tmp_path / "cal"
     result = command.calibrate(str(store), str(out))
-    assert abs(result.temperature - 0.4) <= 0.04
+    assert abs(result.parameter - 0.4) <= 0.04
     saved = CalibrationResult.from_json(out / command.RESULT_FILE)
     assert saved == result
     assert saved.curve == sorted(saved.curve) and len(saved.curve) >= 10
@@ -101,3 +103,58 @@ def test_missing_or_partial_store_fails_clearly(tmp_path):
     with pytest.raises(TeacherStoreError, match="does not exist"):
         command.calibrate(str(tmp_path / "none.h5"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_train_or_test_store_is_refused_unless_allowed(tmp_path, split):
+    store = write_planted_store(tmp_path / f"{split}.h5", 400, 0.4, split=split)
+    with pytest.raises(TeacherStoreError, match=f"holds the {split} split; calibrate chooses"):
+        command.calibrate(str(store), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    result = command.calibrate(str(store), str(tmp_path / "out"), allow_split=True)
+    assert result.settings["split"] == split and result.settings["allow_split"] is True
+
+
+def test_cli_refuses_a_train_store_in_one_line(tmp_path, capsys, monkeypatch):
+    store = write_planted_store(tmp_path / "train.h5", 400, 0.4, split="train")
+    argv = ["first-pl", "calibrate", "--store", str(store), "--output_dir", str(tmp_path / "o")]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("first-pl calibrate: error:")
+        and "\n" not in err
+        and err.endswith("--allow_split true to calibrate on this split anyway")
+    )
+
+
+def test_log_temperature_is_chosen_recorded_and_read_by_the_student(store, tmp_path, capsys):
+    out = tmp_path / "cal"
+    main(
+        ["calibrate", "--store", str(store), "--output_dir", str(out)]
+        + ["--transform", "log_temperature", "--objective", "trust"]
+    )
+    data = json.loads((out / command.RESULT_FILE).read_text())
+    assert data["transform"] == "log_temperature" and data["settings"]["parameter_name"] == "T"
+    assert all(0.1 <= t <= 10 for t, _ in data["curve"])
+    assert "chosen T = " in capsys.readouterr().out
+    student = FIRST(calibration=str(out / command.RESULT_FILE))
+    assert (student.transform, student.temperature) == ("log_temperature", data["parameter"])
+
+
+def test_choice_at_the_grid_edge_warns(tmp_path):
+    """Planted at c = 3: the best c in (0, 1] is its upper end, and calibrate says so."""
+    store = write_planted_store(tmp_path / "val.h5", 4_000, 3.0)
+    with pytest.warns(UserWarning, match="upper edge of the searched grid"):
+        result = command.calibrate(str(store), str(tmp_path / "out"))
+    assert result.parameter == 1.0 and max(c for c, _ in result.curve) == 1.0
+
+
+def test_empty_store_is_refused_by_name(tmp_path):
+    meta = StoreMetadata(K, K, "tok", "teacher", "planted", "validation", "tpl", "float32")
+    with TeacherStoreWriter(tmp_path / "empty.h5", meta) as writer:
+        writer.append(["ex0"], np.zeros((0, K)), np.zeros((0, K)), np.zeros(0), counts=[0])
+    with pytest.raises(TeacherStoreError, match="empty.h5 holds no response positions"):
+        command.calibrate(str(tmp_path / "empty.h5"), str(tmp_path / "out"))

@@ -11,7 +11,13 @@ import torch
 
 from first_pl.cli import main
 from first_pl.knowledge.calibration import CalibrationResult
-from first_pl.knowledge.transforms import label_smooth, renormalize, temperature_scale
+from first_pl.knowledge.transforms import (
+    label_smooth,
+    log_temperature_scale,
+    renormalize,
+    temperature_scale,
+    with_tail,
+)
 from first_pl.models import ModelSpec
 from first_pl.modules import FIRST, Distill, LabelSmoothingDistill
 from first_pl.modules.checkpoint import load_strategy
@@ -57,10 +63,12 @@ def step_loss(module, batch) -> torch.Tensor:
         return module.training_step(batch, 0)
 
 
-def expected_loss(module, batch, target, ce_weight: float = 0.0, renormalize_student: bool = False):
+def expected_loss(
+    module, batch, target, ce_weight: float = 0.0, renormalize_student: bool = False, tail=False
+):
     logits, targets, mask = module.response_logits(batch)
     return distillation_loss(
-        logits, batch["teacher_ids"][mask], target, targets, ce_weight, renormalize_student
+        logits, batch["teacher_ids"][mask], target, targets, ce_weight, renormalize_student, tail
     )
 
 
@@ -72,6 +80,27 @@ def expected_loss(module, batch, target, ce_weight: float = 0.0, renormalize_stu
         (Distill, {"ce_weight": 0.3, "renormalize_student": True}, renormalize),
         (LabelSmoothingDistill, {"delta": 0.1}, lambda p: label_smooth(p, 0.1)),
         (FIRST, {"temperature": 0.3}, lambda p: temperature_scale(p, 0.3)),
+        (
+            FIRST,
+            {"temperature": 2.0, "transform": "log_temperature"},
+            lambda p: log_temperature_scale(p, 2.0),
+        ),
+        (Distill, {"tail_bucket": True}, lambda p: with_tail(p)),
+        (
+            LabelSmoothingDistill,
+            {"delta": 0.1, "tail_bucket": True},
+            lambda p: label_smooth(with_tail(p), 0.1),
+        ),
+        (
+            FIRST,
+            {"temperature": 0.3, "tail_bucket": True},
+            lambda p: temperature_scale(with_tail(p), 0.3),
+        ),
+        (
+            FIRST,
+            {"temperature": 2.0, "transform": "log_temperature", "tail_bucket": True},
+            lambda p: log_temperature_scale(with_tail(p), 2.0),
+        ),
     ],
 )
 def test_loss_is_distillation_loss_on_the_transformed_target(
@@ -87,6 +116,7 @@ def test_loss_is_distillation_loss_on_the_transformed_target(
         target,
         kwargs.get("ce_weight", 0.0),
         kwargs.get("renormalize_student", False),
+        kwargs.get("tail_bucket", False),
     )
     got = step_loss(module, batch)
     torch.testing.assert_close(got, want)
@@ -121,6 +151,47 @@ def test_auto_temperature_reads_calibration_json(tmp_path):
     assert module.temperature == 0.26
     assert module.hparams["temperature"] == 0.26  # a checkpoint reloads without the file
     assert FIRST(temperature=0.5, calibration=str(path)).temperature == 0.5
+
+
+def _result(path, transform: str, value: float, tail: bool = False) -> str:
+    curve = [(value, 0.02)]
+    CalibrationResult(value, "ece", 0.02, curve, 0.05, 0.02, 0.8, 100, {}, transform, tail).to_json(
+        path
+    )
+    return str(path)
+
+
+def test_auto_reads_the_calibrated_transform_and_refuses_another(tmp_path):
+    log_t = _result(tmp_path / "t.json", "log_temperature", 2.5)
+    module = FIRST(calibration=log_t)
+    assert (module.transform, module.temperature) == ("log_temperature", 2.5)
+    assert module.hparams["transform"] == "log_temperature"
+    with pytest.raises(
+        ValueError,
+        match="calibrated transform 'log_temperature', but this strategy applies 'prob_temperature'",
+    ):
+        FIRST(calibration=log_t, transform="prob_temperature")
+    delta = _result(tmp_path / "d.json", "label_smoothing", 0.15)
+    with pytest.raises(ValueError, match="calibrated transform 'label_smoothing'"):
+        FIRST(calibration=delta)
+    ls = LabelSmoothingDistill(delta="auto", calibration=delta)
+    assert ls.delta == 0.15 and ls.hparams["delta"] == 0.15
+    with pytest.raises(ValueError, match="calibrate --transform label_smoothing"):
+        LabelSmoothingDistill(delta="auto", calibration=log_t)
+
+
+def test_auto_refuses_a_calibration_made_with_another_tail_setting(tmp_path):
+    tail = _result(tmp_path / "c.json", "prob_temperature", 0.3, tail=True)
+    assert FIRST(calibration=tail, tail_bucket=True).temperature == 0.3
+    with pytest.raises(
+        ValueError, match="calibrated with tail_bucket=True but this strategy has tail_bucket=False"
+    ):
+        FIRST(calibration=tail)
+
+
+def test_tail_bucket_excludes_renormalized_student():
+    with pytest.raises(ValueError, match="tail_bucket=True needs renormalize_student=False"):
+        Distill(tail_bucket=True, renormalize_student=True)
 
 
 def test_invalid_settings_fail_with_the_argument_named(tmp_path):

@@ -1,0 +1,90 @@
+"""What `first-pl calibrate` writes and training reads: `CalibrationResult`, and its figure.
+
+Kept apart from the search (`first_pl.knowledge.calibration`) so that a student reading
+`calibration.json` imports no grid code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TEMPERATURE_TRANSFORMS = ("prob_temperature", "log_temperature")
+
+
+@dataclass
+class CalibrationResult:
+    """The chosen parameter, the whole validation curve, and the settings that produced it.
+
+    `parameter` is the value of `transform`'s parameter (`TransformSpec.parameter`: c, T or
+    delta); `value` and the curve are in the objective's units: ECE as a fraction in [0, 1],
+    mean NLL in nats, or Trust (accuracy - ECE) as a fraction. `ece_before` is the ECE of the
+    untransformed top-1 probability, `ece_after` that of the transformed prediction at the chosen
+    parameter (both fractions, whatever the objective).
+    """
+
+    parameter: float
+    objective: str
+    value: float
+    curve: list[tuple[float, float]]
+    ece_before: float
+    ece_after: float
+    accuracy: float
+    n_positions: int
+    settings: dict = field(default_factory=dict)
+    transform: str = "prob_temperature"
+    tail_bucket: bool = False
+
+    @property
+    def temperature(self) -> float:
+        """The chosen temperature (c or T); an error for a transform that has none."""
+        if self.transform not in TEMPERATURE_TRANSFORMS:
+            raise ValueError(f"the calibrated transform {self.transform!r} has no temperature")
+        return self.parameter
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the result for `temperature: auto` / `delta: auto` to read back in training.
+
+        Temperature transforms also get a `temperature` key (format of the first releases).
+        """
+        data = asdict(self)
+        if self.transform in TEMPERATURE_TRANSFORMS:
+            data["temperature"] = self.parameter
+        Path(path).write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> CalibrationResult:
+        """Read a result; a file of the first releases (only `temperature`) reads as Eq. 4's c."""
+        data = json.loads(Path(path).read_text())
+        temperature = data.pop("temperature", None)
+        data.setdefault("parameter", temperature)
+        data["curve"] = [(float(c), float(v)) for c, v in data["curve"]]
+        return cls(**data)
+
+
+def plot_calibration_curve(result: CalibrationResult, path: str | Path) -> None:
+    """Validation objective against the parameter with the choice marked (figure 5, left).
+
+    Uses matplotlib's object API with the Agg canvas, so it needs no display and leaves the
+    global pyplot backend alone.
+    """
+    from matplotlib.figure import Figure
+
+    name = result.settings.get("parameter_name", "c")
+    values, scores = zip(*result.curve, strict=True)
+    percent = result.objective in ("ece", "trust")
+    scale = 100.0 if percent else 1.0
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(values, [v * scale for v in scores], marker="o", markersize=3, label="validation")
+    ax.axvline(
+        result.parameter, color="red", linestyle="--", label=f"chosen {name} = {result.parameter:g}"
+    )
+    if result.objective == "ece":
+        ax.axhline(result.ece_before * 100.0, color="gray", linestyle=":", label="untransformed")
+    ax.set_xlabel(f"{result.transform}{' + tail bucket' if result.tail_bucket else ''}: {name}")
+    ax.set_ylabel({"ece": "ECE (%)", "trust": "Trust (%)", "nll": "NLL (nats)"}[result.objective])
+    ax.set_title(f"Choice of {name} on {result.n_positions} validation positions")
+    ax.legend()
+    fig.savefig(path, dpi=120)
