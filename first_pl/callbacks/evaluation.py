@@ -1,72 +1,67 @@
 """Calibration evaluation for any module that returns `EvalOutput`s (students and teacher).
 
 The module only predicts; this callback owns the evaluation: per split and evaluation
-dataloader (one task each) it accumulates a `MultipleChoiceCalibration`, logs
-`{split}/{task}/acc|ece|trust|brier|nll` through `pl_module.log` (so every Lightning logger gets
-them), and on global rank 0 writes per-example predictions, a reliability diagram and a JSON
-of every figure with bootstrap intervals, plus W&B media when a `WandbLogger` is attached.
+dataloader (one task each) it accumulates a `MultipleChoiceCalibration` for each confidence
+kind (`full_vocab`, the chosen option's full-vocabulary probability; `renormalised`, the
+softmax over the options' scores), logs `{split}/{task}/acc|ece|trust|brier|nll|loss` for the
+task's own kind and `ece_<kind>` / `trust_<kind>` for both through `pl_module.log` (so every
+Lightning logger gets them), and on global rank 0 writes per-example predictions, a
+reliability diagram and a JSON of every figure with bootstrap intervals, plus W&B media when a
+`WandbLogger` is attached. Validation during `fit` also appends one line per task to
+`val_curve.jsonl`: the learning curve that `first-pl report` draws.
+
+A task's own confidence kind follows its scoring (`confidence="auto"`): `full_vocab` for the
+token scorings (the paper's), `renormalised` for the option log-likelihood scorings, whose
+exponentiated scores are not probabilities of one answer token. `loss` is the negative
+log-likelihood of the gold option under that scoring (full vocabulary): the same quantity for
+every training strategy, so their validation curves compare.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from first_pl.callbacks.wandb_logging import log_calibration_media
-from first_pl.metrics.bootstrap import bootstrap_ci
-from first_pl.metrics.calibration import MultipleChoiceCalibration
-from first_pl.metrics.plots import reliability_diagram
-from first_pl.metrics.selective import confidence_auroc
+from first_pl.callbacks.evaluation_files import EvaluationFiles, task_name
+from first_pl.data.template import OPTION_SCORINGS
+from first_pl.metrics.calibration import CONFIDENCES, MultipleChoiceCalibration
 
 REQUIRED_KEYS = ("candidate_probs", "candidate_mask", "gold", "pred", "confidence", "correct")
 LOGGED = ("acc", "ece", "trust", "brier", "nll")
+BY_KIND = ("ece", "trust")
+CONFIDENCE_CHOICES = ("auto", *CONFIDENCES)
 
 
-def task_name(trainer: pl.Trainer, dataloader_idx: int) -> str:
-    """`trainer.datamodule.eval_task_names[idx]`, else `task{idx}`."""
-    names = getattr(getattr(trainer, "datamodule", None), "eval_task_names", None)
-    if names is not None and dataloader_idx < len(names):
-        return str(names[dataloader_idx])
-    return f"task{dataloader_idx}"
+def log_scores(outputs: Mapping[str, Any]) -> torch.Tensor:
+    """The options' log-space scores `[B, C]`, -inf at padding (log of the probabilities when
+    a module returns no `candidate_logprobs`)."""
+    mask = outputs["candidate_mask"].bool()
+    if "candidate_logprobs" in outputs:
+        scores = outputs["candidate_logprobs"].double()
+    else:
+        scores = outputs["candidate_probs"].double().log()
+    return scores.masked_fill(~mask, float("-inf"))
 
 
-def candidate_letters(trainer: pl.Trainer, task: str, dataloader_idx: int) -> Sequence[str] | None:
-    """Option letters of a task from `trainer.datamodule.candidate_letters`, if it has them.
+def option_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the real options of log-space scores; uniform where every score is -inf.
 
-    Accepted forms: one string or sequence of single letters shared by all tasks ("ABCDE"),
-    a mapping task name -> letters, or a sequence of letters per evaluation dataloader.
+    Taken from the scores, not by renormalising probabilities: the option log-likelihoods of
+    long options are far below float32's smallest probability.
     """
-    letters = getattr(getattr(trainer, "datamodule", None), "candidate_letters", None)
-    if letters is None:
-        return None
-    if isinstance(letters, str):
-        return letters
-    if isinstance(letters, Mapping):
-        return letters.get(task)
-    if all(isinstance(x, str) and len(x) == 1 for x in letters):
-        return letters
-    return letters[dataloader_idx] if dataloader_idx < len(letters) else None
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
-def _number(value: Any) -> float | None:
-    """A JSON-safe float: NaN and infinities become null."""
-    value = float(value)
-    return value if math.isfinite(value) else None
+    finite = torch.isfinite(scores).any(-1, keepdim=True)
+    uniform = mask / mask.sum(-1, keepdim=True).clamp_min(1)
+    safe = torch.where(finite, scores, torch.zeros_like(scores)).masked_fill(~mask, float("-inf"))
+    return torch.where(finite, torch.softmax(safe, dim=-1), uniform)
 
 
 def _gather_rows(rows: list[tuple]) -> list[tuple]:
@@ -79,30 +74,36 @@ def _gather_rows(rows: list[tuple]) -> list[tuple]:
 
 
 class CalibrationEvaluation(Callback):
-    """Accuracy, ECE, Trust, Brier, NLL and reliability per task for validation and test.
+    """Accuracy, ECE, Trust, Brier, NLL, loss and reliability per task for validation and test.
 
     Args:
         n_bins: equal-width bins for ECE and the reliability diagram.
-        confidence: "full_vocab" (the paper's) or "renormalised" over the candidates.
+        confidence: the kind reported as a task's `ece` / `trust`: "auto" (by the task's
+            scoring, see the module docstring), "full_vocab" (the paper's) or "renormalised".
+            Both kinds are always logged and written as `ece_<kind>` / `trust_<kind>`.
         n_resamples, seed, level: percentile bootstrap for the JSON's intervals.
-        write_files: write predictions CSV, diagram PNG and metrics JSON on rank 0.
+        write_files: write predictions CSV, diagram PNG, metrics JSON and the validation curve
+            on rank 0.
     """
 
     def __init__(
         self,
         n_bins: int = 10,
-        confidence: str = "full_vocab",
+        confidence: str = "auto",
         n_resamples: int = 1000,
         seed: int = 0,
         level: float = 0.95,
         write_files: bool = True,
     ) -> None:
-        MultipleChoiceCalibration(n_bins=n_bins, confidence=confidence)  # validate early
+        if confidence not in CONFIDENCE_CHOICES:
+            raise ValueError(f"confidence must be one of {CONFIDENCE_CHOICES}, got {confidence!r}")
+        MultipleChoiceCalibration(n_bins=n_bins)  # validate early
         self.n_bins, self.confidence = n_bins, confidence
         self.n_resamples, self.seed, self.level = n_resamples, seed, level
         self.write_files = write_files
-        self._metrics: dict[int, MultipleChoiceCalibration] = {}
+        self._metrics: dict[int, dict[str, MultipleChoiceCalibration]] = {}
         self._rows: dict[int, list[tuple]] = {}
+        self._scoring: dict[int, str | None] = {}
         self._warned: set[str] = set()
 
     # Lightning hooks ------------------------------------------------------------------------
@@ -135,13 +136,17 @@ class CalibrationEvaluation(Callback):
 
     # accumulation ---------------------------------------------------------------------------
 
-    def _start(self, num_batches: Sequence[int | float], pl_module: pl.LightningModule) -> None:
-        """One metric per dataloader, created on every rank so that all ranks sync all of them."""
-        self._metrics = {
-            idx: MultipleChoiceCalibration(self.n_bins, self.confidence).to(pl_module.device)
-            for idx in range(len(num_batches))
+    def _new_metrics(self, pl_module: pl.LightningModule) -> dict[str, MultipleChoiceCalibration]:
+        return {
+            kind: MultipleChoiceCalibration(self.n_bins, kind).to(pl_module.device)
+            for kind in CONFIDENCES
         }
+
+    def _start(self, num_batches: Sequence[int | float], pl_module: pl.LightningModule) -> None:
+        """Metrics per dataloader, created on every rank so that all ranks sync all of them."""
+        self._metrics = {idx: self._new_metrics(pl_module) for idx in range(len(num_batches))}
         self._rows = {idx: [] for idx in self._metrics}
+        self._scoring = {}
 
     def _update(self, outputs: Any, dataloader_idx: int, pl_module: pl.LightningModule) -> None:
         if not isinstance(outputs, Mapping) or any(k not in outputs for k in REQUIRED_KEYS):
@@ -152,23 +157,38 @@ class CalibrationEvaluation(Callback):
             )
             return
         if dataloader_idx not in self._metrics:  # a loop that skipped the epoch-start hook
-            self._metrics[dataloader_idx] = MultipleChoiceCalibration(self.n_bins, self.confidence)
-            self._metrics[dataloader_idx].to(pl_module.device)
+            self._metrics[dataloader_idx] = self._new_metrics(pl_module)
             self._rows[dataloader_idx] = []
-        metric = self._metrics[dataloader_idx]
-        metric.update({k: outputs[k] for k in REQUIRED_KEYS})
-        n = outputs["pred"].shape[0]
+        mask = outputs["candidate_mask"].bool()
+        scores = log_scores(outputs)
+        softmax = option_softmax(scores, mask)
+        pred, gold = outputs["pred"].long(), outputs["gold"].long()
+        # The metrics renormalise `candidate_probs`: give them the softmax of the scores,
+        # already normalised, so long options' underflowing probabilities do not matter.
+        view = {**{k: outputs[k] for k in REQUIRED_KEYS}, "candidate_probs": softmax}
+        for metric in self._metrics[dataloader_idx].values():
+            metric.update(view)
+        self._scoring[dataloader_idx] = outputs.get("scoring")
+        n = pred.shape[0]
         ids = outputs.get("example_id") or [""] * n
         self._rows[dataloader_idx].extend(
             zip(
                 [str(i) for i in ids],
-                outputs["pred"].tolist(),
-                outputs["gold"].tolist(),
-                metric.confidence[-1].tolist(),
+                pred.tolist(),
+                gold.tolist(),
+                outputs["confidence"].reshape(-1).tolist(),
+                softmax.gather(1, pred.unsqueeze(1)).squeeze(1).tolist(),
                 outputs["correct"].bool().tolist(),
+                scores.gather(1, gold.unsqueeze(1)).squeeze(1).tolist(),
                 strict=True,
             )
         )
+
+    def primary_kind(self, scoring: str | None) -> str:
+        """The confidence kind reported as a task's `ece` / `trust`."""
+        if self.confidence != "auto":
+            return self.confidence
+        return "renormalised" if scoring in OPTION_SCORINGS else "full_vocab"
 
     # reporting ------------------------------------------------------------------------------
 
@@ -179,21 +199,32 @@ class CalibrationEvaluation(Callback):
             task = task_name(trainer, idx)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
-                result = self._metrics[idx].compute()  # syncs across ranks
+                # syncs across ranks
+                results = {kind: m.compute() for kind, m in self._metrics[idx].items()}
             rows = _gather_rows(self._rows[idx])
-            if int(result["n"]) == 0:
+            if int(results["full_vocab"]["n"]) == 0:
                 self._warn_once(
                     f"{split}/{task}",
                     f"CalibrationEvaluation: {split}/{task} is empty; nothing logged.",
                 )
                 continue
-            for key in LOGGED:
-                value = float(result[key])
+            scoring = self._scoring.get(idx)
+            kind = self.primary_kind(scoring)
+            figures = {key: float(results[kind][key]) for key in LOGGED}
+            figures["loss"] = -sum(row[-1] for row in rows) / len(rows)
+            for other in CONFIDENCES:
+                for key in BY_KIND:
+                    figures[f"{key}_{other}"] = float(results[other][key])
+            for key, value in figures.items():
                 pl_module.log(
                     f"{split}/{task}/{key}", value, sync_dist=True, add_dataloader_idx=False
                 )
             if trainer.is_global_zero and self.write_files:
-                report[task] = self._write_task(trainer, out_dir, split, task, idx, result, rows)
+                files = EvaluationFiles(out_dir, split, task, self.n_bins, self.n_resamples,
+                                        self.seed, self.level)  # fmt: skip
+                report[task] = files.write(trainer, idx, results, kind, scoring, figures, rows)
+                if split == "val" and trainer.state.fn == "fit":
+                    files.append_curve(trainer, report[task])
         if report and trainer.is_global_zero and self.write_files:
             summary = {
                 "split": split,
@@ -202,48 +233,7 @@ class CalibrationEvaluation(Callback):
                 "tasks": report,
             }
             (out_dir / f"metrics_{split}.json").write_text(json.dumps(summary, indent=2))
-        self._metrics, self._rows = {}, {}
-
-    def _write_task(
-        self, trainer: pl.Trainer, out_dir: Path, split: str, task: str, idx: int,
-        result: dict[str, Any], rows: list[tuple],
-    ) -> dict[str, Any]:  # fmt: skip
-        """Predictions CSV, diagram PNG and W&B media of one task; returns its JSON entry."""
-        confidence, correct = result["confidence"].cpu(), result["correct"].cpu()
-        bins = {k: [float(x) for x in v.cpu()] for k, v in result["bins"].items()}
-        figures = {key: float(result[key]) for key in LOGGED}
-        stem = f"{split}_{_safe_name(task)}"
-        predictions = out_dir / "predictions" / f"{stem}.csv"
-        predictions.parent.mkdir(parents=True, exist_ok=True)
-        letters = candidate_letters(trainer, task, idx)
-
-        def label(i: int) -> str | int:
-            return letters[i] if letters is not None and 0 <= i < len(letters) else i
-
-        with predictions.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["example_id", "pred", "gold", "confidence", "correct"])
-            for example_id, pred, gold, conf, ok in rows:
-                writer.writerow([example_id, label(pred), label(gold), f"{conf:.6g}", int(ok)])
-        diagram = out_dir / "reliability" / f"{stem}.png"
-        reliability_diagram(bins, figures, diagram, title=f"{split} / {task}")
-        log_calibration_media(trainer, f"{split}/{task}", bins, diagram, predictions)
-        intervals = bootstrap_ci(
-            confidence, correct, self.n_resamples, self.seed, self.level, self.n_bins
-        )
-        return {
-            "n": int(result["n"]),
-            **{key: _number(value) for key, value in figures.items()},
-            "auroc": _number(confidence_auroc(confidence, correct)),
-            "ci": {
-                key: {k: _number(v) for k, v in ci.as_dict().items()}
-                for key, ci in intervals.items()
-            },
-            "ci_level": self.level,
-            "n_resamples": self.n_resamples,
-            "bins": bins,
-            "confidence_kind": self.confidence,
-        }
+        self._metrics, self._rows, self._scoring = {}, {}, {}
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -21,7 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from first_pl.callbacks.evaluation import _safe_name, candidate_letters, task_name
+from first_pl.callbacks.evaluation_files import candidate_letters, safe_name, task_name
 
 HEADER = ("example_id", "letter", "confidence", "gold", "correct")
 
@@ -47,7 +47,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def path(self, trainer: pl.Trainer, task: str) -> Path:
         suffix = f".rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        return self.root / f"predictions_{_safe_name(task)}{suffix}.csv"
+        return self.root / f"predictions_{safe_name(task)}{suffix}.csv"
 
     def write_on_batch_end(
         self,

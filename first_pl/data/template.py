@@ -29,8 +29,17 @@ class PromptTemplate:
       copy the right option within a few dozen steps, while binding an option to its letter
       stayed at chance after 120 (README, "Why the generated task answers with text").
 
-    Either way the response ends with the tokenizer's EOS and the confidence is the
-    probability of the first answer token.
+    Either way the response ends with the tokenizer's EOS. `scoring` says how an evaluation
+    scores the options (the training response is `answer`'s either way):
+
+    - ``"letter"`` / ``"first_token"``: the full-vocab probability of one token at the answer
+      position (the letter; the first token of the option text); `None` picks the one that
+      matches `answer`. Confidence: that probability (the paper's).
+    - ``"option_loglik"`` / ``"option_loglik_norm"``: the log-likelihood of the continuation
+      `answer_prefix + option text` after the prompt, summed over its tokens or divided by their
+      number (lm-evaluation-harness's acc / acc_norm; acc_norm there divides by characters).
+      Options sharing a first token are told apart. Confidence: the softmax over the options'
+      scores.
     """
 
     question: str = "{context}Question: {question}\n{options}\nAnswer:"
@@ -42,10 +51,24 @@ class PromptTemplate:
     instruction_input: str = "Input: {input}\n"
     response_prefix: str = " "
     answer: str = "letter"
+    scoring: str | None = None
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_FORMATS:
             raise TemplateError(f"template.answer must be one of {ANSWER_FORMATS}, got {self.answer!r}")
+        if self.scoring is not None and self.scoring not in SCORINGS:
+            raise TemplateError(f"template.scoring must be one of {SCORINGS} or null, got {self.scoring!r}")
+        token_scoring = {"letter": "letter", "text": "first_token"}[self.answer]
+        if self.scoring in TOKEN_SCORINGS and self.scoring != token_scoring:
+            raise TemplateError(
+                f"template.scoring={self.scoring!r} scores a token the model is not trained to answer with "
+                f"(template.answer={self.answer!r}); use {token_scoring!r}, or an option log-likelihood {OPTION_SCORINGS}"
+            )
+
+    @property
+    def resolved_scoring(self) -> str:
+        """`scoring`, or the answer token's scoring when it is None."""
+        return self.scoring or ("letter" if self.answer == "letter" else "first_token")
 
     def mc_prompt(self, example: MCExample) -> str:
         if len(example.choices) > len(self.letters):
@@ -64,10 +87,20 @@ class PromptTemplate:
         return self.answer_prefix + self.letters[example.answer]
 
     def candidate_ids(self, tokenizer: PreTrainedTokenizerBase, example: MCExample) -> list[int]:
-        """The token whose probability scores each option at the answer position."""
+        """The token whose probability scores each option at the answer position (token scorings)."""
+        if self.resolved_scoring in OPTION_SCORINGS:
+            raise TemplateError(f"template.scoring={self.scoring!r} scores whole options, not candidate tokens")
         if self.answer == "letter":
             return list(letter_token_ids(tokenizer, self.letters, self.answer_prefix)[: len(example.choices)])
         return option_token_ids(tokenizer, example, self.answer_prefix)
+
+    def option_continuations(self, tokenizer: PreTrainedTokenizerBase, example: MCExample) -> list[list[int]]:
+        """Tokens of `answer_prefix + option` per option, tokenised apart from the prompt as the
+        response is (lm-evaluation-harness's continuation; no EOS)."""
+        options = [tokenizer.encode(self.answer_prefix + choice, add_special_tokens=False) for choice in example.choices]
+        if not all(options):
+            raise TemplateError(f"example {example.id!r} has an empty option {example.choices}")
+        return options
 
     def instruction_prompt(self, example: InstructionExample) -> str:
         extra = self.instruction_input.format(input=example.input) if example.input else ""
@@ -78,10 +111,15 @@ class PromptTemplate:
 
     def fingerprint(self) -> str:
         """Identity of the template, stored with teacher distributions extracted under it."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = asdict(self)
+        del fields["scoring"]  # evaluation only: the prompts and responses do not depend on it
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 ANSWER_FORMATS = ("letter", "text")
+TOKEN_SCORINGS = ("letter", "first_token")
+OPTION_SCORINGS = ("option_loglik", "option_loglik_norm")
+SCORINGS = TOKEN_SCORINGS + OPTION_SCORINGS
 
 
 @functools.lru_cache(maxsize=64)

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from first_pl.data.template import PromptTemplate
+from first_pl.data.option_batch import collate_options
+from first_pl.data.template import OPTION_SCORINGS, PromptTemplate
 from first_pl.tasks.base import Example, MCExample
 
 IGNORE = -100
@@ -29,6 +30,11 @@ class Encoded:
     answer_position: int = -1
     candidate_ids: list[int] = field(default_factory=list)
     gold: int = -1
+    # How an evaluation scores the options (`PromptTemplate.scoring`); option scorings score the
+    # rows `input_ids[option_start : answer_position + 1] + option_ids[i]` instead of `candidate_ids`.
+    scoring: str = ""
+    option_ids: list[list[int]] = field(default_factory=list)
+    option_start: int = 0
 
 
 @dataclass
@@ -92,8 +98,20 @@ def encode(
     encoded = Encoded(example_id=example.id, input_ids=input_ids, labels=labels)
     if isinstance(example, MCExample):
         encoded.answer_position = len(prompt_ids) - 1
-        encoded.candidate_ids = template.candidate_ids(tokenizer, example)
         encoded.gold = example.answer
+        encoded.scoring = template.resolved_scoring
+        if encoded.scoring in OPTION_SCORINGS:
+            encoded.option_ids = template.option_continuations(tokenizer, example)
+            longest = max(len(option) for option in encoded.option_ids)
+            # option rows replace the response by an option: drop more prompt if one is longer
+            extra = min(len(prompt_ids) - 1, len(prompt_ids) + longest - max_length)
+            if extra > 0:
+                if not (overflow > 0 or response_cut):  # not yet counted as truncated
+                    report.truncated += 1
+                report.tokens_dropped += extra
+                encoded.option_start = extra
+        else:
+            encoded.candidate_ids = template.candidate_ids(tokenizer, example)
     return encoded
 
 
@@ -116,11 +134,19 @@ def collate(items: list[Encoded], pad_id: int) -> dict[str, Any]:
         "example_id": [item.example_id for item in items],
     }
     if all(item.answer_position >= 0 for item in items):
+        scorings = sorted({item.scoring for item in items})
+        if len(scorings) > 1:
+            raise ValueError(f"one evaluation batch mixes the scorings {scorings}; batch one task at a time")
+        out["answer_position"] = torch.tensor([item.answer_position for item in items])
+        out["gold"] = torch.tensor([item.gold for item in items])
+        out["scoring"] = scorings[0]
+        if scorings[0] in OPTION_SCORINGS:
+            prompts = [item.input_ids[item.option_start : item.answer_position + 1] for item in items]
+            out.update(collate_options(prompts, [item.option_ids for item in items], pad_id))
+            return out
         width = max(len(item.candidate_ids) for item in items)
         candidates = torch.full((batch, width), -1, dtype=torch.long)
         for row, item in enumerate(items):
             candidates[row, : len(item.candidate_ids)] = torch.tensor(item.candidate_ids)
-        out["answer_position"] = torch.tensor([item.answer_position for item in items])
         out["candidate_ids"] = candidates
-        out["gold"] = torch.tensor([item.gold for item in items])
     return out

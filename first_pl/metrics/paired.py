@@ -74,7 +74,9 @@ def _as_grid(name: str, value: torch.Tensor) -> torch.Tensor:
     if value.dim() == 1:
         value = value.unsqueeze(0)
     if value.dim() != 2:
-        raise ValueError(f"{name} must be [examples] or [seeds, examples], got {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must be [examples] or [seeds, examples], got {tuple(value.shape)}"
+        )
     return value
 
 

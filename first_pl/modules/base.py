@@ -16,10 +16,18 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from first_pl.data.option_batch import IGNORE
+from first_pl.data.template import OPTION_SCORINGS
 from first_pl.models import ModelSpec, build_model
+from first_pl.modules.scoring import (
+    EvalOutput,
+    choice_output,
+    option_scores,
+    target_log_probs,
+    token_scores,
+)
 from first_pl.modules.sharding import LOGITS_AT, install_logits_at, shard_model
 
-EvalOutput = dict[str, Any]
 STRATEGY_KEY = "first_pl_strategy"
 
 
@@ -50,28 +58,15 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
 
 
 def candidate_output(log_probs: torch.Tensor, batch: dict[str, Any]) -> EvalOutput:
-    """Prediction restricted to the candidate letters at the answer position.
+    """Prediction restricted to the candidate tokens at the answer position (token scorings).
 
     `log_probs` is the full-vocab log-softmax at each example's answer position `[B, V]`; the
     confidence is the chosen candidate's full-vocab probability (the paper's semantics). The
-    argmax is taken over log-probabilities: below about -104 every probability is 0 in float32,
-    and an argmax over those zeros would always pick the first candidate.
+    argmax is taken over log-probabilities (`scoring.choice_output`): below about -104 every
+    probability is 0 in float32, and an argmax over those zeros would always pick the first.
     """
-    candidates = batch["candidate_ids"]
-    mask = candidates >= 0
-    candidate_log_probs = log_probs.gather(1, candidates.clamp_min(0))
-    probs = candidate_log_probs.exp() * mask
-    pred = candidate_log_probs.masked_fill(~mask, float("-inf")).argmax(dim=1)
-    confidence = probs.gather(1, pred.unsqueeze(1)).squeeze(1)
-    return {
-        "candidate_probs": probs,
-        "candidate_mask": mask,
-        "gold": batch["gold"],
-        "pred": pred,
-        "confidence": confidence,
-        "correct": pred == batch["gold"],
-        "example_id": batch["example_id"],
-    }
+    scores, mask = token_scores(log_probs, batch["candidate_ids"])
+    return choice_output(scores, mask, batch, batch.get("scoring"))
 
 
 class StudentModule(L.LightningModule):
@@ -135,11 +130,29 @@ class StudentModule(L.LightningModule):
         return loss
 
     def evaluate(self, batch: dict[str, Any]) -> EvalOutput:
+        """Score the options of each example as its task's `template.scoring` says."""
+        if batch.get("scoring") in OPTION_SCORINGS:
+            return self.option_evaluate(batch)
         select = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
         rows = torch.arange(select.shape[0], device=select.device)
         select[rows, batch["answer_position"]] = True  # one position per row: rows stay in order
         logits = self.logits_at(batch, select).float()
         return candidate_output(torch.log_softmax(logits, dim=-1), batch)
+
+    def option_evaluate(self, batch: dict[str, Any]) -> EvalOutput:
+        """Option log-likelihoods: one forward over the `option_*` rows (data/option_batch.py)."""
+        select = batch["option_labels"] != IGNORE
+        rows = {"input_ids": batch["option_input_ids"], "attention_mask": batch["option_attention_mask"]}
+        position_log_probs = target_log_probs(self.logits_at(rows, select), batch["option_labels"][select])
+        scores, mask = option_scores(
+            position_log_probs,
+            select.nonzero()[:, 0],  # the row of each selected position, in logits_at's order
+            batch["option_example"],
+            batch["option_choice"],
+            batch["gold"].shape[0],
+            normalise=batch["scoring"] == "option_loglik_norm",
+        )
+        return choice_output(scores, mask, batch, batch["scoring"])
 
     def validation_step(
         self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0

@@ -13,7 +13,13 @@ from first_pl.metrics.paired import paired_comparison, seed_summary
 
 def test_seed_summary_mean_sample_sd_and_range():
     summary = seed_summary([1.0, 2.0, 3.0])
-    assert (summary.mean, summary.sd, summary.min, summary.max, summary.n) == (2.0, 1.0, 1.0, 3.0, 3)
+    assert (summary.mean, summary.sd, summary.min, summary.max, summary.n) == (
+        2.0,
+        1.0,
+        1.0,
+        3.0,
+        3,
+    )
     assert seed_summary([4.0]).sd == 0.0
     with pytest.raises(ValueError, match="at least one value"):
         seed_summary([])

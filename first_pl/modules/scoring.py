@@ -1,0 +1,94 @@
+"""Multiple-choice scores from a model's log-probabilities, and the `EvalOutput` they give.
+
+A scoring (`PromptTemplate.scoring`) turns the model's output into one log-space score per
+option, `[B, C]`:
+
+- token scorings ('letter', 'first_token'): the full-vocab log-probability of the option's
+  token at the answer position;
+- option scorings ('option_loglik', 'option_loglik_norm'): the sum of the log-probabilities of
+  the option's tokens after the prompt, or that sum divided by their number
+  (lm-evaluation-harness's acc / acc_norm).
+
+Everything after that is shared (`choice_output`): the prediction is the argmax in log space
+(probabilities of every option can underflow to 0 in float32), `candidate_probs` is the
+exponentiated score and the `confidence` the chosen option's, and `candidate_logprobs` keeps the
+scores themselves, from which the evaluation takes the softmax over the options (the
+"renormalised" confidence, without the underflow of renormalising probabilities).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+EvalOutput = dict[str, Any]
+
+
+def token_scores(
+    log_probs: torch.Tensor, candidate_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(scores [B, C], mask [B, C])`: `log_probs [B, V]` at each candidate id (-1 pads)."""
+    mask = candidate_ids >= 0
+    return log_probs.gather(1, candidate_ids.clamp_min(0)), mask
+
+
+def target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Full-vocab log-probability `[P]` of each target token under `logits [P, V]`.
+
+    `logit - logsumexp` instead of a log-softmax: one `[P, V]` tensor fewer, and option rows
+    have many positions.
+    """
+    logits = logits.float()
+    return logits.gather(1, targets.unsqueeze(1)).squeeze(1) - torch.logsumexp(logits, dim=1)
+
+
+def option_scores(
+    position_log_probs: torch.Tensor,
+    position_row: torch.Tensor,
+    option_example: torch.Tensor,
+    option_choice: torch.Tensor,
+    batch_size: int,
+    normalise: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(scores [B, C], mask [B, C])` from the log-probabilities of the option tokens.
+
+    `position_log_probs [P]` belong to option rows `position_row [P]`; row r is option
+    `option_choice[r]` of example `option_example[r]`. A row's score is the sum of its
+    positions, divided by their number when `normalise`.
+    """
+    rows = option_example.shape[0]
+    total = torch.zeros(rows, dtype=torch.float32, device=position_log_probs.device)
+    total.index_add_(0, position_row, position_log_probs.float())
+    if normalise:
+        ones = torch.ones_like(position_log_probs, dtype=torch.float32)
+        count = torch.zeros_like(total).index_add_(0, position_row, ones)
+        total = total / count.clamp_min(1.0)
+    width = int(option_choice.max()) + 1 if rows else 0
+    scores = torch.full((batch_size, width), float("-inf"), device=total.device)
+    mask = torch.zeros((batch_size, width), dtype=torch.bool, device=total.device)
+    scores[option_example, option_choice] = total
+    mask[option_example, option_choice] = True
+    return scores, mask
+
+
+def choice_output(
+    scores: torch.Tensor, mask: torch.Tensor, batch: dict[str, Any], scoring: str | None = None
+) -> EvalOutput:
+    """The `EvalOutput` of log-space option scores (docs/ARCHITECTURE.md)."""
+    scores = scores.float().masked_fill(~mask, float("-inf"))
+    pred = scores.argmax(dim=1)
+    probs = scores.exp()
+    output: EvalOutput = {
+        "candidate_logprobs": scores,
+        "candidate_probs": probs,
+        "candidate_mask": mask,
+        "gold": batch["gold"],
+        "pred": pred,
+        "confidence": probs.gather(1, pred.unsqueeze(1)).squeeze(1),
+        "correct": pred == batch["gold"],
+        "example_id": batch["example_id"],
+    }
+    if scoring is not None:
+        output["scoring"] = scoring
+    return output
