@@ -176,6 +176,31 @@ def pipeline_yaml(tmp: Path) -> Path:
     return path
 
 
+def evaluate_on_tasks(world: World, tmp: Path, *tasks: dict) -> None:
+    """`first-pl test` of the world's checkpoint with `data.eval_tasks` = tasks."""
+    path = tmp / "data.yaml"
+    path.write_text(yaml.safe_dump({"data": data_section(world.model_dir, eval_tasks=list(tasks))}))
+    main(world.fit_args(tmp / "run", "--ckpt_path", str(world.checkpoint), data=path, command="test"))
+
+
+def hub_file(tmp: Path, task: str, rows: list[dict], name: str = "data.jsonl") -> dict:
+    """A local file for a hub task class (json.dumps writes NaN as the literal NaN)."""
+    (tmp / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"class_path": f"first_pl.tasks.{task}", "init_args": {"source": str(tmp / name)}}
+
+
+def csqa_folder_with_only_train(tmp: Path) -> dict:
+    (tmp / "folder").mkdir()
+    csqa_file(tmp / "folder", [csqa_row(0)], name="train.jsonl")
+    return {"class_path": "first_pl.tasks.CommonsenseQA", "init_args": {"source": str(tmp / "folder")}}
+
+
+def bigbench_examples(tmp: Path, examples: list, **init_args) -> dict:
+    task = bigbench(tmp, json.dumps({"examples": examples}))
+    task["init_args"].update(init_args)
+    return task
+
+
 # -- the catalogue --------------------------------------------------------------------------------
 
 CASES = [
@@ -496,6 +521,64 @@ CASES = [
         run_folder_of_other_run,
         r"run folder .*teacher already holds another run: its .*config\.yaml differs in model\.init_args\.optimizer\.lr \(0\.0002 there, 0\.1 now\).*--overwrite_run true",
     ),
+    # evaluation data (issue 14 part A): nothing dropped, changed or mixed up silently
+    Case(
+        "bigbench-examples-are-strings",
+        lambda w, t: fit_on_task(w, t, bigbench_examples(t, ["What is 2+2?", "And 3+3?"])),
+        r"task\.json: example 0 is a str; expected an object with 'input' and 'target_scores'",
+    ),
+    Case(
+        "bigbench-more-options-than-letters",
+        lambda w, t: fit_on_task(w, t, bigbench_examples(
+            t, [{"input": f"q{i}", "target_scores": {f"o{j}": int(j == 0) for j in range(6)}} for i in range(20)],
+            name="six")),
+        r"task 'six' split 'train': \d+ examples have up to 6 options but the template's letters 'ABCDE' "
+        r"name only 5; give data\.task_templates\.six\.letters 6 letters",
+    ),  # fmt: skip
+    Case(
+        "data-empty-train-split",
+        lambda w, t: fit_on_task(
+            w, t, {"class_path": "first_pl.tasks.GeneratedMC", "init_args": {"train_size": 0, "name": "nothing"}}
+        ),
+        r"task 'nothing' has no examples in its train split",
+    ),
+    Case(
+        "data-csqa-as-csv",
+        lambda w, t: fit_on_task(w, t, csqa_file(
+            t, text='id,question,choices,answerKey\nq0,Which?,"{\'label\': [\'A\', \'B\']}",A\n', name="csqa.csv")),
+        r"csqa\.csv: row 0 field 'choices' is text: a CSV file cannot hold the nested .* give this task "
+        r"a \.jsonl, \.json or \.parquet file",
+    ),  # fmt: skip
+    Case(
+        "data-csqa-labels-texts-differ",
+        lambda w, t: fit_on_task(
+            w, t, csqa_file(t, [csqa_row(0, choices={"label": ["A", "B", "C"], "text": ["x", "y"]})])
+        ),
+        r"csqa\.jsonl: row 0 field 'choices' has 3 labels \['A', 'B', 'C'\] but 2 texts",
+    ),
+    Case(
+        "data-boolq-answer-nan",
+        lambda w, t: fit_on_task(w, t, hub_file(t, "BoolQ", [
+            {"question": "is it", "passage": "p", "answer": True},
+            {"question": "is it", "passage": "p", "answer": float("nan")}])),
+        r"data\.jsonl: row 1 is missing field 'answer'",
+    ),  # fmt: skip
+    Case(
+        "data-boolq-answer-two",
+        lambda w, t: fit_on_task(w, t, hub_file(t, "BoolQ", [{"question": "is it", "passage": "p", "answer": 2.0}])),
+        r"data\.jsonl: row 0 field 'answer' is 2\.0; expected true or false",
+    ),
+    Case(
+        "data-folder-lacks-the-split-asked-for",
+        lambda w, t: evaluate_on_tasks(w, t, csqa_folder_with_only_train(t)),
+        r"data folder .*folder has no validation\{.*\} file \(the task reads its 'test' split from it\)",
+    ),
+    Case(
+        "eval-tasks-with-one-name",
+        lambda w, t: evaluate_on_tasks(w, t, *[bigbench_examples(t, [{"input": "q", "target_scores": {"a": 1, "b": 0}}],
+                                                              name="same")] * 2),
+        r"data\.eval_tasks has two tasks named 'same' .*give each its own init_args\.name",
+    ),  # fmt: skip
 ]
 
 
