@@ -119,7 +119,8 @@ class FirstCLI(LightningCLI):
         if config.get("ckpt_path") == "last":
             check_last_checkpoint(self.trainer)
         if not config.get(OVERWRITE_FLAG):
-            check_run_folder(self._parser("fit"), config, log_dir)
+            resuming = config.get("ckpt_path") is not None
+            check_run_folder(self._parser("fit"), config, log_dir, resuming)
         if self.trainer.global_rank == 0:  # one fit at a time per run folder
             log_dir.mkdir(parents=True, exist_ok=True)
             lock_folder(log_dir)

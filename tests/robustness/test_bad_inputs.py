@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 import yaml
 from robustness_helpers import first_pl
 from robustness_world import World, data_section
+from transformers import AutoTokenizer
 
 from first_pl.cli import main, user_error
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter, partial_path
@@ -199,6 +201,48 @@ def bigbench_examples(tmp: Path, examples: list, **init_args) -> dict:
     task = bigbench(tmp, json.dumps({"examples": examples}))
     task["init_args"].update(init_args)
     return task
+
+
+def truncated_checkpoint(world: World, tmp: Path) -> Path:
+    path = tmp / "truncated.ckpt"
+    data = world.checkpoint.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def copy_of_run(world: World, tmp: Path) -> Path:
+    """A copy of the teacher's run folder (config.yaml naming the copy, checkpoint), to resume."""
+    run = Path(shutil.copytree(world.run_dir, tmp / "teacher"))
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace(str(world.run_dir), str(run)))
+    return run
+
+
+def saved_tokenizer(world: World, tmp: Path, extra_tokens: int = 0) -> Path:
+    """The tiny model's tokenizer saved alone (no config.json), `extra_tokens` added."""
+    tokenizer = AutoTokenizer.from_pretrained(world.model_dir)
+    tokenizer.add_tokens([f"extra{i}" for i in range(extra_tokens)])
+    tokenizer.save_pretrained(tmp / "tokenizer")
+    return tmp / "tokenizer"
+
+
+def ask_args(
+    checkpoint: Path, *extra: str, question: str = "Which city?", choices: str = '["Oslo", "Rome"]'
+) -> list[str]:
+    return ["ask", "--checkpoint", str(checkpoint), "--question", question, "--choices", choices,
+            *extra]  # fmt: skip
+
+
+def empty_folder(tmp: Path) -> Path:
+    (tmp / "empty").mkdir()
+    return tmp / "empty"
+
+
+def rank_calibration(world: World, tmp: Path, *extra: str) -> None:
+    main(
+        ["rank-calibration", "--store", str(world.validation_store), "--output_dir",
+         str(tmp / "rc"), *extra]
+    )  # fmt: skip
 
 
 # -- the catalogue --------------------------------------------------------------------------------
@@ -520,6 +564,134 @@ CASES = [
         "fit-into-another-runs-folder",
         run_folder_of_other_run,
         r"run folder .*teacher already holds another run: its .*config\.yaml differs in model\.init_args\.optimizer\.lr \(0\.0002 there, 0\.1 now\).*--overwrite_run true",
+    ),
+    # commands (issue 14 part B): refused by name, not a traceback, a silent run or lost data
+    Case(
+        "test-ckpt-missing",
+        lambda w, t: main(w.fit_args(t / "run", "--ckpt_path", str(t / "gone.ckpt"), command="test")),
+        r"--ckpt_path .*gone\.ckpt does not exist",
+    ),
+    Case(
+        "test-ckpt-truncated",
+        lambda w, t: main(
+            w.fit_args(t / "run", "--ckpt_path", str(truncated_checkpoint(w, t)), command="test")
+        ),
+        r"--ckpt_path .*truncated\.ckpt cannot be read \(truncated, damaged or not a checkpoint\)",
+    ),
+    Case(
+        "test-checkpoint-of-another-strategy",
+        lambda w, t: main(
+            w.fit_args(
+                t / "run", "--model.init_args.temperature", "1", "--ckpt_path", str(w.checkpoint),
+                model="first.yaml", command="test",
+            )
+        ),  # fmt: skip
+        r"--ckpt_path .*\.ckpt holds a first_pl\.modules\.FineTune checkpoint but the config "
+        r"gives model first_pl\.modules\.FIRST",
+    ),
+    Case(
+        "fit-max-steps-zero",
+        lambda w, t: main(w.fit_args(t / "run", "--trainer.max_steps", "0")),
+        r"trainer\.max_steps is 0: fit would train no step and save no checkpoint",
+    ),
+    Case(
+        "fit-max-epochs-zero",
+        lambda w, t: main(w.fit_args(t / "run", "--trainer.max_epochs", "0")),
+        r"trainer\.max_epochs is 0: fit would train no step and save no checkpoint",
+    ),
+    Case(
+        "fit-ckpt-last-without-a-last-checkpoint",
+        lambda w, t: main(w.fit_args(copy_of_run(w, t), "--trainer.max_steps", "3", "--ckpt_path", "last")),
+        r"--ckpt_path last: there is no last checkpoint to resume \(looked for last\*\.ckpt in "
+        r".*teacher/checkpoints\); only a ModelCheckpoint with save_last: true writes one",
+    ),
+    Case(
+        "fit-resume-into-its-run-with-another-config",
+        lambda w, t: main(
+            w.fit_args(
+                copy_of_run(w, t), "--trainer.max_steps", "3", "--data.init_args.batch_size",
+                "2", "--ckpt_path", str(w.checkpoint),
+            )
+        ),  # fmt: skip
+        r"run folder .*teacher already holds another run: its .*config\.yaml differs in "
+        r"data\.init_args\.batch_size \(4 there, 2 now\); ",
+    ),
+    Case(
+        "ask-empty-question",
+        lambda w, t: main(ask_args(w.checkpoint, question=" ")),
+        r"--question is empty",
+    ),
+    Case(
+        "ask-duplicate-choices",
+        lambda w, t: main(ask_args(w.checkpoint, choices='["Oslo", "Rome", "Oslo "]')),
+        r"--choices lists the same option more than once: \['Oslo'\]",
+    ),
+    Case(
+        "ask-empty-choice",
+        lambda w, t: main(ask_args(w.checkpoint, choices='["Oslo", ""]')),
+        r"--choices has empty options at positions \[1\]",
+    ),
+    Case(
+        "ask-tokenizer-larger-than-model",
+        lambda w, t: main(ask_args(w.checkpoint, "--tokenizer", str(saved_tokenizer(w, t, 40)))),
+        r"tokenizer .*tokenizer has (\d+) tokens but the model embeds only (?!\1)\d+",
+    ),
+    Case(
+        "ask-tokenizer-folder-as-model",
+        lambda w, t: main(ask_args(saved_tokenizer(w, t))),
+        r"--checkpoint .*tokenizer is neither a Hugging Face model folder \(no config\.json\) "
+        r"nor a sharded checkpoint folder",
+    ),
+    Case(
+        "model-is-a-tokenizer-folder",
+        lambda w, t: main(w.extract_args(t / "s.h5", "--teacher", str(saved_tokenizer(w, t)))),
+        r"model folder .*tokenizer has no config\.json \(it holds only a tokenizer, which is no model\)",
+    ),
+    Case(
+        "tokenizer-folder-without-tokenizer-files",
+        lambda w, t: fit(w, t, "--data.init_args.tokenizer", str(empty_folder(t))),
+        r"tokenizer folder .*empty has no tokenizer files \(none of tokenizer_config\.json, tokenizer\.json\)",
+    ),
+    Case(
+        "extract-k-beyond-vocabulary",
+        lambda w, t: main(w.extract_args(t / "s.h5", "--k", "100000")),
+        r"k is 100000 but the teacher's vocabulary has only \d+ tokens; give k <= \d+",
+    ),
+    Case(
+        "extract-output-under-a-file",
+        lambda w, t: main(w.extract_args(write(t / "notes.txt", "x") / "s.h5")),
+        r"--output .*notes\.txt/s\.h5 lies under .*notes\.txt, which is a file, not a folder",
+    ),
+    Case(
+        "export-output-under-a-file",
+        lambda w, t: main(
+            ["export", "--checkpoint", str(w.checkpoint), "--output_dir", str(write(t / "notes.txt", "x") / "hf")]
+        ),
+        r"--output_dir .*notes\.txt/hf lies under .*notes\.txt, which is a file, not a folder",
+    ),
+    Case(
+        "rank-calibration-output-under-a-file",
+        lambda w, t: main(
+            ["rank-calibration", "--store", str(w.validation_store), "--output_dir", str(write(t / "notes.txt", "x") / "rc")]
+        ),
+        r"--output_dir .*notes\.txt/rc lies under .*notes\.txt, which is a file, not a folder",
+    ),
+    Case(
+        "rank-calibration-max-positions-negative",
+        lambda w, t: rank_calibration(w, t, "--max_positions", "-5"),
+        r"--max_positions must be >= 1, got -5",
+    ),
+    Case(
+        "rank-calibration-max-positions-zero",
+        lambda w, t: rank_calibration(w, t, "--max_positions", "0"),
+        r"--max_positions must be >= 1, got 0",
+    ),
+    Case(
+        "coverage-max-k-zero",
+        lambda w, t: main(
+            ["coverage", "--config", str(w.data_yaml), "--teacher", str(w.checkpoint), "--output_dir", str(t / "c"), "--max_k", "0"]
+        ),
+        r"--max_k must be >= 1, got 0",
     ),
     # evaluation data (issue 14 part A): nothing dropped, changed or mixed up silently
     Case(
