@@ -2,179 +2,151 @@
 
 A run is a folder holding the `metrics_test.json` that `CalibrationEvaluation` writes (a
 pipeline stage, a `first-pl test` run folder, or an offline W&B run's `files/` folder holding
-the same JSON). Each run has a method label (its `stage.json` name, or the folder name) and
-every task it was tested on becomes a column group: Acc / ECE / Trust with bootstrap
-intervals, a "FIRST to Fine-tune" row of differences, and a grid of reliability diagrams.
+the same JSON); a folder holding several runs (a pipeline's output folder) is reported as each
+of them. Each run has a method label (its `stage.json` name, or the folder name) and a seed;
+runs sharing a label are one method over several seeds. Every task it was tested on becomes a
+column group: Acc / ECE / Trust (the task's own confidence kind) with bootstrap intervals, or
+mean ± standard deviation over seeds; a "FIRST to Fine-tune" difference row; both confidence
+kinds; each method paired with Fine-tune (paired bootstrap interval and permutation p-value,
+over examples and seeds); learning curves with a convergence verdict; reliability diagrams.
 """
 
 from __future__ import annotations
 
 import html
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from first_pl.callbacks.evaluation_files import safe_name
 from first_pl.metrics.plots import reliability_grid
-from first_pl.pipeline.stages import DONE_FILE
+from first_pl.report_curves import ConvergenceRule, curve_figure
+from first_pl.report_runs import ReportError, RunResult, expand_runs
+from first_pl.report_tables import (
+    Section,
+    fmt,
+    html_table,
+    kinds_table,
+    main_table,
+    markdown_table,
+    paired_table,
+    size_notes,
+)
 
-METRICS_FILE = "metrics_test.json"
-FIGURES = ("acc", "ece", "trust")
-
-
-class ReportError(ValueError):
-    """A run folder that cannot be reported; the message names it."""
-
-
-@dataclass
-class RunResult:
-    """One method's test figures per task."""
-
-    method: str
-    folder: Path
-    tasks: dict[str, dict[str, Any]]
+__all__ = ["ReportError", "build_report", "markdown_table"]
 
 
-def find_metrics(folder: Path) -> Path:
-    """The test metrics JSON in a run folder (directly, or one level down as W&B keeps it)."""
-    direct = folder / METRICS_FILE
-    if direct.is_file():
-        return direct
-    found = sorted(folder.glob(f"*/{METRICS_FILE}")) + sorted(folder.glob(f"*/*/{METRICS_FILE}"))
-    if not found:
-        raise ReportError(
-            f"run folder {folder} holds no {METRICS_FILE} (run `first-pl test` on it first)"
-        )
-    return found[0]
-
-
-def method_label(folder: Path) -> str:
-    """A pipeline stage's recorded name, else the folder's name."""
-    done = folder / DONE_FILE
-    if done.is_file():
-        return json.loads(done.read_text())["name"]
-    return folder.name
-
-
-def load_run(folder: str | Path, method: str | None = None) -> RunResult:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ReportError(f"run folder {folder} does not exist")
-    path = find_metrics(folder)
-    try:
-        tasks = json.loads(path.read_text())["tasks"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ReportError(
-            f"{path} is not a metrics file written by CalibrationEvaluation: {err}"
-        ) from err
-    return RunResult(method or method_label(folder), folder, tasks)
-
-
-def cell(figures: dict[str, Any], key: str) -> str:
-    """'78.0 [75.1, 80.9]' with the bootstrap interval when the run has one."""
-    value = figures.get(key)
-    if value is None:
-        return "-"
-    interval = figures.get("ci", {}).get(key)
-    if interval and interval.get("low") is not None:
-        return f"{value:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
-    return f"{value:.1f}"
-
-
-def table_rows(
-    runs: list[RunResult], tasks: list[str], baseline: str, first: str
-) -> list[list[str]]:
-    """Rows of the table: one per method, then FIRST minus Fine-tune when both are present."""
-    rows = [
-        [run.method] + [cell(run.tasks.get(t, {}), k) for t in tasks for k in FIGURES]
-        for run in runs
-    ]
-    by_method = {run.method: run for run in runs}
-    if baseline in by_method and first in by_method:
-        diffs = []
-        for task in tasks:
-            ours, theirs = (
-                by_method[first].tasks.get(task, {}),
-                by_method[baseline].tasks.get(task, {}),
-            )
-            for key in FIGURES:
-                if key in ours and key in theirs:
-                    diffs.append(f"{ours[key] - theirs[key]:+.1f}")
-                else:
-                    diffs.append("-")
-        rows.append([f"{first} to {baseline}"] + diffs)
-    return rows
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def curves_section(
+    results: list[RunResult], tasks: list[str], rule: ConvergenceRule, out: Path
+) -> tuple[Section, list[Path]]:
+    """A learning-curve figure per task and each run's convergence verdict."""
+    section = Section("Learning curves", [rule.describe()],
+                      ["method", "seed", "task", "steps", "last Acc", "|dAcc|", "|dloss|", "converged"])  # fmt: skip
+    images = []
+    for task in tasks:
+        series = [(r.method, r.seed, r.curve[task]) for r in results if r.curve.get(task)]
+        if not series:
+            continue
+        images.append(curve_figure(task, series, out / f"curves_{safe_name(task)}.png"))
+        for method, seed, points in series:
+            v = rule.judge(points)
+            verdict = {True: "yes", False: "no", None: "cannot tell"}[v["converged"]]
+            section.rows.append([method, str(seed), task, str(v["steps"]), fmt(v["acc"]),
+                                 fmt(v["d_acc"], ".2f"), fmt(v["d_loss"], ".3f"), verdict])  # fmt: skip
+    if not images:
+        section.notes.append("No run has validation curves (pipeline option val_check_interval).")
+    return section, images
 
 
 def build_report(
     runs: list[str],
     output_dir: str,
     methods: list[str] | None = None,
+    seeds: list[int] | None = None,
+    tasks: list[str] | None = None,
     baseline: str = "finetune",
     first: str = "first",
     title: str = "first_pl report",
+    n_resamples: int = 1000,
+    converged_acc_tol: float = 2.0,
+    converged_loss_tol: float = 0.05,
 ) -> Path:
-    """Write `report.md`, `report.html` and one reliability grid PNG per task; return the .md.
+    """Write `report.md`, `report.html` and the figures (reliability grids, learning curves).
 
     Args:
-        runs: run folders (pipeline stages, `first-pl test` runs, offline W&B run folders).
-        methods: labels for the runs, in the same order (default: stage name or folder name).
-        baseline, first: the two methods compared in the difference row.
+        runs: run folders (pipeline stages, `first-pl test` runs, offline W&B run folders), or
+            folders holding several runs (each is reported).
+        methods: labels for the runs, in the same order (default: stage name or folder name);
+            runs sharing a label are one method over several seeds.
+        seeds: the runs' seeds, in the same order (default: the run's `seed_everything`).
+        tasks: the tasks to report, in this order (default: every task of every run).
+        baseline, first: the methods of the difference row; every method is paired with
+            `baseline`.
+        n_resamples: bootstrap resamples and permutations of the paired comparisons.
+        converged_acc_tol, converged_loss_tol: the convergence rule (`report_curves`).
     """
-    if methods is not None and len(methods) != len(runs):
-        raise ReportError(f"--methods has {len(methods)} labels for {len(runs)} runs")
-    results = [load_run(run, methods[i] if methods else None) for i, run in enumerate(runs)]
-    if not results:
+    if not runs:
         raise ReportError("no runs given (--runs)")
-    tasks = list(dict.fromkeys(t for r in results for t in r.tasks))
-    header = ["method"] + [
-        f"{t} {k.capitalize() if k != 'ece' else 'ECE'}" for t in tasks for k in FIGURES
-    ]
-    rows = table_rows(results, tasks, baseline, first)
+    rule = ConvergenceRule(converged_acc_tol, converged_loss_tol)
+    results = expand_runs(runs, methods, seeds)
+    available = list(dict.fromkeys(t for r in results for t in r.tasks))
+    if tasks is not None:
+        if isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks):
+            raise ReportError(f"--tasks must be a list of task names, got {tasks!r}")
+        unknown = [t for t in tasks if t not in available]
+        if unknown:
+            raise ReportError(
+                f"--tasks names {unknown}, which no run was tested on; the runs have {available}"
+            )
+    tasks = list(tasks) if tasks is not None else available
+    if not tasks:
+        raise ReportError(f"the runs {runs} hold no tested task")
+    groups: dict[str, list[RunResult]] = {}
+    for result in results:
+        groups.setdefault(result.method, []).append(result)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    counts = ", ".join(
+        f"{t}: n={next(r.tasks[t]['n'] for r in results if t in r.tasks)}" for t in tasks
+    )
+    head = Section("", [f"Test examples per task: {counts}.", *size_notes(results, tasks)])
+    curves, curve_images = curves_section(results, tasks, rule, out)
+    sections = [head, main_table(groups, tasks, baseline, first), kinds_table(groups, tasks),
+                paired_table(groups, tasks, baseline, n_resamples), curves]  # fmt: skip
     images = []
-    for task in tasks:
+    for task in tasks:  # the first run of each method (its first seed)
         panels = [
-            (r.method, r.tasks[task]["bins"], r.tasks[task]) for r in results if task in r.tasks
+            (m, rs[0].tasks[task]["bins"], rs[0].tasks[task])
+            for m, rs in groups.items()
+            if task in rs[0].tasks
         ]
-        image = out / f"reliability_{task}.png"
-        reliability_grid(panels, image)
-        images.append(image)
-    note = "Acc, ECE and Trust (= Acc - ECE) in percent, with 95% bootstrap intervals."
-    counts = ", ".join(f"{t}: n={results[0].tasks.get(t, {}).get('n', '-')}" for t in tasks)
-    md = [
-        f"# {title}",
-        "",
-        note,
-        f"Test examples per task: {counts}.",
-        "",
-        markdown_table(header, rows),
-        "",
+        images.append(out / f"reliability_{safe_name(task)}.png")
+        reliability_grid(panels, images[-1])
+    return write_report(out, title, sections, curve_images, images)
+
+
+def write_report(out: Path, title: str, sections: list[Section], curve_images: list[Path],
+                 images: list[Path]) -> Path:  # fmt: skip
+    md, body = [f"# {title}", ""], [f"<h1>{html.escape(title)}</h1>"]
+    for section in sections:
+        if section.title:
+            md += [f"## {section.title}", ""]
+            body.append(f"<h2>{html.escape(section.title)}</h2>")
+        md += [*section.notes, ""]
+        body += [f"<p>{html.escape(note)}</p>" for note in section.notes]
+        if section.header and section.rows:
+            md += [markdown_table(section.header, section.rows), ""]
+            body.append(html_table(section.header, section.rows))
+        if section.title == "Learning curves":
+            md += [f"![{img.stem}]({img.name})" for img in curve_images] + [""]
+            body += [f"<img src='{img.name}' width='100%'>" for img in curve_images]
+    md += ["## Reliability diagrams", ""] + [f"![{img.stem}]({img.name})" for img in images]
+    body += ["<h2>Reliability diagrams</h2>"] + [
+        f"<h3>{html.escape(img.stem)}</h3><img src='{img.name}' width='100%'>" for img in images
     ]
-    md += [f"![{img.stem}]({img.name})" for img in images]
     md_path = out / "report.md"
     md_path.write_text("\n".join(md) + "\n")
-    figures = "".join(
-        f"<h3>{html.escape(img.stem)}</h3><img src='{img.name}' width='100%'>" for img in images
-    )
     (out / "report.html").write_text(
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{note} Test examples per task: {html.escape(counts)}.</p>"
-        f"{html_table(header, rows)}{figures}</body></html>"
+        + "".join(body)
+        + "</body></html>"
     )
     return md_path

@@ -4,6 +4,16 @@ prepare model -> write the data -> fine-tune the teacher -> extract top-k (train
 -> calibrate c -> train the students (Fine-tune, Distill, Distill w/ LS, FIRST w/ TS) ->
 test every model in and out of domain -> report.
 
+Learning curves: with `val_check_interval` N > 0 every training stage validates every N steps
+on the training task's validation split (only the in-domain task: the fit config evaluates the
+training task, the test adds the out-of-domain tasks), and `CalibrationEvaluation` appends
+each point to the stage's `val_curve.jsonl`, which the report draws.
+
+Seeds: with `seeds` each student method is trained once per seed (`student-<method>` for
+`seed`, `student-<method>-seed<s>` for the others). The zero-shot model, the data, the teacher,
+its stores and the calibration are shared by all seeds: the question is the student method,
+so a student's seed changes only what the student itself draws (the order of its batches).
+
 Every training stage writes the complete LightningCLI config it ran into its folder, so any
 stage can be rerun by hand with `first-pl fit --config <stage>/config.yaml`. The stage key
 hashes that config (and upstream keys), so a changed setting reruns only what depends on it.
@@ -13,12 +23,11 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from first_pl.pipeline.files import deep_merge, last_checkpoint, load_yaml, write_splits, write_yaml
 from first_pl.pipeline.stages import StageResult, StageRunner
 
 
@@ -41,36 +50,6 @@ TEST_DIR = "test"
 DISTILL_DATA = "first_pl.data.distill_datamodule.DistillDataModule"
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pipeline config refers to {path}, which does not exist")
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """`update` over `base`, recursively for mappings (lists and scalars are replaced)."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def write_yaml(path: Path, value: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(value, sort_keys=False))
-    return path
-
-
-def last_checkpoint(folder: Path) -> Path:
-    found = sorted((folder / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"training stage {folder} wrote no checkpoint")
-    return found[-1]
-
-
 def run_dir_overrides(folder: Path, max_steps: int) -> dict[str, Any]:
     """Trainer settings every training stage shares: its folder, its budget, no mid-run eval."""
     return {
@@ -84,6 +63,17 @@ def run_dir_overrides(folder: Path, max_steps: int) -> dict[str, Any]:
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": str(folder), "name": "", "version": ""},
             },
+        }
+    }
+
+
+def validation_overrides(interval: int, limit: int | float) -> dict[str, Any]:
+    """Validate every `interval` optimizer steps, counted across epochs."""
+    return {
+        "trainer": {
+            "val_check_interval": interval,
+            "check_val_every_n_epoch": None,
+            "limit_val_batches": limit,
         }
     }
 
@@ -109,6 +99,12 @@ class Pipeline:
     calibrate_answer_only: bool = False
     # The summary written in output_dir: variants sharing the cache keep their own reports.
     report_name: str = "report.md"
+    # Learning curves: validate every N optimizer steps (0: never during training) on at most
+    # `limit_val_batches` batches (a count, or a fraction) of the training task's validation split.
+    val_check_interval: int = 0
+    limit_val_batches: int | float = 1.0
+    # Seeds of the students (each method trained once per seed); empty: `seed` only.
+    seeds: list[int] = field(default_factory=list)
     coverage_positions: int = 400
     threads: int | None = None
 
@@ -119,15 +115,57 @@ class Pipeline:
         self.students = {
             m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
         }
+        if self.val_check_interval < 0:
+            raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
+        stages = {"teacher": self.teacher, **{f"student {m}": s for m, s in self.students.items()}}
+        for name, stage in stages.items():
+            if (
+                self.val_check_interval
+                and stage.max_steps > 0
+                and stage.max_steps % self.val_check_interval
+            ):
+                raise ValueError(
+                    f"val_check_interval {self.val_check_interval} does not divide the {name}'s "
+                    f"max_steps {stage.max_steps}: Lightning validates only at multiples of it, so "
+                    "the curve would end before the model that is tested; choose a divisor of "
+                    "every stage's max_steps"
+                )
+        if len(set(self.student_seeds)) != len(self.student_seeds):
+            raise ValueError(f"seeds must not repeat a seed, got {self.seeds}")
 
-    def base_config(self, stage: TrainStage, folder: Path) -> dict[str, Any]:
+    @property
+    def student_seeds(self) -> list[int]:
+        return list(self.seeds) or [self.seed]
+
+    def student_name(self, method: str, seed: int) -> str:
+        """`student-<method>` for the base seed (so a one-seed run's cache is reused)."""
+        return f"student-{method}" if seed == self.seed else f"student-{method}-seed{seed}"
+
+    def base_config(
+        self, stage: TrainStage, folder: Path, seed: int | None = None
+    ) -> dict[str, Any]:
         config = deep_merge(load_yaml(self.trainer), {"data": self.data_section()})
         config = deep_merge(config, load_yaml(stage.config))
         config = deep_merge(config, run_dir_overrides(folder, stage.max_steps))
-        config["seed_everything"] = self.seed
+        config["seed_everything"] = self.seed if seed is None else seed
         train_task = config["data"]["init_args"]["train_task"]
         config["data"]["init_args"]["eval_tasks"] = [train_task, *self.ood_tasks]
-        return deep_merge(config, stage.overrides)
+        config = deep_merge(config, stage.overrides)
+        if self.val_check_interval and stage.max_steps != 0:
+            validation = validation_overrides(self.val_check_interval, self.limit_val_batches)
+            config = deep_merge(config, validation)
+            # fit validates the training task only; `test_tasks` restores the full list
+            config["data"]["init_args"]["eval_tasks"] = [train_task]
+        return config
+
+    def test_tasks(self, stage: TrainStage) -> list[Any] | None:
+        """Evaluation tasks of the test when fit validated only the training task, else None."""
+        if not (self.val_check_interval and stage.max_steps != 0):
+            return None
+        config = deep_merge({"data": self.data_section()}, stage.overrides)
+        train_task = config["data"]["init_args"]["train_task"]
+        overridden = stage.overrides.get("data", {}).get("init_args", {}).get("eval_tasks")
+        return overridden if overridden is not None else [train_task, *self.ood_tasks]
 
     def train_and_test(
         self,
@@ -136,25 +174,29 @@ class Pipeline:
         stage: TrainStage,
         after: list[StageResult],
         extra: dict[str, Any],
+        seed: int | None = None,
     ) -> StageResult:
         """A fit + test stage (test only when `max_steps` is 0): its config is its cache key."""
         from first_pl.cli import main
 
-        preview = deep_merge(self.base_config(stage, Path("<stage>")), extra)
+        preview = deep_merge(self.base_config(stage, Path("<stage>"), seed), extra)
+        settings: dict[str, Any] = {"config": preview, "model_yaml": load_yaml(stage.config)}
+        test_tasks = self.test_tasks(stage)
+        if test_tasks is not None:
+            settings["test_tasks"] = test_tasks
 
         def body(folder: Path) -> dict[str, Any]:
             config = write_yaml(
-                folder / "config.yaml", deep_merge(self.base_config(stage, folder), extra)
+                folder / "config.yaml",
+                deep_merge(self.base_config(stage, folder, seed), extra),
             )
             outputs: dict[str, Any] = {}
             # Test logs go to <stage>/test, so they never replace the training logs.
-            test_args = [
-                "test",
-                "--config",
-                str(config),
-                "--trainer.logger.init_args.version",
-                TEST_DIR,
-            ]
+            test_args = ["test", "--config", str(config)]
+            if test_tasks is not None:
+                tasks = {"data": {"init_args": {"eval_tasks": test_tasks}}}
+                test_args += ["--config", str(write_yaml(folder / "test_tasks.yaml", tasks))]
+            test_args += ["--trainer.logger.init_args.version", TEST_DIR]
             if stage.max_steps != 0:
                 main(["fit", "--config", str(config)])
                 outputs["checkpoint"] = str(last_checkpoint(folder))
@@ -165,9 +207,7 @@ class Pipeline:
             outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}
             return outputs
 
-        return runner.run(
-            name, {"config": preview, "model_yaml": load_yaml(stage.config)}, body, after
-        )
+        return runner.run(name, settings, body, after)
 
     def data_section(self) -> dict[str, Any]:
         return deep_merge(load_yaml(self.data)["data"], self.data_overrides)
@@ -273,10 +313,11 @@ class Pipeline:
         method: str,
         stage: TrainStage,
         up: dict[str, StageResult],
+        seed: int | None = None,
     ) -> StageResult:
         """Fine-tune reads the task data; the distillation strategies read the teacher store too."""
         if method == "finetune":
-            return self.train_and_test(runner, name, stage, [up["prepare"], up["data"]], {})
+            return self.train_and_test(runner, name, stage, [up["prepare"], up["data"]], {}, seed)
         extra: dict[str, Any] = {
             "data": {
                 "class_path": DISTILL_DATA,
@@ -290,7 +331,7 @@ class Pipeline:
                 {"model": {"init_args": {"calibration": up["calibrate"].outputs["calibration"]}}},
             )
             after.append(up["calibrate"])
-        return self.train_and_test(runner, name, stage, after, extra)
+        return self.train_and_test(runner, name, stage, after, extra, seed)
 
     def run(self) -> Path:
         if self.threads:
@@ -299,20 +340,23 @@ class Pipeline:
             torch.set_num_threads(self.threads)
         runner = StageRunner(Path(self.output_dir))
         up = self.upstream(runner)
-        students = [
-            self.train_student(runner, f"student-{m}", m, stage, up)
-            for m, stage in self.students.items()
-        ]
+        students, labels, seeds = [], ["zero-shot teacher", "teacher"], [self.seed, self.seed]
+        for seed in self.student_seeds:
+            for method, stage in self.students.items():
+                name = self.student_name(method, seed)
+                students.append(self.train_student(runner, name, method, stage, up, seed))
+                labels.append(method)
+                seeds.append(seed)
         runs = [up["zero-shot"], up["teacher"], *students]
 
         def report_body(folder: Path) -> dict[str, Any]:
             from first_pl.report import build_report
 
-            labels = ["zero-shot teacher", "teacher", *self.students]
             path = build_report(
                 [str(r.folder) for r in runs],
                 str(folder),
                 methods=labels,
+                seeds=seeds,
                 title="FIRST on the offline default",
             )
             return {"report": str(path)}
@@ -324,24 +368,3 @@ class Pipeline:
         )
         print(f"[{runner.elapsed()}] report: {summary}")
         return summary
-
-
-def write_splits(data_section: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Write the task's examples to JSONL so the exact data of a run can be read and shared."""
-    from jsonargparse import ArgumentParser
-
-    from first_pl.tasks.base import Task
-
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(Task, "task")
-    task = parser.instantiate_classes(
-        parser.parse_object({"task": data_section["init_args"]["train_task"]})
-    ).task
-    counts = {}
-    for split in ("train", "validation", "test"):
-        examples = task.load(split)
-        with (folder / f"{split}.jsonl").open("w") as f:
-            for example in examples:
-                f.write(json.dumps(asdict(example)) + "\n")
-        counts[split] = len(examples)
-    return {"counts": counts}

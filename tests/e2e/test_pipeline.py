@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from first_pl_testing import tiny_pipeline
 
 
@@ -69,3 +70,48 @@ def test_sweep_reuses_upstream_and_writes_figure5(tiny_model_dir, tmp_path):
     assert "calibrate chose c" in path.read_text()
     names = set(stage_folders(tmp_path / "runs"))
     assert {"sweep-first-temperature0.2", "sweep-ls_distill-delta0.3", "calibrate"} <= names
+
+
+def curve_points(folder: Path) -> list[tuple[int, str]]:
+    lines = (folder / "val_curve.jsonl").read_text().splitlines()
+    return [(p["global_step"], p["task"]) for p in map(json.loads, lines)]
+
+
+def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
+    out = tmp_path / "runs"
+    pipeline = tiny_pipeline(tiny_model_dir, out, methods=("finetune", "first"), steps={"finetune": 4, "first": 4})
+    pipeline.val_check_interval, pipeline.limit_val_batches, pipeline.seeds = 2, 1, [0, 1]
+    text = pipeline.run().read_text()
+    folders = stage_folders(out)
+    students = {"student-finetune", "student-first", "student-finetune-seed1", "student-first-seed1"}
+    assert students <= set(folders) and "student-first-seed2" not in folders
+    # every training stage validated its own task's validation split every 2 steps, only in domain
+    assert curve_points(folders["teacher"]) == [(2, "generated")]
+    for name in students:
+        assert curve_points(folders[name]) == [(2, "generated"), (4, "generated")]
+        tested = json.loads((folders[name] / "test" / "metrics_test.json").read_text())["tasks"]
+        assert set(tested) == {"generated", "physics"}  # the test adds the out-of-domain task
+    assert not (folders["zero-shot"] / "val_curve.jsonl").exists()
+    seeds = {n: json.loads((folders[n] / "stage.json").read_text())["settings"]["config"]["seed_everything"] for n in students}
+    assert seeds == {"student-finetune": 0, "student-first": 0, "student-finetune-seed1": 1, "student-first-seed1": 1}
+    # the report: mean and spread over the two seeds, paired comparisons, curves and verdicts
+    assert "2 seeds)" in text and "| first to finetune |" in text
+    assert "| first | generated | 0,1 |" in text and "| first | physics | 0,1 |" in text
+    assert "| teacher | generated | 0 |" in text  # the shared teacher, paired on seed 0
+    for method in ("finetune", "first"):
+        for seed in (0, 1):
+            assert re.search(rf"\| {method} \| {seed} \| generated \| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (yes|no) \|", text)
+    assert "| teacher | 0 | generated | 2 |" in text and "cannot tell" in text
+    report = folders["report"]
+    assert (report / "curves_generated.png").stat().st_size > 10_000
+    assert "ECE renormalised" in text and "scoring first_token" in text
+
+
+def test_validation_interval_must_divide_every_budget(tiny_model_dir, tmp_path):
+    from first_pl.pipeline.offline import Pipeline
+
+    base = tiny_pipeline(tiny_model_dir, tmp_path / "runs", steps={"first": 3})
+    with pytest.raises(ValueError, match="val_check_interval 2 does not divide the student first's max_steps 3"):
+        Pipeline(**{**vars(base), "val_check_interval": 2})
+    with pytest.raises(ValueError, match=r"seeds must not repeat a seed, got \[1, 1\]"):
+        Pipeline(**{**vars(base), "seeds": [1, 1]})

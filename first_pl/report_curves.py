@@ -1,0 +1,111 @@
+"""Learning curves in a report: each run's validation points, the convergence rule, figures.
+
+`CalibrationEvaluation` appends one JSON line per validation and task to the run's
+`val_curve.jsonl` during `fit`. A comparison of methods means something only when every
+student has finished learning (issue 13: at 60 steps the students were still under-confident
+and the order of the methods changed by 160), so the report says for each run whether it has
+converged, by a rule it states: the last two validation points differ by at most `acc_tol`
+accuracy points and `loss_tol` nats of validation loss.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+CURVE_FILE = "val_curve.jsonl"  # written by first_pl.callbacks.evaluation_files
+PANELS = (("acc", "Acc (%)"), ("ece", "ECE (%)"), ("trust", "Trust (%)"), ("loss", "loss (nats)"))
+STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass(frozen=True)
+class ConvergenceRule:
+    """Converged: the last two validation points within `acc_tol` points and `loss_tol` nats."""
+
+    acc_tol: float = 2.0
+    loss_tol: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.acc_tol < 0 or self.loss_tol < 0:
+            raise ValueError(
+                f"converged_acc_tol and converged_loss_tol must be >= 0, got {self.acc_tol}, "
+                f"{self.loss_tol}"
+            )
+
+    def describe(self) -> str:
+        return (
+            "A run counts as converged when its last two validation points (in-domain "
+            f"validation split) differ by at most {self.acc_tol:g} points of accuracy and "
+            f"{self.loss_tol:g} nats of validation loss (the gold option's negative "
+            "log-likelihood); with fewer than two points it cannot be judged."
+        )
+
+    def judge(self, points: list[dict[str, Any]]) -> dict[str, Any]:
+        """`{steps, acc, d_acc, d_loss, converged}` of one run's curve on one task."""
+        if not points:
+            return {"steps": None, "acc": None, "d_acc": None, "d_loss": None, "converged": None}
+        last = points[-1]
+        result = {"steps": last["global_step"], "acc": last["acc"], "d_acc": None, "d_loss": None}
+        if len(points) < 2 or None in (last["loss"], points[-2]["loss"]):
+            return {**result, "converged": None}
+        d_acc = abs(last["acc"] - points[-2]["acc"])
+        d_loss = abs(last["loss"] - points[-2]["loss"])
+        converged = d_acc <= self.acc_tol and d_loss <= self.loss_tol
+        return {**result, "d_acc": d_acc, "d_loss": d_loss, "converged": converged}
+
+
+def read_curve(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Validation points per task, by step; a step validated twice (a resumed fit) keeps the
+    later line. Empty when the run has no curve file."""
+    path = folder / CURVE_FILE
+    if not path.is_file():
+        return {}
+    by_task: dict[str, dict[int, dict[str, Any]]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            point = json.loads(line)
+            by_task.setdefault(point["task"], {})[int(point["global_step"])] = point
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path}, line {number}: not a learning-curve point written by "
+                f"CalibrationEvaluation ({err!r})"
+            ) from None
+    return {task: [steps[s] for s in sorted(steps)] for task, steps in by_task.items()}
+
+
+def curve_figure(
+    task: str, series: list[tuple[str, int | None, list[dict[str, Any]]]], path: Path
+) -> Path:
+    """Acc, ECE, Trust and loss against step for every `(method, seed, points)`: one colour
+    per method, one line style per seed."""
+    figure = Figure(figsize=(16, 3.8))
+    axes = figure.subplots(1, len(PANELS))
+    methods = list(dict.fromkeys(method for method, _, _ in series))
+    seeds = list(dict.fromkeys(seed for _, seed, _ in series))
+    colours = matplotlib.colormaps["tab10"]
+    for method, seed, points in series:
+        steps = [p["global_step"] for p in points]
+        colour = colours(methods.index(method) % 10)
+        style = STYLES[seeds.index(seed) % len(STYLES)]
+        label = method if len(seeds) == 1 else f"{method} (seed {seed})"
+        for ax, (key, _) in zip(axes, PANELS, strict=True):
+            values = [p.get(key) for p in points]
+            ax.plot(steps, values, style, color=colour, marker="o", markersize=3, label=label)
+    for ax, (_, name) in zip(axes, PANELS, strict=True):
+        ax.set_xlabel("training step")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7, loc="best")
+    figure.suptitle(f"validation curves / {task}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,145 @@
+"""The runs of a report: finding each run's test metrics, its label, seed and curves.
+
+A folder is a run when it holds `metrics_test.json` itself or in a wrapper (`test/` of a
+pipeline stage, `files/` of a W&B run); a folder holding several runs (a pipeline's output
+folder) yields each of them, labelled by its own folder, never one labelled as the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from first_pl.pipeline.stages import DONE_FILE
+from first_pl.report_curves import read_curve
+
+METRICS_FILE = "metrics_test.json"
+# Folders that hold a run's test files but are not the run: a pipeline stage's test logs, a
+# W&B run's files.
+RUN_WRAPPERS = ("test", "files")
+REQUIRED = ("n", "acc", "ece", "trust", "bins")
+
+
+class ReportError(ValueError):
+    """A run folder that cannot be reported; the message names it."""
+
+
+@dataclass
+class RunResult:
+    """One run's test figures per task, its seed and its validation curves."""
+
+    method: str
+    folder: Path
+    tasks: dict[str, dict[str, Any]]
+    seed: int | None = None
+    metrics_dir: Path | None = None
+    curve: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def find_metrics(folder: Path) -> list[Path]:
+    """The test metrics JSONs in a folder: its own, else every one up to three levels down."""
+    direct = folder / METRICS_FILE
+    if direct.is_file():
+        return [direct]
+    found = [
+        p for depth in ("*", "*/*", "*/*/*") for p in sorted(folder.glob(f"{depth}/{METRICS_FILE}"))
+    ]
+    if not found:
+        raise ReportError(
+            f"run folder {folder} holds no {METRICS_FILE} (run `first-pl test` on it first)"
+        )
+    return found
+
+
+def run_folder(metrics: Path) -> Path:
+    parent = metrics.parent
+    return parent.parent if parent.name in RUN_WRAPPERS else parent
+
+
+def method_label(folder: Path) -> str:
+    """A pipeline stage's recorded name, else the folder's name."""
+    done = folder / DONE_FILE
+    if done.is_file():
+        return json.loads(done.read_text())["name"]
+    return folder.name
+
+
+def run_seed(folder: Path) -> int | None:
+    """`seed_everything` of the run's config (a pipeline stage's record, or config.yaml)."""
+    done = folder / DONE_FILE
+    if done.is_file():
+        config = json.loads(done.read_text()).get("settings", {}).get("config", {})
+        if "seed_everything" in config:
+            return config["seed_everything"]
+    saved = folder / "config.yaml"
+    if saved.is_file():
+        import yaml
+
+        value = (yaml.safe_load(saved.read_text()) or {}).get("seed_everything")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return None
+
+
+def load_tasks(path: Path) -> dict[str, dict[str, Any]]:
+    """The `tasks` mapping of a metrics file, checked field by field."""
+    try:
+        tasks = json.loads(path.read_text())["tasks"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ReportError(
+            f"{path} is not a metrics file written by CalibrationEvaluation: {err!r}"
+        ) from None
+    if not isinstance(tasks, dict):
+        raise ReportError(
+            f"{path}: field 'tasks' must map each task name to its figures (as "
+            f"CalibrationEvaluation writes it), got a {type(tasks).__name__}"
+        )
+    for task, figures in tasks.items():
+        missing = [k for k in REQUIRED if not isinstance(figures, dict) or k not in figures]
+        if missing:
+            raise ReportError(f"{path}: task {task!r} lacks the field(s) {missing}")
+    return tasks
+
+
+def load_run(metrics: Path, method: str | None = None, seed: int | None = None) -> RunResult:
+    folder = run_folder(metrics)
+    return RunResult(
+        method or method_label(folder),
+        folder,
+        load_tasks(metrics),
+        seed if seed is not None else run_seed(folder),
+        metrics.parent,
+        read_curve(folder) or read_curve(metrics.parent),
+    )
+
+
+def expand_runs(
+    runs: list[str], methods: list[str] | None, seeds: list[int] | None
+) -> list[RunResult]:
+    """Every run of the given folders; a folder holding several runs gives each of them."""
+    for name, labels in (("--methods", methods), ("--seeds", seeds)):
+        if labels is not None and len(labels) != len(runs):
+            raise ReportError(f"{name} has {len(labels)} entries for {len(runs)} runs")
+    results = []
+    for i, run in enumerate(runs):
+        folder = Path(run)
+        if not folder.is_dir():
+            raise ReportError(f"run folder {folder} does not exist")
+        found = find_metrics(folder)
+        if len(found) > 1:
+            names = ", ".join(str(run_folder(p).relative_to(folder)) for p in found)
+            if methods is not None or seeds is not None:
+                raise ReportError(
+                    f"run folder {folder} holds {len(found)} runs ({names}); give each as its "
+                    "own --runs entry to label it with --methods / --seeds"
+                )
+            warnings.warn(
+                f"report: {folder} holds {len(found)} runs, each reported: {names}", stacklevel=2
+            )
+        for path in found:
+            results.append(
+                load_run(path, methods[i] if methods else None, seeds[i] if seeds else None)
+            )
+    return results

@@ -1,0 +1,195 @@
+"""The tables of a report: methods by task (one run or several seeds), both confidence kinds,
+paired comparisons with the baseline, and warnings about runs tested on different examples."""
+
+from __future__ import annotations
+
+import html
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from first_pl.metrics.paired import seed_summary
+from first_pl.report_runs import RunResult
+from first_pl.report_seeds import compare, paired_cell, read_predictions
+
+FIGURES = ("acc", "ece", "trust")
+KINDS = ("full_vocab", "renormalised")
+
+
+def cell(figures: dict[str, Any], key: str) -> str:
+    """'78.0 [75.1, 80.9]' with the bootstrap interval when the run has one."""
+    value = figures.get(key)
+    if value is None:
+        return "-"
+    interval = figures.get("ci", {}).get(key)
+    if interval and interval.get("low") is not None:
+        return f"{value:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
+    return f"{value:.1f}"
+
+
+def group_value(runs: list[RunResult], task: str, get) -> float | None:
+    values = [get(r.tasks[task]) for r in runs if task in r.tasks]
+    values = [v for v in values if v is not None]
+    return seed_summary(values).mean if values else None
+
+
+def group_cell(runs: list[RunResult], task: str, key: str) -> str:
+    """One run: value [interval]; several seeds: mean ± sd (min-max, seeds)."""
+    if len(runs) == 1:
+        return cell(runs[0].tasks.get(task, {}), key)
+    values = [
+        r.tasks[task][key] for r in runs if task in r.tasks and r.tasks[task].get(key) is not None
+    ]
+    if not values:
+        return "-"
+    s = seed_summary(values)
+    return f"{s.mean:.1f} ± {s.sd:.1f} ({s.min:.1f}-{s.max:.1f}, {s.n} seeds)"
+
+
+def kind_value(figures: dict[str, Any], kind: str, key: str) -> float | None:
+    return figures.get("by_confidence", {}).get(kind, {}).get(key)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@dataclass
+class Section:
+    """A titled part of the report: a table and notes (Markdown and HTML from the same rows)."""
+
+    title: str
+    notes: list[str]
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def main_table(
+    groups: dict[str, list[RunResult]], tasks: list[str], baseline: str, first: str
+) -> Section:
+    """One row per method (intervals, or mean ± sd over seeds), then FIRST minus Fine-tune."""
+    header = ["method"] + [
+        f"{t} {k.capitalize() if k != 'ece' else 'ECE'}" for t in tasks for k in FIGURES
+    ]
+    rows = [
+        [method] + [group_cell(runs, t, k) for t in tasks for k in FIGURES]
+        for method, runs in groups.items()
+    ]
+    if baseline in groups and first in groups:
+        diffs = []
+        for task in tasks:
+            for key in FIGURES:
+                ours = group_value(groups[first], task, lambda f, key=key: f.get(key))
+                theirs = group_value(groups[baseline], task, lambda f, key=key: f.get(key))
+                diffs.append("-" if None in (ours, theirs) else f"{ours - theirs:+.1f}")
+        rows.append([f"{first} to {baseline}"] + diffs)
+    notes = [
+        "Acc, ECE and Trust (= Acc - ECE) in percent, each task with its own confidence kind "
+        "(below); one run: 95% bootstrap interval; several seeds: mean ± standard deviation "
+        "(min-max, seeds)."
+    ]
+    return Section("Test results", notes, header, rows)
+
+
+def kinds_table(groups: dict[str, list[RunResult]], tasks: list[str]) -> Section:
+    """ECE and Trust under both confidence kinds (means over seeds)."""
+    scorings = []
+    for task in tasks:
+        entry = next(r.tasks[task] for runs in groups.values() for r in runs if task in r.tasks)
+        scorings.append(
+            f"{task}: scoring {entry.get('scoring') or 'unrecorded'}, its own confidence "
+            f"{entry.get('confidence_kind') or 'full_vocab'}"
+        )
+    header = ["method"] + [
+        f"{t} {k} {kind}" for t in tasks for k in ("ECE", "Trust") for kind in KINDS
+    ]
+    rows = [
+        [method] + [
+            fmt(group_value(runs, t, lambda f, k=k, kind=kind: kind_value(f, kind, k)))
+            for t in tasks for k in ("ece", "trust") for kind in KINDS
+        ]
+        for method, runs in groups.items()
+    ]  # fmt: skip
+    notes = [
+        "full_vocab: the chosen option's probability under the full vocabulary (the paper's); "
+        "renormalised: the softmax over the options' scores. " + "; ".join(scorings) + "."
+    ]
+    return Section("Both confidence kinds", notes, header, rows)
+
+
+def paired_table(
+    groups: dict[str, list[RunResult]], tasks: list[str], baseline: str, n_resamples: int
+) -> Section:
+    """Every method minus the baseline, paired over examples and seeds."""
+    section = Section(
+        f"Paired comparison with {baseline}",
+        [
+            f"Method minus {baseline} in percent points, paired over test examples and seeds "
+            "(each seed's run against the baseline's run of the same seed): 95% paired bootstrap "
+            "interval (examples resampled, the same resample for both methods and every seed) "
+            "and a two-sided sign-flip permutation p-value (each (seed, example) pair swapped "
+            "with probability 1/2)."
+        ],
+        ["method", "task", "seeds", "n", "Acc", "ECE", "Trust"],
+    )
+    if baseline not in groups:
+        section.notes.append(f"No run is labelled {baseline!r}: nothing to compare with.")
+        return section
+    for method, runs in groups.items():
+        if method == baseline:
+            continue
+        for task in tasks:
+            try:
+                ours = {
+                    r.seed: read_predictions(r.metrics_dir, task) for r in runs if task in r.tasks
+                }
+                theirs = {
+                    r.seed: read_predictions(r.metrics_dir, task)
+                    for r in groups[baseline]
+                    if task in r.tasks
+                }
+            except ValueError as err:
+                warnings.warn(f"report: {err}", stacklevel=2)
+                section.notes.append(f"{method} on {task} not compared: {err}")
+                continue
+            if not ours or not theirs:
+                continue
+            result = compare(method, task, ours, theirs, n_resamples)
+            if result is not None:
+                seeds = ",".join(str(s) for s in result.seeds)
+                section.rows.append(
+                    [method, task, seeds, str(result.n)]
+                    + [paired_cell(result.figures[k]) for k in FIGURES]
+                )
+    return section
+
+
+def size_notes(results: list[RunResult], tasks: list[str]) -> list[str]:
+    """A warning per task tested on different numbers of examples by different runs."""
+    notes = []
+    for task in tasks:
+        sizes = {f"{r.method}" + (f" (seed {r.seed})" if r.seed is not None else ""): r.tasks[task]["n"]
+                 for r in results if task in r.tasks}  # fmt: skip
+        if len(set(sizes.values())) > 1:
+            shown = ", ".join(f"{k} n={v}" for k, v in sizes.items())
+            note = (
+                f"Warning: {task} was tested on different numbers of examples ({shown}); "
+                "differences between these runs compare different examples."
+            )
+            warnings.warn(f"report: {note}", stacklevel=2)
+            notes.append(note)
+    return notes
