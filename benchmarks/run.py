@@ -31,6 +31,7 @@ from benchmarks.common import Row  # noqa: E402
 from benchmarks.fig_data import data_rows  # noqa: E402
 from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
+from benchmarks.fig_precision import precision_rows  # noqa: E402
 from benchmarks.fig_store import store_rows  # noqa: E402
 from benchmarks.fig_teacher import teacher_rows  # noqa: E402
 from benchmarks.fig_train import train_rows  # noqa: E402
@@ -42,6 +43,7 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     teacher_rows,
     store_rows,
     train_rows,
+    precision_rows,
     data_rows,
     metric_rows,
     calibrate_rows,
