@@ -46,6 +46,11 @@ class ModelSpec:
         a Hugging Face hub id, a local folder with `config.json`, or a `.gguf` file.
     keep_every: keep layers 0, n, 2n, ... (a student that drops the rest); None keeps all.
     keep_layers: explicit list of layer indices to keep (overrides keep_every).
+    freeze_embeddings: train without the token embeddings (and so, in a model with tied
+        embeddings such as SmolLM2, without the LM head): a student then relearns only what
+        its dropped layers changed, and its backward pass stops earlier.
+    freeze_layers: the first n of the kept decoder layers are not trained either (the
+        backward pass never reaches them, so a step costs about their share less).
     """
 
     name_or_path: str = SMOLLM2_ALIAS
@@ -53,8 +58,12 @@ class ModelSpec:
     keep_layers: list[int] | None = None
     dtype: str = "float32"
     gradient_checkpointing: bool = False
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
 
     def __post_init__(self) -> None:
+        if self.freeze_layers < 0:
+            raise ValueError(f"model.freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.dtype not in DTYPES:
             raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.keep_every is not None and self.keep_every < 1:
@@ -191,9 +200,25 @@ def build_model(spec: ModelSpec) -> PreTrainedModel:
             f"cannot load model {spec.name_or_path!r} (resolved to {source!r}): {err}"
         ) from err
     model = drop_layers(model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers))
+    freeze(model, spec)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def freeze(model: PreTrainedModel, spec: ModelSpec) -> None:
+    """Turn off gradients of the embeddings and of the first `spec.freeze_layers` layers."""
+    layers = model.model.layers
+    if spec.freeze_layers > len(layers):
+        raise ValueError(
+            f"model.freeze_layers is {spec.freeze_layers} but the model keeps only "
+            f"{len(layers)} decoder layers"
+        )
+    frozen = list(layers[: spec.freeze_layers])
+    if spec.freeze_embeddings:
+        frozen.append(model.get_input_embeddings())
+    for module in frozen:
+        module.requires_grad_(False)
 
 
 def tiny_llama_config(vocab_size: int, layers: int = 2, hidden: int = 32) -> LlamaConfig:
