@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 
 from first_pl.cli import main
 from first_pl.commands.ask import AskError, ask
@@ -94,6 +95,16 @@ def test_bad_choices_and_threshold_are_named(trained):
         main(["ask", "--checkpoint", str(checkpoint), "--question", "q", "--choices", six])
     with pytest.raises(AskError, match="threshold"):
         ask(str(checkpoint), "q", ["a", "b"], threshold=1.5)
+
+
+def test_a_tokenizer_saved_alone_is_a_tokenizer(trained, tiny_model_dir, tmp_path):
+    """A folder with tokenizer files and no config.json was refused as 'has no config.json'."""
+    checkpoint, _ = trained
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "tokenizer")
+    assert not (tmp_path / "tokenizer" / "config.json").exists()
+    alone = ask(str(checkpoint), "Which city?", ["Oslo", "Rome"], tokenizer=str(tmp_path / "tokenizer"))
+    default = ask(str(checkpoint), "Which city?", ["Oslo", "Rome"])
+    assert alone == default
 
 
 def test_predict_writes_answers_with_confidence(trained, tiny_model_dir, tmp_path):

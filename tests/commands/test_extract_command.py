@@ -178,6 +178,18 @@ def test_k_below_one_is_refused(config: Path, tiny_model_dir: Path, tmp_path: Pa
         run_extract(config, tiny_model_dir, tmp_path / "t.h5", "--k", k)
 
 
+def test_k_beyond_the_vocabulary_is_refused_before_a_partial_store(
+    config: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    vocab = build_model(ModelSpec(name_or_path=str(tiny_model_dir))).config.vocab_size
+    out = tmp_path / "t.h5"
+    with pytest.raises(ValueError, match=rf"k is {vocab + 1} but the teacher's vocabulary has only {vocab} tokens"):  # fmt: skip
+        run_extract(config, tiny_model_dir, out, "--k", str(vocab + 1))
+    assert list(tmp_path.iterdir()) == []  # no store, no .partial to resume from
+    run_extract(config, tiny_model_dir, out, "--k", str(vocab))  # every token is a valid k
+    assert TeacherStore(out).metadata.k == vocab
+
+
 def _torchrun_rank(rank: int, argv: list[str], port: int) -> None:
     """One rank as torchrun would start it: rendezvous through the environment."""
     os.environ.update(
