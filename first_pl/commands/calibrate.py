@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from first_pl.data.store import DATASETS, TeacherStore, TeacherStoreError
+from first_pl.data.store import TeacherStore, TeacherStoreError
 from first_pl.knowledge.calibration import (
     CalibrationResult,
     choose_parameter,
@@ -37,8 +37,8 @@ DEFAULT_DELTAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 def store_fingerprint(store: TeacherStore) -> str:
     """Identity of a store's contents: a hash of the per-dataset checksums its writer recorded."""
     digest = hashlib.sha256()
-    for name in DATASETS:
-        digest.update(str(store.attrs.get(f"sha256_{name}")).encode())
+    for name in sorted(key for key in store.attrs if key.startswith("sha256_")):
+        digest.update(f"{name}={store.attrs[name]}".encode())
     return digest.hexdigest()[:16]
 
 

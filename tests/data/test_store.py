@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from first_pl.data.store import (
+    DATASETS,
     FORMAT_VERSION,
     StoreMetadata,
     StoreMismatchError,
@@ -23,7 +24,9 @@ from first_pl.data.store import (
     ids_dtype_for,
     merge_shards,
     partial_path,
+    truncate_store,
 )
+from first_pl.data.store.format import dataset_checksum
 
 VOCAB = 300
 K = 3
@@ -66,8 +69,10 @@ def append_batches(writer: TeacherStoreWriter, examples: list[Example], batch: i
         writer.append(list(names), ids, probs, gold)
 
 
-def write_store(path: Path, examples: list[Example], meta: StoreMetadata | None = None) -> Path:
-    with TeacherStoreWriter(path, meta or make_meta()) as writer:
+def write_store(
+    path: Path, examples: list[Example], meta: StoreMetadata | None = None, compression=None
+) -> Path:
+    with TeacherStoreWriter(path, meta or make_meta(), compression=compression) as writer:
         append_batches(writer, examples)
     return path
 
@@ -111,7 +116,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     assert store.metadata == make_meta()
     attrs = store.attrs
     assert attrs["complete"] is True or attrs["complete"] == 1
-    assert attrs["format_version"] == 2
+    assert attrs["format_version"] == FORMAT_VERSION == 3
     assert attrs["ids_dtype"] == "uint16"
     assert attrs["probs_dtype"] == "float32"
     assert attrs["committed_examples"] == len(examples)
@@ -119,7 +124,8 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
         attrs
     )
     assert attrs["created"].endswith("+00:00")
-    assert all(len(attrs[f"sha256_{n}"]) == 64 for n in ("ids", "probs", "gold", "offsets"))
+    assert all(len(attrs[f"sha256_{n}"]) == 64 for n in DATASETS)
+    assert set(DATASETS) == {"example_ids", "offsets", "ids", "probs", "gold_rank", "gold_missing"}
     in_memory = TeacherStore(path).load_all()
     for i in range(len(examples)):
         for a, b in zip(in_memory.positions(i), store.positions(i), strict=True):
@@ -284,16 +290,26 @@ def test_reader_refuses_truncated_file(tmp_path: Path) -> None:
         TeacherStore(path)
 
 
-def test_reader_refuses_corrupted_dataset(tmp_path: Path) -> None:
-    path = write_store(tmp_path / "t.h5", make_examples(40))
-    with h5py.File(path, "r") as f:
-        offset = f["probs"].id.get_chunk_info(0).byte_offset
+def _flip_bytes(path: Path, offset: int) -> None:
     raw = bytearray(path.read_bytes())
     raw[offset + 8 : offset + 12] = bytes(b ^ 0xFF for b in raw[offset + 8 : offset + 12])
     path.write_bytes(bytes(raw))
+
+
+def test_reader_refuses_corrupted_dataset(tmp_path: Path) -> None:
+    path = write_store(tmp_path / "t.h5", make_examples(40), compression="none")
+    with h5py.File(path, "r") as f:
+        offset = f["probs"].id.get_offset()  # contiguous when uncompressed
+    _flip_bytes(path, offset)
     with pytest.raises(TeacherStoreError, match="is corrupt: the checksum of dataset 'probs'"):
         TeacherStore(path)
     TeacherStore(path, verify=False)  # a caller may opt out of the full read
+    gzip = write_store(tmp_path / "g.h5", make_examples(40))
+    with h5py.File(gzip, "r") as f:
+        offset = f["probs"].id.get_chunk_info(0).byte_offset
+    _flip_bytes(gzip, offset)  # a damaged gzip chunk fails to inflate before any checksum
+    with pytest.raises(TeacherStoreError, match="g.h5 is truncated or unreadable"):
+        TeacherStore(gzip)
 
 
 @pytest.mark.parametrize(
@@ -391,11 +407,11 @@ def test_example_ids_are_fixed_length_bytes_with_gzip_and_shuffle(tmp_path: Path
     with TeacherStoreWriter(path, make_meta(), id_length=longest) as writer:
         append_batches(writer, examples)
     with h5py.File(path, "r") as f:
-        assert f.attrs["compression"] == "none"  # the option is for ids/probs/gold only
+        assert f.attrs["compression"] == "gzip"  # the default, for ids/probs
         for name in ("example_ids", "offsets"):
             dataset = f[name]
             assert dataset.compression == "gzip" and dataset.shuffle, name
-            assert dataset.chunks is not None and dataset.maxshape == (None,), name
+            assert dataset.chunks is not None, name
         assert f["example_ids"].dtype == np.dtype(f"S{longest}")
         assert f["offsets"].dtype == np.int64
     assert TeacherStore(path).example_ids == [e[0] for e in examples]
@@ -448,15 +464,30 @@ def test_resume_widens_ids_and_recovers_a_kill_while_widening(tmp_path: Path) ->
         assert writer.example_ids_done == [e[0] for e in examples[:6]]
         append_batches(writer, examples)
     with h5py.File(path, "r") as f:
-        assert set(f) == {"example_ids", "offsets", "ids", "probs", "gold"}
+        assert set(f) == set(DATASETS)
         assert f["example_ids"].dtype == np.dtype("S9")
     store = TeacherStore(path)  # checksums are of the ids' values, not of their padding
     assert store.attrs["sha256_example_ids"] == TeacherStore(reference).attrs["sha256_example_ids"]
     assert store.example_ids == [e[0] for e in examples]
 
 
+def downgrade_to_format_2(path: Path) -> None:
+    """Rewrite a store the way format 2 held it: gold as a token id per position."""
+    with h5py.File(path, "r") as f:
+        if "gold" in f:  # a partial file: it holds gold ids already
+            return
+    gold = np.concatenate([g for _, _, g in TeacherStore(path).iter_blocks()])
+    with h5py.File(path, "r+") as f:
+        for name in ("gold_rank", "gold_missing"):
+            del f[name], f.attrs[f"sha256_{name}"]
+        f.create_dataset("gold", data=gold.astype(f["ids"].dtype))
+        f.attrs["sha256_gold"] = dataset_checksum(f["gold"])
+        f.attrs["format_version"] = 2
+
+
 def downgrade_to_format_1(path: Path) -> None:
     """Rewrite a store the way format 1 held it: variable-length ids, uncompressed offsets."""
+    downgrade_to_format_2(path)
     with h5py.File(path, "r+") as f:
         ids, offsets = [s.decode() for s in f["example_ids"][:]], f["offsets"][:]
         del f["example_ids"], f["offsets"]
@@ -481,8 +512,8 @@ def test_format_1_store_is_read_and_upgraded_by_a_merge(tmp_path: Path) -> None:
 def test_unknown_format_is_refused_and_a_format_1_partial_is_not_resumed(tmp_path: Path) -> None:
     path = write_store(tmp_path / "t.h5", make_examples(3))
     with h5py.File(path, "r+") as f:
-        f.attrs["format_version"] = 3
-    with pytest.raises(TeacherStoreError, match="t.h5 has store format version 3; this first_pl"):
+        f.attrs["format_version"] = 4
+    with pytest.raises(TeacherStoreError, match="t.h5 has store format version 4; this first_pl"):
         TeacherStore(path)
     partial = tmp_path / "p.h5"
     with pytest.raises(RuntimeError), TeacherStoreWriter(partial, make_meta()) as writer:
@@ -516,3 +547,104 @@ def test_per_example_storage_is_compact(tmp_path: Path) -> None:
     assert per_example / len(names) < 12
     store = TeacherStore(path)
     assert store.example_ids[12345] == "generated-train-12345" and store.num_positions == 40000
+
+
+def teacher_like(n: int = 30, seed: int = 0) -> list[Example]:
+    """Examples whose gold token is mostly the top-1, sometimes lower, sometimes outside."""
+    examples = make_examples(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for name, ids, probs, _ in examples:
+        rank = rng.choice([0, 0, 0, 1, 2, K], size=len(ids))
+        gold = np.where(rank < K, ids[np.arange(len(ids)), np.minimum(rank, K - 1)], VOCAB - 1)
+        ids = np.where(ids == VOCAB - 1, 0, ids)  # VOCAB - 1 is never among the top-k
+        out.append((name, ids, probs, gold))
+    return out
+
+
+def test_gold_is_packed_as_ranks_and_read_back_exactly(tmp_path: Path) -> None:
+    examples = teacher_like()
+    path = write_store(tmp_path / "t.h5", examples)
+    flat_ids = np.concatenate([e[1] for e in examples])
+    flat_gold = np.concatenate([e[3] for e in examples])
+    with h5py.File(path, "r") as f:
+        assert "gold" not in f and f["gold_rank"].dtype == np.uint8
+        rank, missing = f["gold_rank"][:], f["gold_missing"][:]
+    absent = ~(flat_ids == flat_gold[:, None]).any(1)
+    np.testing.assert_array_equal(rank == K, absent)
+    np.testing.assert_array_equal(missing, flat_gold[absent])
+    store = TeacherStore(path)
+    for i, (_, ids, _, gold) in enumerate(examples):
+        np.testing.assert_array_equal(store.positions(i)[2], gold)
+        np.testing.assert_array_equal(store.positions(i)[0], ids)
+    for rows in (1, 7, 1000):  # blocks that split examples and missing runs anywhere
+        streamed = np.concatenate([g for _, _, g in store.iter_blocks(rows)])
+        np.testing.assert_array_equal(streamed, flat_gold)
+    memory = TeacherStore(path).load_all()
+    np.testing.assert_array_equal(memory.positions(5)[2], examples[5][3])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_formats_are_read_with_their_gold_ids(tmp_path: Path, version: int) -> None:
+    examples = teacher_like(12)
+    path = write_store(tmp_path / "t.h5", examples)
+    (downgrade_to_format_1 if version == 1 else downgrade_to_format_2)(path)
+    old = TeacherStore(path)  # verifies the checksums of the old layout
+    assert old.attrs["format_version"] == version and not old.packed
+    for i, (_, ids, probs, gold) in enumerate(examples):
+        for got, want in zip(old.positions(i), (ids, probs, gold), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert_same_store(
+        write_store(tmp_path / "ref.h5", examples), merge_shards([path], tmp_path / "up.h5")
+    )
+
+
+def test_truncate_store_keeps_the_first_k_columns_and_the_gold(tmp_path: Path) -> None:
+    examples = teacher_like(20)
+    source = write_store(tmp_path / "k3.h5", examples)
+    small = TeacherStore(truncate_store(source, tmp_path / "k1.h5", 1))
+    assert small.metadata == make_meta(k=1)
+    for i, (_, ids, probs, gold) in enumerate(examples):
+        got_ids, got_probs, got_gold = small.positions(i)
+        np.testing.assert_array_equal(got_ids, ids[:, :1])
+        np.testing.assert_array_equal(got_probs, probs[:, :1])
+        np.testing.assert_array_equal(got_gold, gold)  # gold outside the top-1 is kept
+    assert small.example_ids == [e[0] for e in examples]
+    with pytest.raises(ValueError, match=r"k must be in \[1, 3\] \(the k of .*k3.h5\), got 4"):
+        truncate_store(source, tmp_path / "k4.h5", 4)
+
+
+def test_a_kill_while_publishing_keeps_the_partial_and_a_rerun_publishes(tmp_path, monkeypatch):
+    import first_pl.data.store.writer as writer_module
+
+    examples = teacher_like(9)
+    path = tmp_path / "t.h5"
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer_module, "publish", killed)
+    with pytest.raises(KeyboardInterrupt), TeacherStoreWriter(path, make_meta()) as writer:
+        append_batches(writer, examples)
+    assert not path.exists() and partial_path(path).exists()
+    assert not list(tmp_path.glob(".t.h5.publish*"))
+    monkeypatch.undo()
+    with TeacherStoreWriter(path, make_meta()) as writer:
+        assert writer.num_done == len(examples)
+    assert_same_store(path, write_store(tmp_path / "ref.h5", examples))
+    assert not partial_path(path).exists()
+
+
+def test_gold_costs_a_fraction_of_a_byte_when_the_teacher_is_mostly_right(tmp_path: Path) -> None:
+    """Format 2 stored 2 bytes of gold id per position (uint16 at a 49k vocabulary)."""
+    rng = np.random.default_rng(0)
+    n, vocab = 20_000, 49152
+    ids = rng.integers(1, vocab, size=(n, 5))
+    gold = np.where(rng.random(n) < 0.85, ids[:, 0], 0)  # top-1 right 85%, else outside
+    meta = make_meta(k=5, vocab_size=vocab, probs_dtype="float16")
+    probs = np.full((n, 5), 0.1)
+    with TeacherStoreWriter(tmp_path / "t.h5", meta) as writer:
+        writer.append([f"e{i}" for i in range(n // 2)], ids, probs, gold, counts=[2] * (n // 2))
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        gold_bytes = sum(f[name].id.get_storage_size() for name in ("gold_rank", "gold_missing"))
+    assert gold_bytes / n < 0.5

@@ -92,7 +92,8 @@ def bigbench(tmp: Path, text: str) -> dict:
 def rewrite_store(world: World, tmp: Path, mutate: Callable[[dict, dict], None]) -> Path:
     """A complete, checksummed copy of the train store with `mutate(arrays, metadata)` applied."""
     src = TeacherStore(world.train_store)
-    arrays = {name: src._h5[name][:] for name in ("ids", "probs", "gold")}
+    columns = (np.concatenate(column) for column in zip(*src.iter_blocks(), strict=True))
+    arrays = dict(zip(("ids", "probs", "gold"), columns, strict=True))
     meta = dict(vars(src.metadata))
     mutate(arrays, meta)
     out = tmp / "bad.h5"
