@@ -146,6 +146,10 @@ def calibrate(
         answer_only=answer_only,
         tail_bucket=tail_bucket,
     )
+    meta = teacher_store.metadata
+    if meta.k < 2 and deltas:
+        print(f"label smoothing needs k >= 2 probabilities per row; {store} has k = 1: not scored")
+        deltas = []
     smoothing = score_label_smoothing(
         probs,
         ids,
@@ -155,7 +159,6 @@ def calibrate(
         answer_mask=answer_mask,
         answer_only=answer_only,
     )
-    meta = teacher_store.metadata
     result.settings.update(
         store=str(Path(store).resolve()),
         store_fingerprint=store_fingerprint(teacher_store),

@@ -1,16 +1,18 @@
-"""`first-pl sweep`: FIRST over several temperatures c and Distill w/ LS over several deltas,
-with no W&B server (the W&B sweep YAMLs in configs/sweeps/ run the same grid on a server).
+"""`first-pl sweep`: the distillation students over a grid of teacher transforms, with no W&B
+server (the W&B sweep YAMLs in configs/sweeps/ run the same grids on a server).
 
+Dimensions: FIRST over Eq. 4's c (`temperatures`) and over the log-space T
+(`log_temperatures`), Distill w/ LS over delta (`deltas`), each with and without the tail
+bucket (`tail_buckets`), and FIRST over the store's k (`ks`, see `first_pl.pipeline.sweep_k`).
 It reuses the pipeline's cached upstream stages (teacher, stores, calibration), trains one
-student per value, and writes a results table and the paper's figure 5: validation ECE of the
-transformed teacher against c (left) and the students' test Acc / ECE / Trust against c and
-delta (right).
+student per grid point, and writes a results table, the paper's figure 5 (validation ECE of the
+transformed teacher against c; the students' test Acc / ECE / Trust against each coefficient)
+and, with `ks`, the k figure.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,69 +22,181 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from first_pl.pipeline.offline import Pipeline, TrainStage, deep_merge  # noqa: E402
-from first_pl.pipeline.stages import StageRunner  # noqa: E402
+from first_pl.knowledge.calibration_result import CalibrationResult  # noqa: E402
+from first_pl.pipeline.files import deep_merge  # noqa: E402
+from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
+from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
 from first_pl.report import markdown_table  # noqa: E402
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One student of the sweep: a strategy, the transform it applies and its coefficient."""
+
+    method: str  # a key of Pipeline.students: "first" or "ls_distill"
+    transform: str
+    coefficient: str  # the init argument set: "temperature" or "delta"
+    value: float
+    tail_bucket: bool = False
+
+    @property
+    def stage_name(self) -> str:
+        kind = "log_temperature" if self.transform == "log_temperature" else self.coefficient
+        return f"sweep-{self.method}-{kind}{self.value:g}{'-tail' if self.tail_bucket else ''}"
+
+    def overrides(self) -> dict[str, Any]:
+        args: dict[str, Any] = {self.coefficient: self.value, "tail_bucket": self.tail_bucket}
+        if self.method == "first":
+            args["transform"] = self.transform
+        return {"model": {"init_args": args}}
+
+
+PANELS = (  # (method, transform, x label) of figure 5's student panels
+    ("first", "prob_temperature", "FIRST: temperature c (Eq. 4)"),
+    ("first", "log_temperature", "FIRST: temperature T on log-probabilities"),
+    ("ls_distill", "label_smoothing", "Distill w/ LS: delta"),
+)
 
 
 @dataclass
 class Sweep(Pipeline):
-    """The pipeline's settings plus the grid of coefficients to sweep."""
+    """The pipeline's settings plus the grid of transforms and coefficients to sweep."""
 
     temperatures: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.5, 1.0])
+    log_temperatures: list[float] = field(default_factory=list)
     deltas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2])
+    tail_buckets: list[bool] = field(default_factory=lambda: [False])
+    ks: list[int] = field(default_factory=list)
     task: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        bad = [c for c in self.temperatures if not c > 0]
-        if bad:
-            raise ValueError(f"sweep temperatures must be > 0, got {bad}")
-        bad = [d for d in self.deltas if not 0 <= d < 1]
-        if bad:
-            raise ValueError(f"sweep deltas must be in [0, 1), got {bad}")
+        for name, values, ok, what in (
+            ("temperatures", self.temperatures, lambda c: c > 0, "> 0"),
+            ("log_temperatures", self.log_temperatures, lambda t: t > 0, "> 0"),
+            ("deltas", self.deltas, lambda d: 0 <= d < 1, "in [0, 1)"),
+            ("ks", self.ks, lambda k: isinstance(k, int) and k >= 1, "integers >= 1"),
+        ):
+            bad = [v for v in values if not ok(v)]
+            if bad:
+                raise ValueError(f"sweep {name} must be {what}, got {bad}")
+        if not self.tail_buckets:
+            raise ValueError("sweep tail_buckets is empty: give [false], [true] or both")
+        if not self.grid() and not self.ks:
+            raise ValueError(
+                "the sweep grid is empty: give at least one of temperatures, log_temperatures, "
+                "deltas or ks"
+            )
 
-    def variant(self, method: str, key: str, value: float) -> TrainStage:
-        base = self.students[method]
+    def grid(self) -> list[GridPoint]:
+        """Every (transform, coefficient, tail bucket) student, in a stable order."""
+        points = []
+        for tail in self.tail_buckets:
+            points += [
+                GridPoint("first", "prob_temperature", "temperature", c, tail)
+                for c in self.temperatures
+            ]
+            points += [
+                GridPoint("first", "log_temperature", "temperature", t, tail)
+                for t in self.log_temperatures
+            ]
+            points += [
+                GridPoint("ls_distill", "label_smoothing", "delta", d, tail) for d in self.deltas
+            ]
+        return points
+
+    def eval_task_names(self) -> list[str]:
+        """Names of the tasks every student is tested on (train task first), without loading data."""
+        from jsonargparse import ArgumentParser
+
+        from first_pl.tasks.base import Task
+
+        parser = ArgumentParser()
+        parser.add_argument("--tasks", type=list[Task])
+        specs = [self.data_section()["init_args"]["train_task"], *self.ood_tasks]
+        tasks = parser.instantiate_classes(parser.parse_object({"tasks": specs})).tasks
+        return [task.name for task in tasks]
+
+    def check_task(self) -> str:
+        """The task the figures show: `task`, which must be evaluated, or the train task."""
+        names = self.eval_task_names()
+        if self.task is not None and self.task not in names:
+            raise ValueError(
+                f"sweep task {self.task!r} is not evaluated by this config; choose one of {names}"
+            )
+        return self.task or names[0]
+
+    def variant(self, point: GridPoint) -> TrainStage:
+        base = self.students[point.method]
         return TrainStage(
-            base.config,
-            base.max_steps,
-            deep_merge(base.overrides, {"model": {"init_args": {key: value}}}),
+            base.config, base.max_steps, deep_merge(base.overrides, point.overrides())
         )
 
     def run(self) -> Path:
+        task = self.check_task()  # before any stage: a typo must not cost a whole sweep
         runner = StageRunner(Path(self.output_dir))
         up = self.upstream(runner)
         rows: list[dict[str, Any]] = []
-        grid = [("first", "temperature", c) for c in self.temperatures] + [
-            ("ls_distill", "delta", d) for d in self.deltas
-        ]
-        for method, key, value in grid:
+        for point in self.grid():
             result = self.train_student(
-                runner,
-                f"sweep-{method}-{key}{value:g}",
-                method,
-                self.variant(method, key, value),
-                up,
+                runner, point.stage_name, point.method, self.variant(point), up
             )
-            for task, figures in result.outputs["metrics"].items():
-                rows.append(
-                    {"method": method, "coefficient": key, "value": value, "task": task, **figures}
-                )
+            rows += result_rows(result, vars(point) | {"k": None})
         out = Path(self.output_dir) / "sweep"
         out.mkdir(parents=True, exist_ok=True)
+        figures = []
+        if self.ks:
+            from first_pl.pipeline.sweep_k import k_figure, k_students
+
+            k_rows = [
+                row
+                for result, point in k_students(self, runner, up)
+                for row in result_rows(result, point)
+            ]
+            rows += k_rows
+            k_figure([r for r in k_rows if r["task"] == task], out / "figure_k.png", task)
+            figures.append("![k](figure_k.png)")
         write_rows(rows, out / "sweep_results.csv")
-        header = ["method", "coefficient", "value", "task", "n", "acc", "ece", "trust"]
-        table = markdown_table(header, [[fmt(r[h]) for h in header] for r in rows])
-        calibration = json.loads(Path(up["calibrate"].outputs["calibration"]).read_text())
-        task = self.task or rows[0]["task"]
-        figure5(calibration, [r for r in rows if r["task"] == task], out / "figure5.png", task)
-        chosen = f"calibrate chose c = {calibration['temperature']:.2f} (validation ECE {100 * calibration['ece_before']:.2f} -> {100 * calibration['ece_after']:.2f})."
+        header = [
+            "method",
+            "transform",
+            "coefficient",
+            "value",
+            "tail_bucket",
+            "k",
+            "task",
+            "n",
+            "acc",
+            "ece",
+            "trust",
+        ]
+        table = markdown_table(header, [[fmt(r.get(h)) for h in header] for r in rows])
+        calibration = CalibrationResult.from_json(up["calibrate"].outputs["calibration"])
+        if self.grid():
+            figure5(
+                calibration,
+                [r for r in rows if r["task"] == task and r["k"] is None],
+                out / "figure5.png",
+                task,
+            )
+            figures.insert(0, "![figure 5](figure5.png)")
+        name = calibration.settings.get("parameter_name", "c")
+        chosen = (
+            f"calibrate chose {name} = {calibration.parameter:.2f} ({calibration.transform}; "
+            f"validation ECE {100 * calibration.ece_before:.2f} -> {100 * calibration.ece_after:.2f})."
+        )
         (out / "sweep.md").write_text(
-            f"# Sweep\n\n{chosen}\n\n{table}\n\n![figure 5](figure5.png)\n"
+            f"# Sweep\n\n{chosen}\n\n{table}\n\n" + "\n\n".join(figures) + "\n"
         )
         print(f"[{runner.elapsed()}] sweep: {out / 'sweep.md'}")
         return out / "sweep.md"
+
+
+def result_rows(result: StageResult, point: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per evaluated task of a student stage, with the grid point that made it."""
+    return [
+        {**point, "task": task, **figures} for task, figures in result.outputs["metrics"].items()
+    ]
 
 
 def fmt(value: Any) -> str:
@@ -90,43 +204,57 @@ def fmt(value: Any) -> str:
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """CSV of every row; columns are the union of the rows' keys (k rows add store sizes)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def figure5(calibration: dict[str, Any], rows: list[dict[str, Any]], path: Path, task: str) -> None:
-    """Left: validation ECE of the transformed teacher against c. Right: students' test figures."""
-    fig = Figure(figsize=(13, 4))
-    left, middle, right = fig.subplots(1, 3)
-    cs, values = zip(*sorted(calibration["curve"]), strict=True)
-    left.plot(cs, [100 * v for v in values], marker=".")
-    left.axvline(
-        calibration["temperature"],
+def figure5(
+    calibration: CalibrationResult, rows: list[dict[str, Any]], path: Path, task: str
+) -> None:
+    """Left: the teacher's validation curve. Then one panel per swept transform (students' test)."""
+    panels = [(m, t, label) for m, t, label in PANELS if any(r["transform"] == t for r in rows)]
+    fig = Figure(figsize=(4.4 * (1 + len(panels)), 4))
+    axes = fig.subplots(1, 1 + len(panels), squeeze=False)[0]
+    cs, values = zip(*calibration.curve, strict=True)
+    name = calibration.settings.get("parameter_name", "c")
+    percent = 1.0 if calibration.objective == "nll" else 100.0
+    axes[0].plot(cs, [percent * v for v in values], marker=".")
+    axes[0].axvline(
+        calibration.parameter,
         color="red",
         linestyle="--",
-        label=f"chosen c = {calibration['temperature']:.2f}",
+        label=f"chosen {name} = {calibration.parameter:.2f}",
     )
-    left.set(
-        xlabel="temperature c",
-        ylabel=f"validation {calibration['objective'].upper()} (teacher, %)",
+    axes[0].set(
+        xlabel=f"{calibration.transform}: {name}",
+        ylabel=f"validation {calibration.objective.upper()} (teacher)",
         title="Trustworthy maximization",
     )
-    left.legend()
-    for axis, method, label in (
-        (middle, "first", "FIRST: temperature c"),
-        (right, "ls_distill", "Distill w/ LS: delta"),
-    ):
-        chosen = sorted((r for r in rows if r["method"] == method), key=lambda r: r["value"])
-        xs = [r["value"] for r in chosen]
-        for key in ("acc", "ece", "trust"):
-            axis.plot(
-                xs,
-                [r[key] for r in chosen],
-                marker="o",
-                label=key.upper() if key == "ece" else key.capitalize(),
+    axes[0].legend()
+    for axis, (method, transform, label) in zip(axes[1:], panels, strict=True):
+        for tail in sorted({r["tail_bucket"] for r in rows}):
+            chosen = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["method"] == method
+                    and r["transform"] == transform
+                    and r["tail_bucket"] == tail
+                ),
+                key=lambda r: r["value"],
             )
+            for key in ("acc", "ece", "trust"):
+                axis.plot(
+                    [r["value"] for r in chosen],
+                    [r[key] for r in chosen],
+                    marker="o",
+                    linestyle="--" if tail else "-",
+                    label=f"{key.upper() if key == 'ece' else key.capitalize()}{' (tail)' if tail else ''}",
+                )
         axis.set(xlabel=label, ylabel="%", title=f"students on {task} (test)")
         axis.legend()
     fig.tight_layout()

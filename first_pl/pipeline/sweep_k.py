@@ -1,0 +1,164 @@
+"""The choice of k (issue: the paper leaves open how many top tokens to keep): one FIRST student
+per k, each with c chosen on the validation store at that k, and the bytes each store costs.
+
+One extraction at the largest k serves every k (`truncate_store`: the top-k' of a descending
+top-k is its first k' columns); when the pipeline's own stores already hold that many columns,
+they are truncated instead and no teacher runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from matplotlib.figure import Figure
+
+from first_pl.data.store import TeacherStore, truncate_store
+from first_pl.pipeline.files import write_yaml
+from first_pl.pipeline.stages import StageResult, StageRunner
+
+if TYPE_CHECKING:
+    from first_pl.pipeline.sweep import Sweep
+
+SPLITS = ("train", "validation")
+
+
+def _store_k(stage: StageResult) -> int:
+    store = TeacherStore(stage.outputs["store"], verify=False)
+    try:
+        return store.metadata.k
+    finally:
+        store.close()
+
+
+def source_stores(
+    sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
+) -> dict[str, StageResult]:
+    """Train and validation stores with at least max(ks) columns: the pipeline's, or new ones."""
+    from first_pl.cli import main
+
+    k_max = max(sweep.ks)
+    if _store_k(up["extract-train"]) >= k_max:
+        return {split: up[f"extract-{split}"] for split in SPLITS}
+    data_section, teacher = sweep.data_section(), up["teacher"]
+    stores = {}
+    for split in SPLITS:
+
+        def body(folder: Path, split: str = split) -> dict[str, Any]:
+            output = folder / f"teacher_{split}.h5"
+            settings = {
+                "data": data_section,
+                "teacher": teacher.outputs["checkpoint"],
+                "output": str(output),
+                "split": split,
+                "k": k_max,
+                "batch_size": sweep.extract_batch_size,
+            }
+            main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
+            return {"store": str(output)}
+
+        settings = {
+            "data": data_section,
+            "split": split,
+            "k": k_max,
+            "batch": sweep.extract_batch_size,
+        }
+        stores[split] = runner.run(f"extract-k{k_max}-{split}", settings, body, [teacher])
+    return stores
+
+
+def k_students(
+    sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
+) -> Iterator[tuple[StageResult, dict[str, Any]]]:
+    """For each k: truncated stores, c calibrated on them, a FIRST student; with its grid point."""
+    from first_pl.cli import main
+
+    sources = source_stores(sweep, runner, up)
+    for k in sorted(set(sweep.ks)):
+
+        def truncate_body(folder: Path, k: int = k) -> dict[str, Any]:
+            paths = {s: folder / f"teacher_{s}_k{k}.h5" for s in SPLITS}
+            for split, path in paths.items():
+                truncate_store(sources[split].outputs["store"], path, k)
+            store = TeacherStore(paths["train"], verify=False)
+            positions = store.num_positions
+            store.close()
+            size = paths["train"].stat().st_size
+            return {
+                **{s: str(p) for s, p in paths.items()},
+                "train_bytes": size,
+                "train_positions": positions,
+            }
+
+        stores = runner.run(f"stores-k{k}", {"k": k}, truncate_body, list(sources.values()))
+
+        def calibrate_body(folder: Path, stores: StageResult = stores) -> dict[str, Any]:
+            main(
+                ["calibrate", "--store", stores.outputs["validation"], "--output_dir", str(folder)]
+                + ["--objective", sweep.calibrate_objective]
+                + ["--answer_only", str(sweep.calibrate_answer_only).lower()]
+            )
+            return {"calibration": str(folder / "calibration.json")}
+
+        settings = {
+            "objective": sweep.calibrate_objective,
+            "answer_only": sweep.calibrate_answer_only,
+        }
+        calibration = runner.run(f"calibrate-k{k}", settings, calibrate_body, [stores])
+        train_store = StageResult(
+            "extract-train", stores.key, stores.folder, {"store": stores.outputs["train"]}
+        )
+        up_k = {**up, "extract-train": train_store, "calibrate": calibration}
+        student = sweep.train_student(
+            runner, f"sweep-first-k{k}", "first", sweep.students["first"], up_k
+        )
+        size, positions = stores.outputs["train_bytes"], stores.outputs["train_positions"]
+        point = {
+            "method": "first",
+            "transform": "prob_temperature",
+            "coefficient": "k",
+            "value": k,
+            "tail_bucket": False,
+            "k": k,
+            "store_bytes": size,
+            "bytes_per_token": size / max(positions, 1),
+        }
+        yield student, point
+
+
+def k_figure(rows: list[dict[str, Any]], path: Path, task: str) -> None:
+    """Left: the students' test Acc / ECE / Trust against k. Right: the train store's size."""
+    rows = sorted(rows, key=lambda r: r["k"])
+    ks = [r["k"] for r in rows]
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
+    for key in ("acc", "ece", "trust"):
+        left.plot(
+            ks,
+            [r[key] for r in rows],
+            marker="o",
+            label=key.upper() if key == "ece" else key.capitalize(),
+        )
+    left.set(
+        xlabel="k (top tokens kept)",
+        ylabel="%",
+        title=f"FIRST students on {task} (test)",
+        xscale="log",
+    )
+    left.legend()
+    right.plot(ks, [r["bytes_per_token"] for r in rows], marker="o", color="black")
+    right.set(
+        xlabel="k (top tokens kept)",
+        ylabel="bytes per stored token (whole file)",
+        title="train store size",
+        xscale="log",
+    )
+    for r in rows:
+        right.annotate(
+            f"{r['store_bytes'] / 1e6:.2f} MB", (r["k"], r["bytes_per_token"]), fontsize=7
+        )
+    for axis in (left, right):
+        axis.set_xticks(ks, [str(k) for k in ks])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
