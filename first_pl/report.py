@@ -39,7 +39,7 @@ def curves_section(
 ) -> tuple[Section, list[Path]]:
     """A learning-curve figure per task and each run's convergence verdict."""
     section = Section("Learning curves", [rule.describe()],
-                      ["method", "seed", "task", "steps", "last Acc", "|dAcc|", "|dloss|", "converged"])  # fmt: skip
+                      ["method", "seed", "task", "steps", "last Acc", "Acc change", "loss change", "converged"])  # fmt: skip
     images = []
     for task in tasks:
         series = [(r.method, r.seed, r.curve[task]) for r in results if r.curve.get(task)]

@@ -44,7 +44,8 @@ class ConvergenceRule:
             "A run counts as converged when its last two validation points (in-domain "
             f"validation split) differ by at most {self.acc_tol:g} points of accuracy and "
             f"{self.loss_tol:g} nats of validation loss (the gold option's negative "
-            "log-likelihood); with fewer than two points it cannot be judged."
+            "log-likelihood); with fewer than two points it cannot be judged. Acc change and "
+            "loss change are those absolute differences."
         )
 
     def judge(self, points: list[dict[str, Any]]) -> dict[str, Any]:

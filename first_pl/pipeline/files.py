@@ -45,17 +45,48 @@ def last_checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
-def write_splits(data_section: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Write the task's examples to JSONL so the exact data of a run can be read and shared."""
+def run_dir_overrides(folder: Path, max_steps: int) -> dict[str, Any]:
+    """Trainer settings every training stage shares: its folder, its budget, no mid-run eval."""
+    return {
+        "trainer": {
+            "max_steps": max_steps,
+            "max_epochs": -1,
+            "limit_val_batches": 0,
+            "num_sanity_val_steps": 0,
+            "default_root_dir": str(folder),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(folder), "name": "", "version": ""},
+            },
+        }
+    }
+
+
+def validation_overrides(interval: int, limit: int | float) -> dict[str, Any]:
+    """Validate every `interval` optimizer steps, counted across epochs."""
+    return {
+        "trainer": {
+            "val_check_interval": interval,
+            "check_val_every_n_epoch": None,
+            "limit_val_batches": limit,
+        }
+    }
+
+
+def instantiate_task(spec: Any):
+    """The `Task` a config's task entry (a class_path mapping or a class name) builds."""
     from jsonargparse import ArgumentParser
 
     from first_pl.tasks.base import Task
 
     parser = ArgumentParser()
     parser.add_subclass_arguments(Task, "task")
-    task = parser.instantiate_classes(
-        parser.parse_object({"task": data_section["init_args"]["train_task"]})
-    ).task
+    return parser.instantiate_classes(parser.parse_object({"task": spec})).task
+
+
+def write_splits(data_section: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Write the task's examples to JSONL so the exact data of a run can be read and shared."""
+    task = instantiate_task(data_section["init_args"]["train_task"])
     counts = {}
     for split in ("train", "validation", "test"):
         examples = task.load(split)

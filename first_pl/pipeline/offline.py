@@ -27,8 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from first_pl.pipeline.files import deep_merge, last_checkpoint, load_yaml, write_splits, write_yaml
+from first_pl.pipeline.files import (
+    deep_merge,
+    instantiate_task,
+    last_checkpoint,
+    load_yaml,
+    run_dir_overrides,
+    validation_overrides,
+    write_splits,
+    write_yaml,
+)
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.teacher_stages import knowledge_stages
 
 
 @dataclass
@@ -48,34 +58,6 @@ DEFAULT_STUDENTS = {
 }
 TEST_DIR = "test"
 DISTILL_DATA = "first_pl.data.distill_datamodule.DistillDataModule"
-
-
-def run_dir_overrides(folder: Path, max_steps: int) -> dict[str, Any]:
-    """Trainer settings every training stage shares: its folder, its budget, no mid-run eval."""
-    return {
-        "trainer": {
-            "max_steps": max_steps,
-            "max_epochs": -1,
-            "limit_val_batches": 0,
-            "num_sanity_val_steps": 0,
-            "default_root_dir": str(folder),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(folder), "name": "", "version": ""},
-            },
-        }
-    }
-
-
-def validation_overrides(interval: int, limit: int | float) -> dict[str, Any]:
-    """Validate every `interval` optimizer steps, counted across epochs."""
-    return {
-        "trainer": {
-            "val_check_interval": interval,
-            "check_val_every_n_epoch": None,
-            "limit_val_batches": limit,
-        }
-    }
 
 
 @dataclass
@@ -105,6 +87,13 @@ class Pipeline:
     limit_val_batches: int | float = 1.0
     # Seeds of the students (each method trained once per seed); empty: `seed` only.
     seeds: list[int] = field(default_factory=list)
+    # Templates of out-of-domain tasks by task name (e.g. {"social_iqa": {"scoring":
+    # "option_loglik_norm"}}): only the configs that evaluate those tasks get them; the data
+    # config feeds extraction, whose data module knows the training task only.
+    ood_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The report's convergence rule: the last two validation points within these.
+    converged_acc_tol: float = 2.0
+    converged_loss_tol: float = 0.05
     coverage_positions: int = 400
     threads: int | None = None
 
@@ -141,31 +130,38 @@ class Pipeline:
         """`student-<method>` for the base seed (so a one-seed run's cache is reused)."""
         return f"student-{method}" if seed == self.seed else f"student-{method}-seed{seed}"
 
-    def base_config(
+    def stage_configs(
         self, stage: TrainStage, folder: Path, seed: int | None = None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The stage's LightningCLI config, and the test's override when fit validates.
+
+        Validating during fit evaluates only the training task, so the fit config keeps only it
+        (and its template); the override gives the test every evaluation task back, with the
+        templates of the out-of-domain ones. None when fit does not validate.
+        """
         config = deep_merge(load_yaml(self.trainer), {"data": self.data_section()})
         config = deep_merge(config, load_yaml(stage.config))
         config = deep_merge(config, run_dir_overrides(folder, stage.max_steps))
         config["seed_everything"] = self.seed if seed is None else seed
         train_task = config["data"]["init_args"]["train_task"]
         config["data"]["init_args"]["eval_tasks"] = [train_task, *self.ood_tasks]
+        if self.ood_templates:
+            templates = {"task_templates": self.ood_templates}
+            config = deep_merge(config, {"data": {"init_args": templates}})
         config = deep_merge(config, stage.overrides)
-        if self.val_check_interval and stage.max_steps != 0:
-            validation = validation_overrides(self.val_check_interval, self.limit_val_batches)
-            config = deep_merge(config, validation)
-            # fit validates the training task only; `test_tasks` restores the full list
-            config["data"]["init_args"]["eval_tasks"] = [train_task]
-        return config
-
-    def test_tasks(self, stage: TrainStage) -> list[Any] | None:
-        """Evaluation tasks of the test when fit validated only the training task, else None."""
         if not (self.val_check_interval and stage.max_steps != 0):
-            return None
-        config = deep_merge({"data": self.data_section()}, stage.overrides)
-        train_task = config["data"]["init_args"]["train_task"]
-        overridden = stage.overrides.get("data", {}).get("init_args", {}).get("eval_tasks")
-        return overridden if overridden is not None else [train_task, *self.ood_tasks]
+            return config, None
+        config = deep_merge(
+            config, validation_overrides(self.val_check_interval, self.limit_val_batches)
+        )
+        init = config["data"]["init_args"]
+        test = {"data": {"init_args": {"eval_tasks": init["eval_tasks"]}}}
+        init["eval_tasks"] = [train_task]
+        if init.get("task_templates"):
+            test["data"]["init_args"]["task_templates"] = init["task_templates"]
+            own = instantiate_task(train_task).name
+            init["task_templates"] = {k: v for k, v in init["task_templates"].items() if k == own}
+        return config, test
 
     def train_and_test(
         self,
@@ -179,23 +175,23 @@ class Pipeline:
         """A fit + test stage (test only when `max_steps` is 0): its config is its cache key."""
         from first_pl.cli import main
 
-        preview = deep_merge(self.base_config(stage, Path("<stage>"), seed), extra)
-        settings: dict[str, Any] = {"config": preview, "model_yaml": load_yaml(stage.config)}
-        test_tasks = self.test_tasks(stage)
-        if test_tasks is not None:
-            settings["test_tasks"] = test_tasks
+        preview, test_override = self.stage_configs(stage, Path("<stage>"), seed)
+        settings: dict[str, Any] = {
+            "config": deep_merge(preview, extra),
+            "model_yaml": load_yaml(stage.config),
+        }
+        if test_override is not None:
+            settings["test_tasks"] = test_override
 
         def body(folder: Path) -> dict[str, Any]:
-            config = write_yaml(
-                folder / "config.yaml",
-                deep_merge(self.base_config(stage, folder, seed), extra),
-            )
+            fit_config, _ = self.stage_configs(stage, folder, seed)
+            config = write_yaml(folder / "config.yaml", deep_merge(fit_config, extra))
             outputs: dict[str, Any] = {}
             # Test logs go to <stage>/test, so they never replace the training logs.
             test_args = ["test", "--config", str(config)]
-            if test_tasks is not None:
-                tasks = {"data": {"init_args": {"eval_tasks": test_tasks}}}
-                test_args += ["--config", str(write_yaml(folder / "test_tasks.yaml", tasks))]
+            if test_override is not None:
+                path = write_yaml(folder / "test_tasks.yaml", test_override)
+                test_args += ["--config", str(path)]
             test_args += ["--trainer.logger.init_args.version", TEST_DIR]
             if stage.max_steps != 0:
                 main(["fit", "--config", str(config)])
@@ -214,7 +210,6 @@ class Pipeline:
 
     def upstream(self, runner: StageRunner) -> dict[str, StageResult]:
         """Every stage before the students: model, data, teacher, stores, calibration."""
-        from first_pl.cli import main
         from first_pl.models import resolve_source
 
         teacher_yaml = deep_merge(load_yaml(self.teacher.config), self.teacher.overrides)
@@ -235,75 +230,7 @@ class Pipeline:
         )
         teacher = self.train_and_test(runner, "teacher", self.teacher, [prepare, data], {})
         stages["teacher"] = teacher
-        for split in ("train", "validation"):
-
-            def extract_body(folder: Path, split: str = split) -> dict[str, Any]:
-                output = folder / f"teacher_{split}.h5"
-                settings = {
-                    "data": data_section,
-                    "teacher": teacher.outputs["checkpoint"],
-                    "output": str(output),
-                    "split": split,
-                    "batch_size": self.extract_batch_size,
-                }
-                main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
-                return {"store": str(output)}
-
-            settings = {"data": data_section, "split": split, "batch": self.extract_batch_size}
-            stages[f"extract-{split}"] = runner.run(
-                f"extract-{split}", settings, extract_body, [teacher]
-            )
-        validation_store = stages["extract-validation"].outputs["store"]
-
-        def calibrate_body(folder: Path) -> dict[str, Any]:
-            main(
-                [
-                    "calibrate",
-                    "--store",
-                    validation_store,
-                    "--output_dir",
-                    str(folder),
-                    "--objective",
-                    self.calibrate_objective,
-                    "--answer_only",
-                    str(self.calibrate_answer_only).lower(),
-                ]
-            )
-            result = json.loads((folder / "calibration.json").read_text())
-            return {
-                "calibration": str(folder / "calibration.json"),
-                "temperature": result["temperature"],
-            }
-
-        stages["calibrate"] = runner.run(
-            "calibrate",
-            {"objective": self.calibrate_objective, "answer_only": self.calibrate_answer_only},
-            calibrate_body,
-            [stages["extract-validation"]],
-        )
-
-        def analysis_body(folder: Path) -> dict[str, Any]:
-            """Figures 2 and 3 of the paper for this teacher, on the validation split."""
-            settings = {
-                "data": data_section,
-                "teacher": teacher.outputs["checkpoint"],
-                "output_dir": str(folder),
-                "split": "validation",
-                "max_positions": self.coverage_positions,
-            }
-            main(["coverage", "--config", str(write_yaml(folder / "coverage.yaml", settings))])
-            main(["rank-calibration", "--store", validation_store, "--output_dir", str(folder)])
-            return {
-                "coverage": str(folder / "coverage.json"),
-                "rank_calibration": str(folder / "rank_calibration.json"),
-            }
-
-        stages["analysis"] = runner.run(
-            "analysis",
-            {"positions": self.coverage_positions},
-            analysis_body,
-            [teacher, stages["extract-validation"]],
-        )
+        stages.update(knowledge_stages(self, runner, data_section, teacher))
         return stages
 
     def train_student(
@@ -358,10 +285,18 @@ class Pipeline:
                 methods=labels,
                 seeds=seeds,
                 title="FIRST on the offline default",
+                converged_acc_tol=self.converged_acc_tol,
+                converged_loss_tol=self.converged_loss_tol,
             )
             return {"report": str(path)}
 
-        report = runner.run("report", {"runs": [r.key for r in runs]}, report_body, runs)
+        settings = {
+            "runs": [r.key for r in runs],
+            "labels": labels,
+            "seeds": seeds,
+            "tolerances": [self.converged_acc_tol, self.converged_loss_tol],
+        }
+        report = runner.run("report", settings, report_body, runs)
         summary = Path(self.output_dir) / self.report_name
         summary.write_text(
             Path(report.outputs["report"]).read_text().replace("](", f"]({report.folder.name}/")

@@ -81,6 +81,8 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     out = tmp_path / "runs"
     pipeline = tiny_pipeline(tiny_model_dir, out, methods=("finetune", "first"), steps={"finetune": 4, "first": 4})
     pipeline.val_check_interval, pipeline.limit_val_batches, pipeline.seeds = 2, 1, [0, 1]
+    # the out-of-domain task scored by option log-likelihood per token (lm-eval's acc_norm)
+    pipeline.ood_templates = {"physics": {"scoring": "option_loglik_norm"}}
     text = pipeline.run().read_text()
     folders = stage_folders(out)
     students = {"student-finetune", "student-first", "student-finetune-seed1", "student-first-seed1"}
@@ -104,7 +106,10 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     assert "| teacher | 0 | generated | 2 |" in text and "cannot tell" in text
     report = folders["report"]
     assert (report / "curves_generated.png").stat().st_size > 10_000
-    assert "ECE renormalised" in text and "scoring first_token" in text
+    assert "generated: scoring first_token, its own confidence full_vocab" in text
+    assert "physics: scoring option_loglik_norm, its own confidence renormalised" in text
+    physics = json.loads((folders["student-first"] / "test" / "metrics_test.json").read_text())["tasks"]["physics"]
+    assert physics["ece"] == physics["by_confidence"]["renormalised"]["ece"] != physics["ece_full_vocab"]
 
 
 def test_validation_interval_must_divide_every_budget(tiny_model_dir, tmp_path):

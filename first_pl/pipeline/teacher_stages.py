@@ -1,0 +1,93 @@
+"""The stages that read the fine-tuned teacher: its top-k stores, the calibration of c, and
+the analysis figures (the paper's figures 2 and 3). Shared by every student and every seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from first_pl.pipeline.files import write_yaml
+from first_pl.pipeline.stages import StageResult, StageRunner
+
+if TYPE_CHECKING:
+    from first_pl.pipeline.offline import Pipeline
+
+
+def knowledge_stages(
+    pipeline: Pipeline, runner: StageRunner, data_section: dict[str, Any], teacher: StageResult
+) -> dict[str, StageResult]:
+    """extract-train, extract-validation, calibrate and analysis, run (or reused) in order."""
+    from first_pl.cli import main
+
+    stages: dict[str, StageResult] = {}
+    for split in ("train", "validation"):
+
+        def extract_body(folder: Path, split: str = split) -> dict[str, Any]:
+            output = folder / f"teacher_{split}.h5"
+            settings = {
+                "data": data_section,
+                "teacher": teacher.outputs["checkpoint"],
+                "output": str(output),
+                "split": split,
+                "batch_size": pipeline.extract_batch_size,
+            }
+            main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
+            return {"store": str(output)}
+
+        settings = {"data": data_section, "split": split, "batch": pipeline.extract_batch_size}
+        stages[f"extract-{split}"] = runner.run(
+            f"extract-{split}", settings, extract_body, [teacher]
+        )
+    validation_store = stages["extract-validation"].outputs["store"]
+
+    def calibrate_body(folder: Path) -> dict[str, Any]:
+        main(
+            [
+                "calibrate",
+                "--store",
+                validation_store,
+                "--output_dir",
+                str(folder),
+                "--objective",
+                pipeline.calibrate_objective,
+                "--answer_only",
+                str(pipeline.calibrate_answer_only).lower(),
+            ]
+        )
+        result = json.loads((folder / "calibration.json").read_text())
+        return {
+            "calibration": str(folder / "calibration.json"),
+            "temperature": result["temperature"],
+        }
+
+    stages["calibrate"] = runner.run(
+        "calibrate",
+        {"objective": pipeline.calibrate_objective, "answer_only": pipeline.calibrate_answer_only},
+        calibrate_body,
+        [stages["extract-validation"]],
+    )
+
+    def analysis_body(folder: Path) -> dict[str, Any]:
+        """Figures 2 and 3 of the paper for this teacher, on the validation split."""
+        settings = {
+            "data": data_section,
+            "teacher": teacher.outputs["checkpoint"],
+            "output_dir": str(folder),
+            "split": "validation",
+            "max_positions": pipeline.coverage_positions,
+        }
+        main(["coverage", "--config", str(write_yaml(folder / "coverage.yaml", settings))])
+        main(["rank-calibration", "--store", validation_store, "--output_dir", str(folder)])
+        return {
+            "coverage": str(folder / "coverage.json"),
+            "rank_calibration": str(folder / "rank_calibration.json"),
+        }
+
+    stages["analysis"] = runner.run(
+        "analysis",
+        {"positions": pipeline.coverage_positions},
+        analysis_body,
+        [teacher, stages["extract-validation"]],
+    )
+    return stages
