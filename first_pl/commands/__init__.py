@@ -15,4 +15,6 @@ COMMANDS: dict[str, str] = {
     "report": "first_pl.report:build_report",
     "sweep": "first_pl.pipeline.sweep:Sweep",
     "ask": "first_pl.commands.ask:ask",
+    "import-store": "first_pl.commands.store_io:import_store",
+    "export-store": "first_pl.commands.store_io:export_store",
 }

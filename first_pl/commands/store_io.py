@@ -1,0 +1,85 @@
+"""`first-pl import-store` and `first-pl export-store`: teacher top-k in and out of the HDF5 store.
+
+Import reads another tool's teacher outputs (vLLM ``prompt_logprobs`` JSON, axolotl's KD
+log-prob field, or a first_pl parquet export) for one split of the data config and writes a
+store with the metadata `first-pl extract` would write for that data, so `DistillDataModule`
+validates it the same way (tokenizer, template, task, split, examples, positions, gold).
+Export writes a store as a Hugging Face `datasets` parquet (docs/STORE_FORMAT.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from first_pl.commands.extract import split_examples
+from first_pl.data.distill_datamodule import store_fields
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError
+from first_pl.data.store.interop import export_parquet
+from first_pl.data.store.interop import import_store as import_records
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise TeacherStoreError(f"{path} already exists; pass --overwrite true to replace it")
+
+
+def import_store(
+    data: QADataModule,
+    source: str,
+    format: Literal["vllm", "axolotl", "parquet"],  # noqa: A002 - the option users type
+    output: str,
+    split: str = "train",
+    teacher: str = "imported",
+    k: int = 5,
+    probs_dtype: Literal["float16", "float32"] = "float16",
+    logprobs_field: str = "logprobs",
+    overwrite: bool = False,
+) -> None:
+    """Import teacher top-k for one split of ``data.train_task`` into an HDF5 store.
+
+    Args:
+        data: the data module of the training config (tokenizer, task, template, max_length).
+        source: .json / .jsonl / .parquet file of records, each with an ``example_id``.
+        format: ``vllm`` (``prompt_logprobs`` as vLLM returns it), ``axolotl`` (the KD
+            ``logprobs_field``, v1 token strings or v2 with ``target_token_ids``), or
+            ``parquet`` (a `first-pl export-store` file).
+        output: the store to write (.h5).
+        split: which split of ``data.train_task`` the records are for.
+        teacher: the teacher's name, recorded in the store.
+        k: top tokens to keep per position (the source must hold at least k).
+        probs_dtype: dtype of the stored probabilities.
+        logprobs_field: axolotl's field holding the log-probabilities.
+        overwrite: replace an existing store.
+    """
+    out = Path(output)
+    _refuse_existing(out, overwrite)
+    metadata = StoreMetadata(
+        k=k,
+        vocab_size=len(data.tokenizer),
+        teacher=teacher,
+        probs_dtype=probs_dtype,
+        **store_fields(data, data.train_task, split),
+    )
+    examples = split_examples(data, split)
+    import_records(source, format, examples, metadata, out, logprobs_field, overwrite)
+    store = TeacherStore(out, verify=False)
+    print(
+        f"imported {len(store)} examples, {store.num_positions} positions (k={k}) from {source} into {out}"
+    )
+    store.close()
+
+
+def export_store(store: str, output: str, overwrite: bool = False) -> None:
+    """Write a teacher store as a Hugging Face `datasets` parquet (one row per example).
+
+    Args:
+        store: the HDF5 store.
+        output: the .parquet file; load it with ``datasets.Dataset.from_parquet(output)``.
+        overwrite: replace an existing file.
+    """
+    out = Path(output)
+    _refuse_existing(out, overwrite)
+    export_parquet(store, out)
+    print(f"exported {store} to {out}")
