@@ -138,9 +138,10 @@ def corrupt_probs(world: World, tmp: Path) -> Path:
     return out
 
 
-def truncated(world: World, tmp: Path) -> Path:
-    out = tmp / "truncated.h5"
-    data = world.train_store.read_bytes()
+def truncated(source: Path, tmp: Path) -> Path:
+    """The first half of `source` (a store, a checkpoint) as `truncated<suffix>`."""
+    out = tmp / f"truncated{source.suffix}"
+    data = source.read_bytes()
     out.write_bytes(data[: len(data) // 2])
     return out
 
@@ -202,13 +203,6 @@ def bigbench_examples(tmp: Path, examples: list, **init_args) -> dict:
     task = bigbench(tmp, json.dumps({"examples": examples}))
     task["init_args"].update(init_args)
     return task
-
-
-def truncated_checkpoint(world: World, tmp: Path) -> Path:
-    path = tmp / "truncated.ckpt"
-    data = world.checkpoint.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 def copy_of_run(world: World, tmp: Path) -> Path:
@@ -445,7 +439,7 @@ CASES = [
     ),
     Case(
         "store-truncated",
-        lambda w, t: distill_fit(w, t, truncated(w, t)),
+        lambda w, t: distill_fit(w, t, truncated(w.train_store, t)),
         r"truncated\.h5 is truncated",
     ),
     Case(
@@ -575,7 +569,7 @@ CASES = [
     Case(
         "test-ckpt-truncated",
         lambda w, t: main(
-            w.fit_args(t / "run", "--ckpt_path", str(truncated_checkpoint(w, t)), command="test")
+            w.fit_args(t / "run", "--ckpt_path", str(truncated(w.checkpoint, t)), command="test")
         ),
         r"--ckpt_path .*truncated\.ckpt cannot be read \(truncated, damaged or not a checkpoint\)",
     ),
