@@ -17,4 +17,5 @@ COMMANDS: dict[str, str] = {
     "ask": "first_pl.commands.ask:ask",
     "import-store": "first_pl.commands.store_io:import_store",
     "export-store": "first_pl.commands.store_io:export_store",
+    "plan": "first_pl.commands.plan:plan",
 }
