@@ -79,18 +79,10 @@ def load_model(checkpoint: str) -> StudentModule:
 
 
 def check_question(question: str, choices: list[str], letters: str) -> None:
-    """Refuse a question the evaluation would answer without meaning: no question text, an
-    empty option, or two equal options (one letter would win over its twin by chance)."""
+    """Refuse a question the evaluation would answer without meaning (see `check_choices`)."""
     if not question.strip():
         raise AskError("--question is empty; give the question to ask")
     check_choices(choices, letters)
-    empty = [i for i, choice in enumerate(choices) if not choice.strip()]
-    if empty:
-        raise AskError(f"--choices has empty options at positions {empty}: {choices}")
-    counts = Counter(choice.strip() for choice in choices)
-    repeated = sorted(choice for choice, n in counts.items() if n > 1)
-    if repeated:
-        raise AskError(f"--choices lists the same option more than once: {repeated}")
 
 
 def check_vocabulary(tokenizer, module: StudentModule, source: str) -> None:
@@ -104,6 +96,8 @@ def check_vocabulary(tokenizer, module: StudentModule, source: str) -> None:
 
 
 def check_choices(choices: list[str], letters: str) -> None:
+    """Between 2 and one-per-letter options, none empty and no two equal (of two equal options
+    one letter would win over its twin by the letters' own probabilities)."""
     if len(choices) < 2:
         raise AskError(f"--choices needs at least 2 options, got {len(choices)}: {choices}")
     if len(choices) > len(letters):
@@ -111,6 +105,13 @@ def check_choices(choices: list[str], letters: str) -> None:
             f"--choices has {len(choices)} options but the template has only {len(letters)} "
             f"letters ({letters!r}); pass fewer choices or more --template.letters"
         )
+    empty = [i for i, choice in enumerate(choices) if not choice.strip()]
+    if empty:
+        raise AskError(f"--choices has empty options at positions {empty}: {choices}")
+    counts = Counter(choice.strip() for choice in choices)
+    repeated = sorted(choice for choice, n in counts.items() if n > 1)
+    if repeated:
+        raise AskError(f"--choices lists the same option more than once: {repeated}")
 
 
 @torch.no_grad()
@@ -126,7 +127,7 @@ def answer_question(
     max_length: int = 256,
 ) -> Answer:
     """Candidate-restricted prediction at the answer position, as in evaluation."""
-    check_choices(choices, template.letters)
+    check_question(question, choices, template.letters)
     # `answer` is unknown; 0 only fills the gold field, which `evaluate` carries through unused.
     example = MCExample("ask", question, tuple(choices), 0, context=context)
     item = encode(example, tokenizer, template, max_length, TruncationReport())
