@@ -789,7 +789,7 @@ def test_catalogue_size(record_property) -> None:
     [
         (
             ["--model.init_args.delta", "1.5"],
-            r"^first-pl fit: error: delta must be in \[0, 1\), got 1\.5$",
+            r"^first-pl fit: error: delta must be in \[0, 1\), got 1\.5 \(or 'auto'\)$",
         ),
         (["--model.init_args.optimizer.lr", "fast"], r"Expected a <class 'float'>"),
     ],
