@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import h5py
 import torch
@@ -157,6 +157,8 @@ def extract(
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    backend: Literal["transformers", "vllm"] = "transformers",
+    vllm_args: dict[str, Any] | None = None,
 ) -> None:
     """Extract the teacher's top-k next-token distribution at every response position of a split.
 
@@ -176,6 +178,10 @@ def extract(
             probabilities are float32 softmaxes either way.
         overwrite: replace a complete store at ``output`` (kept until the new one is complete).
         progress: show a progress bar (rank 0).
+        backend: ``transformers`` (this process group) or ``vllm``: vLLM's prompt
+            log-probabilities, for large teachers on GPUs (the optional extra ``vllm``;
+            first_pl/knowledge/vllm_backend.py). It writes the same store.
+        vllm_args: arguments of ``vllm.LLM`` (``tensor_parallel_size``, ``dtype``, ...).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -188,6 +194,17 @@ def extract(
             f"{out} already exists as a complete store; pass --overwrite true to replace it"
         )
     examples = split_examples(data, split)
+    if backend == "vllm":  # vLLM shards the teacher over GPUs itself: one process
+        from first_pl.knowledge.vllm_backend import extract_with_vllm
+
+        resumed, start = committed(partial_path(out)), time.perf_counter()
+        extract_with_vllm(data, split, examples, teacher, out, k=k, probs_dtype=probs_dtype,
+                          batch_size=batch_size, overwrite=overwrite, progress=progress,
+                          vllm_args=vllm_args or {})  # fmt: skip
+        if compression == "gzip":
+            compress(out)
+        print(summary(out, resumed, time.perf_counter() - start))
+        return
     model, identity = load_teacher(teacher)
     vocab_size = model.get_output_embeddings().weight.shape[0]
     if k > vocab_size:  # refused before a partial store is started
