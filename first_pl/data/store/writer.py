@@ -17,6 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from first_pl.data.store.batch import checked_batch, encode_example_ids
 from first_pl.data.store.format import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
@@ -240,8 +241,10 @@ class TeacherStoreWriter:
         if counts is None:
             counts = [len(g) for g in gold]
             ids, probs, gold = (_concat(a) for a in (ids, probs, gold))
-        ids_arr, probs_arr, gold_arr = self._checked(example_ids, ids, probs, gold, counts)
-        names = self._encoded_ids(example_ids)
+        ids_arr, probs_arr, gold_arr = checked_batch(
+            self.metadata, self._seen, example_ids, ids, probs, gold, counts
+        )
+        names = encode_example_ids(example_ids, self.id_length, self.path)
         if names.dtype.itemsize > f["example_ids"].dtype.itemsize:
             self._widen_example_ids(names.dtype.itemsize)
         n_old, rows_old = self.num_done, int(f["offsets"][self.num_done])
@@ -259,25 +262,6 @@ class TeacherStoreWriter:
         self._ids_done.extend(example_ids)
         self._seen.update(example_ids)
 
-    def _encoded_ids(self, example_ids: Sequence[str]) -> np.ndarray:
-        """The ids as UTF-8 ``S{longest}``; raises before anything is written if one cannot be
-        stored (longer than ``id_length``, or with a NUL, which fixed-length bytes drop)."""
-        encoded = []
-        for example_id in example_ids:
-            if not isinstance(example_id, str):
-                raise TypeError(f"example ids must be str, got {type(example_id).__name__}")
-            data = example_id.encode("utf-8")
-            if b"\0" in data:
-                raise ValueError(f"example id {example_id!r} contains a NUL character")
-            if self.id_length is not None and len(data) > self.id_length:
-                raise ValueError(
-                    f"example id {example_id!r} is {len(data)} bytes in UTF-8, longer than "
-                    f"id_length={self.id_length} of {self.path}; pass the longest id's length "
-                    "(first_pl.data.store.example_id_length) to the writer"
-                )
-            encoded.append(data)
-        return np.array(encoded, dtype=np.bytes_)
-
     def _widen_example_ids(self, width: int) -> None:
         """Replace ``example_ids`` by a copy ``width`` bytes wide (ids are small: a cheap copy).
 
@@ -293,38 +277,6 @@ class TeacherStoreWriter:
         del f["example_ids"]
         f.move(_WIDENING, "example_ids")
         f.flush()
-
-    def _checked(
-        self,
-        example_ids: Sequence[str],
-        ids: np.ndarray,
-        probs: np.ndarray,
-        gold: np.ndarray,
-        counts: Sequence[int],
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Validate one batch before any byte of it is written, and cast to the store's dtypes."""
-        meta = self.metadata
-        if len(example_ids) != len(counts):
-            raise ValueError(f"{len(example_ids)} example ids but {len(counts)} counts")
-        if len(set(example_ids)) != len(example_ids) or self._seen.intersection(example_ids):
-            raise ValueError("duplicate example id: each example may be written once")
-        rows = int(sum(counts))
-        ids, probs, gold = np.asarray(ids), np.asarray(probs), np.asarray(gold)
-        if ids.shape != (rows, meta.k) or probs.shape != (rows, meta.k) or gold.shape != (rows,):
-            raise ValueError(
-                f"expected ids/probs [{rows}, {meta.k}] and gold [{rows}], got "
-                f"{ids.shape}, {probs.shape}, {gold.shape}"
-            )
-        for name, values in (("ids", ids), ("gold", gold)):
-            if values.size and (values.min() < 0 or values.max() >= meta.vocab_size):
-                raise ValueError(
-                    f"{name} outside [0, {meta.vocab_size}) for vocab_size {meta.vocab_size}"
-                )
-        return (
-            ids.astype(meta.ids_dtype),
-            probs.astype(meta.probs_dtype),
-            gold.astype(meta.ids_dtype),
-        )
 
     # -- publishing ------------------------------------------------------------------------
 
