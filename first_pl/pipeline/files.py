@@ -63,7 +63,8 @@ def run_dir_overrides(folder: Path, max_steps: int) -> dict[str, Any]:
 
 
 def validation_overrides(interval: int, limit: int | float) -> dict[str, Any]:
-    """Validate every `interval` optimizer steps, counted across epochs."""
+    """Validate every `interval` optimizer steps, counted across epochs, and at the last step
+    (`LastStepValidation`), so the curve ends at the model that is tested."""
     return {
         "trainer": {
             "val_check_interval": interval,

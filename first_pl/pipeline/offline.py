@@ -5,9 +5,10 @@ prepare model -> write the data -> fine-tune the teacher -> extract top-k (train
 test every model in and out of domain -> report.
 
 Learning curves: with `val_check_interval` N > 0 every training stage validates every N steps
-on the training task's validation split (only the in-domain task: the fit config evaluates the
-training task, the test adds the out-of-domain tasks), and `CalibrationEvaluation` appends
-each point to the stage's `val_curve.jsonl`, which the report draws.
+and at its last step on the training task's validation split (only the in-domain task: the
+fit config evaluates the training task, the test adds the out-of-domain tasks), and
+`CalibrationEvaluation` appends each point to the stage's `val_curve.jsonl`, which the report
+draws.
 
 Seeds: with `seeds` each student method is trained once per seed (`student-<method>` for
 `seed`, `student-<method>-seed<s>` for the others). The zero-shot model, the data, the teacher,
@@ -106,19 +107,6 @@ class Pipeline:
         }
         if self.val_check_interval < 0:
             raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
-        stages = {"teacher": self.teacher, **{f"student {m}": s for m, s in self.students.items()}}
-        for name, stage in stages.items():
-            if (
-                self.val_check_interval
-                and stage.max_steps > 0
-                and stage.max_steps % self.val_check_interval
-            ):
-                raise ValueError(
-                    f"val_check_interval {self.val_check_interval} does not divide the {name}'s "
-                    f"max_steps {stage.max_steps}: Lightning validates only at multiples of it, so "
-                    "the curve would end before the model that is tested; choose a divisor of "
-                    "every stage's max_steps"
-                )
         if len(set(self.student_seeds)) != len(self.student_seeds):
             raise ValueError(f"seeds must not repeat a seed, got {self.seeds}")
 
@@ -154,6 +142,8 @@ class Pipeline:
         config = deep_merge(
             config, validation_overrides(self.val_check_interval, self.limit_val_batches)
         )
+        last = {"class_path": "first_pl.callbacks.LastStepValidation"}
+        config["trainer"]["callbacks"] = [*config["trainer"].get("callbacks", []), last]
         init = config["data"]["init_args"]
         test = {"data": {"init_args": {"eval_tasks": init["eval_tasks"]}}}
         init["eval_tasks"] = [train_task]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from synthetic_eval import SyntheticDataModule, SyntheticModule
 
-from first_pl.callbacks import CalibrationEvaluation
+from first_pl.callbacks import CalibrationEvaluation, LastStepValidation
 from first_pl.metrics.functional import expected_calibration_error
 from first_pl.modules.scoring import choice_output
 
@@ -78,21 +78,34 @@ def test_token_scoring_keeps_the_papers_full_vocab_confidence(tmp_path):
     assert forced["confidence_kind"] == "renormalised"
 
 
-def test_validation_during_fit_appends_the_learning_curve(tmp_path):
+@pytest.mark.parametrize("last_step", [False, True])
+def test_validation_during_fit_appends_the_learning_curve(tmp_path, last_step):
     dm = SyntheticDataModule({"a": 40, "b": 30})
+    callbacks = [CalibrationEvaluation(n_resamples=20)] + ([LastStepValidation()] if last_step else [])
     trainer = pl.Trainer(
         default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
-        enable_checkpointing=False, max_steps=6, val_check_interval=2,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        callbacks=[CalibrationEvaluation(n_resamples=20)],
+        enable_checkpointing=False, max_steps=5, val_check_interval=2,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks,
     )  # fmt: skip
     trainer.fit(SyntheticModule(), datamodule=dm)
     trainer.validate(SyntheticModule(), datamodule=dm)  # not part of the curve
     points = [json.loads(line) for line in (tmp_path / "val_curve.jsonl").read_text().splitlines()]
-    assert [(p["global_step"], p["task"]) for p in points] == [
-        (2, "a"), (2, "b"), (4, "a"), (4, "b"), (6, "a"), (6, "b"),
-    ]  # fmt: skip
+    steps = [2, 4, 5] if last_step else [2, 4]  # Lightning alone stops the curve at step 4
+    assert [(p["global_step"], p["task"]) for p in points] == [(s, t) for s in steps for t in "ab"]
+    assert trainer.global_step == 5
     final = json.loads((tmp_path / "metrics_val.json").read_text())["tasks"]["a"]
     for key in ("acc", "ece", "trust", "loss", "ece_renormalised"):
         assert points[-2][key] == pytest.approx(final[key])
     assert torch.isfinite(torch.tensor([p["loss"] for p in points])).all()
+
+
+def test_last_step_validation_adds_no_second_point_on_a_multiple(tmp_path):
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+        enable_checkpointing=False, max_steps=4, val_check_interval=2,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        callbacks=[CalibrationEvaluation(n_resamples=20), LastStepValidation()],
+    )  # fmt: skip
+    trainer.fit(SyntheticModule(), datamodule=SyntheticDataModule({"a": 40}))
+    lines = (tmp_path / "val_curve.jsonl").read_text().splitlines()
+    assert [json.loads(line)["global_step"] for line in lines] == [2, 4]

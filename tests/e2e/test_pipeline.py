@@ -79,7 +79,7 @@ def curve_points(folder: Path) -> list[tuple[int, str]]:
 
 def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     out = tmp_path / "runs"
-    pipeline = tiny_pipeline(tiny_model_dir, out, methods=("finetune", "first"), steps={"finetune": 4, "first": 4})
+    pipeline = tiny_pipeline(tiny_model_dir, out, methods=("finetune", "first"), steps={"finetune": 5, "first": 5})
     pipeline.val_check_interval, pipeline.limit_val_batches, pipeline.seeds = 2, 1, [0, 1]
     # the out-of-domain task scored by option log-likelihood per token (lm-eval's acc_norm)
     pipeline.ood_templates = {"physics": {"scoring": "option_loglik_norm"}}
@@ -87,10 +87,11 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     folders = stage_folders(out)
     students = {"student-finetune", "student-first", "student-finetune-seed1", "student-first-seed1"}
     assert students <= set(folders) and "student-first-seed2" not in folders
-    # every training stage validated its own task's validation split every 2 steps, only in domain
+    # every training stage validated its own task's validation split every 2 steps and at its
+    # last step, only in domain
     assert curve_points(folders["teacher"]) == [(2, "generated")]
     for name in students:
-        assert curve_points(folders[name]) == [(2, "generated"), (4, "generated")]
+        assert curve_points(folders[name]) == [(2, "generated"), (4, "generated"), (5, "generated")]
         tested = json.loads((folders[name] / "test" / "metrics_test.json").read_text())["tasks"]
         assert set(tested) == {"generated", "physics"}  # the test adds the out-of-domain task
     assert not (folders["zero-shot"] / "val_curve.jsonl").exists()
@@ -102,7 +103,7 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     assert "| teacher | generated | 0 |" in text  # the shared teacher, paired on seed 0
     for method in ("finetune", "first"):
         for seed in (0, 1):
-            assert re.search(rf"\| {method} \| {seed} \| generated \| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (yes|no) \|", text)
+            assert re.search(rf"\| {method} \| {seed} \| generated \| 5 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| (yes|no) \|", text)
     assert "| teacher | 0 | generated | 2 |" in text and "cannot tell" in text
     report = folders["report"]
     assert (report / "curves_generated.png").stat().st_size > 10_000
@@ -112,11 +113,9 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     assert physics["ece"] == physics["by_confidence"]["renormalised"]["ece"] != physics["ece_full_vocab"]
 
 
-def test_validation_interval_must_divide_every_budget(tiny_model_dir, tmp_path):
+def test_repeated_seeds_are_refused(tiny_model_dir, tmp_path):
     from first_pl.pipeline.offline import Pipeline
 
-    base = tiny_pipeline(tiny_model_dir, tmp_path / "runs", steps={"first": 3})
-    with pytest.raises(ValueError, match="val_check_interval 2 does not divide the student first's max_steps 3"):
-        Pipeline(**{**vars(base), "val_check_interval": 2})
+    base = tiny_pipeline(tiny_model_dir, tmp_path / "runs")
     with pytest.raises(ValueError, match=r"seeds must not repeat a seed, got \[1, 1\]"):
         Pipeline(**{**vars(base), "seeds": [1, 1]})
