@@ -221,12 +221,11 @@ def test_axolotl_logprob_field_imports_the_same_rows(tmp_path, tiny_model_dir, t
     assert_rows(store, truth)
 
 
-def test_export_to_datasets_parquet_and_back(tmp_path, tiny_model_dir, truth):
-    import datasets
-
+def exported(tmp_path, model_dir, truth) -> Path:
+    """The vLLM records imported into v.h5, then exported to v.parquet."""
     run_import(
         tmp_path,
-        tiny_model_dir,
+        model_dir,
         write(tmp_path / "v.jsonl", vllm_records(truth)),
         "vllm",
         tmp_path / "v.h5",
@@ -234,6 +233,13 @@ def test_export_to_datasets_parquet_and_back(tmp_path, tiny_model_dir, truth):
     main(
         ["export-store", "--store", str(tmp_path / "v.h5"), "--output", str(tmp_path / "v.parquet")]
     )
+    return tmp_path / "v.parquet"
+
+
+def test_export_to_datasets_parquet_and_back(tmp_path, tiny_model_dir, truth):
+    import datasets
+
+    exported(tmp_path, tiny_model_dir, truth)
     table = datasets.Dataset.from_parquet(str(tmp_path / "v.parquet"))
     assert table.column_names == ["example_id", "teacher_ids", "teacher_probs", "gold"]
     row = table[0]
@@ -262,16 +268,7 @@ def test_export_to_datasets_parquet_and_back(tmp_path, tiny_model_dir, truth):
 
 
 def test_parquet_of_another_data_config_is_refused(tmp_path, tiny_model_dir, truth):
-    run_import(
-        tmp_path,
-        tiny_model_dir,
-        write(tmp_path / "v.jsonl", vllm_records(truth)),
-        "vllm",
-        tmp_path / "v.h5",
-    )
-    main(
-        ["export-store", "--store", str(tmp_path / "v.h5"), "--output", str(tmp_path / "v.parquet")]
-    )
+    exported(tmp_path, tiny_model_dir, truth)
     with pytest.raises(
         TeacherStoreError, match="split is 'train' but the data config gives 'validation'"
     ):
