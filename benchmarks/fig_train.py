@@ -1,15 +1,16 @@
-"""Training-step figures: FIRST against FineTune on the same student, and against online KD.
+"""Training-step figures: a FIRST step against a FineTune step on the same student.
 
-One student model and one Adam (`Workbench.students`) serve all three steps, which run
-interleaved on the same DistillDataModule batches:
+One student model and one Adam (`Workbench.students`) serve both steps, which run interleaved
+on the same DistillDataModule batches:
 
 - finetune: `FineTune.loss` (hard-label CE) on `StudentModule.response_logits`;
-- first: `FIRST.loss` (temperature-scaled stored top-k, sparse KL) on the same logits;
-- online KD: what FIRST replaces: the teacher's forward at the response positions every step
-  (no grad), then the full-vocabulary KL(P_T || P_S).
+- first: `FIRST.loss` (temperature-scaled stored top-k, sparse KL) on the same logits.
 
 Each step is forward, loss, backward and optimiser step, as Lightning's automatic optimisation
-does; the Trainer's own per-step overhead (logging, the LR schedule) is left out of all three.
+does; the Trainer's own per-step overhead (logging, the LR schedule) is left out of both.
+`online_kd_step` (what FIRST replaces: the teacher's forward at the response positions every
+step, then the full-vocabulary KL) is timed against FIRST over whole epochs, extraction
+included, in `fig_offline_online`.
 """
 
 from __future__ import annotations
@@ -64,26 +65,15 @@ def _cycling(step: Callable[[Batch], None], batches: list[Batch]) -> Callable[[]
 def train_rows(bench: Workbench) -> list[Row]:
     s = bench.settings
     finetune, first, optimizer = bench.students
-    teacher = bench.teacher
     batches = list(itertools.islice(bench.distill_data.train_dataloader(), 4))
     t = interleaved_seconds(
         {
             "finetune": _cycling(lambda b: strategy_step(finetune, optimizer, b), batches),
             "first": _cycling(lambda b: strategy_step(first, optimizer, b), batches),
-            "online_kd": _cycling(
-                lambda b: online_kd_step(finetune, teacher, optimizer, b), batches
-            ),
         },
         s.repeats,
     )
     bench.timings["first_step"] = t["first"]
-    teacher_s = bench.timings.get("teacher_forward_per_batch")
-    bound = (
-        f"; teacher forward {teacher_s:.2f} s/batch, so the bound S/(S+T) = "
-        f"{t['first'] / (t['first'] + teacher_s):.2f}"
-        if teacher_s
-        else ""
-    )
     layers = finetune.model.config.num_hidden_layers
     return [
         Row(
@@ -93,14 +83,6 @@ def train_rows(bench: Workbench) -> list[Row]:
             detail=(
                 f"{t['first']:.2f} s vs {t['finetune']:.2f} s; {layers}-layer student, "
                 f"batch {s.batch_size}, {s.repeats} repeats"
-            ),
-        ),
-        Row(
-            "FIRST step / online full-vocab KD step",
-            t["first"] / t["online_kd"],
-            goal=Goal("<=", 0.5),
-            detail=(
-                f"{t['first']:.2f} s vs {t['online_kd']:.2f} s (teacher forward + full KL)" + bound
             ),
         ),
     ]

@@ -31,6 +31,7 @@ from benchmarks.common import Row  # noqa: E402
 from benchmarks.fig_data import data_rows  # noqa: E402
 from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
+from benchmarks.fig_offline_online import offline_online_rows  # noqa: E402
 from benchmarks.fig_precision import precision_rows  # noqa: E402
 from benchmarks.fig_store import store_rows  # noqa: E402
 from benchmarks.fig_teacher import teacher_rows  # noqa: E402
@@ -48,13 +49,22 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     metric_rows,
     calibrate_rows,
     memory_rows,
+    offline_online_rows,
 )
 
 QUICK_CAVEAT = (
     "**--quick**: 2 repeats, batch 8, smaller sizes. A smoke check of the whole run; with this "
     "few repeats on a shared machine its verdicts swing by +-10% and are not measurements."
 )
-QUICK = Settings(repeats=2, batch_size=8, train_size=512, calibrate_n=250_000, memory_examples=16)
+QUICK = Settings(
+    repeats=2,
+    batch_size=8,
+    train_size=512,
+    calibrate_n=250_000,
+    memory_examples=16,
+    store_examples=64,
+    offline_examples=16,
+)
 
 
 def run(settings: Settings, log: Callable[[str], None] = print) -> list[Row]:

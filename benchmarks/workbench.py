@@ -44,6 +44,8 @@ class Settings:
     memory_examples: examples extracted by the 1x memory probe (the 4x one takes four times).
     store_examples: train examples the real teacher extracts for the bytes-per-token figure
         (640: the offline default's train split).
+    offline_examples, offline_epochs: the split (its first examples) and the epochs of the
+        offline FIRST vs online KD comparison.
     """
 
     teacher: str = SMOLLM2_ALIAS
@@ -61,6 +63,8 @@ class Settings:
     calibrate_values: int = 60
     memory_examples: int = 32
     store_examples: int = 640
+    offline_examples: int = 32
+    offline_epochs: int = 3
 
 
 class Workbench:

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks import fig_memory  # noqa: E402
+from benchmarks import fig_memory, fig_offline_online  # noqa: E402
 from benchmarks.common import Row  # noqa: E402
 from benchmarks.report import table, write_results  # noqa: E402
 from benchmarks.run import FIGURES  # noqa: E402
@@ -23,7 +23,7 @@ from benchmarks.workbench import Settings, Workbench  # noqa: E402
 
 @pytest.fixture(scope="module")
 def rows(tiny_model_dir) -> list[Row]:
-    # The memory probe runs in-process here: two fresh interpreters importing Lightning would
+    # The memory and offline/online probes run in-process here: two fresh interpreters importing Lightning would
     # take most of a minute on a loaded CI machine; run.py uses the subprocesses.
     patch = pytest.MonkeyPatch()
     patch.setattr(
@@ -33,6 +33,7 @@ def rows(tiny_model_dir) -> list[Row]:
             s.teacher, s.dtype, s.memory_examples, copies, s.batch_size
         ),
     )
+    patch.setattr(fig_offline_online, "run_probe", fig_offline_online.probe)
     settings = Settings(
         teacher=str(tiny_model_dir),
         batch_size=4,
@@ -42,6 +43,7 @@ def rows(tiny_model_dir) -> list[Row]:
         calibrate_n=2000,
         calibrate_values=5,
         memory_examples=4,
+        offline_examples=8,
     )
     bench = Workbench(settings)
     try:
@@ -65,3 +67,14 @@ def test_results_file_has_the_table(rows: list[Row], tmp_path: Path) -> None:
     text = path.read_text()
     assert table(rows) in text and "Machine:" in text
     assert text.count("\n| ") == len(rows) + 1  # header and one line per row
+
+
+def test_offline_online_rows_cover_each_epoch(rows: list[Row]) -> None:
+    offline = [r.figure for r in rows if r.figure.startswith("offline FIRST / online")]
+    assert offline == [
+        "offline FIRST / online full-vocab KD, total wall time, 1 epoch(s)",
+        "offline FIRST / online full-vocab KD, total wall time, 2 epoch(s)",
+        "offline FIRST / online full-vocab KD, total wall time, 3 epoch(s)",
+        "offline FIRST / online full-vocab KD, peak memory (RSS)",
+    ]
+    assert not any("online full-vocab KD step" in r.figure for r in rows)  # the old ratio is gone
