@@ -4,6 +4,7 @@ the analysis figures (the paper's figures 2 and 3). Shared by every student and 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,31 @@ if TYPE_CHECKING:
     from first_pl.pipeline.offline import Pipeline
 
 
+def extraction(
+    data_section: dict[str, Any], teacher: StageResult, split: str, batch_size: int,
+    **options: Any,
+) -> Callable[[Path], dict[str, Any]]:  # fmt: skip
+    """The body of a stage that extracts the teacher's top-k on `split` into
+    `<stage>/teacher_<split>.h5` (`options`: further `first-pl extract` options, such as k)."""
+
+    def body(folder: Path) -> dict[str, Any]:
+        from first_pl.cli import main
+
+        output = folder / f"teacher_{split}.h5"
+        settings = {
+            "data": data_section,
+            "teacher": teacher.outputs["checkpoint"],
+            "output": str(output),
+            "split": split,
+            **options,
+            "batch_size": batch_size,
+        }
+        main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
+        return {"store": str(output)}
+
+    return body
+
+
 def knowledge_stages(
     pipeline: Pipeline, runner: StageRunner, data_section: dict[str, Any], teacher: StageResult
 ) -> dict[str, StageResult]:
@@ -22,23 +48,9 @@ def knowledge_stages(
 
     stages: dict[str, StageResult] = {}
     for split in ("train", "validation"):
-
-        def extract_body(folder: Path, split: str = split) -> dict[str, Any]:
-            output = folder / f"teacher_{split}.h5"
-            settings = {
-                "data": data_section,
-                "teacher": teacher.outputs["checkpoint"],
-                "output": str(output),
-                "split": split,
-                "batch_size": pipeline.extract_batch_size,
-            }
-            main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
-            return {"store": str(output)}
-
+        body = extraction(data_section, teacher, split, pipeline.extract_batch_size)
         settings = {"data": data_section, "split": split, "batch": pipeline.extract_batch_size}
-        stages[f"extract-{split}"] = runner.run(
-            f"extract-{split}", settings, extract_body, [teacher]
-        )
+        stages[f"extract-{split}"] = runner.run(f"extract-{split}", settings, body, [teacher])
     validation_store = stages["extract-validation"].outputs["store"]
 
     def calibrate_body(folder: Path) -> dict[str, Any]:
