@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
 from first_pl.knowledge.calibration_result import CalibrationResult  # noqa: E402
+from first_pl.knowledge.transforms import TRANSFORMS  # noqa: E402
 from first_pl.pipeline.files import deep_merge  # noqa: E402
 from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
 from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
@@ -67,6 +68,8 @@ class Sweep(Pipeline):
     deltas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2])
     tail_buckets: list[bool] = field(default_factory=lambda: [False])
     ks: list[int] = field(default_factory=list)
+    # transforms whose parameter `first-pl calibrate --transform` chooses, one student each
+    calibrated: list[str] = field(default_factory=list)
     task: str | None = None
 
     def __post_init__(self) -> None:
@@ -80,12 +83,17 @@ class Sweep(Pipeline):
             bad = [v for v in values if not ok(v)]
             if bad:
                 raise ValueError(f"sweep {name} must be {what}, got {bad}")
+        unknown = [name for name in self.calibrated if name not in TRANSFORMS]
+        if unknown:
+            raise ValueError(
+                f"sweep calibrated must name transforms of {list(TRANSFORMS)}, got {unknown}"
+            )
         if not self.tail_buckets:
             raise ValueError("sweep tail_buckets is empty: give [false], [true] or both")
-        if not self.grid() and not self.ks:
+        if not self.grid() and not self.ks and not self.calibrated:
             raise ValueError(
                 "the sweep grid is empty: give at least one of temperatures, log_temperatures, "
-                "deltas or ks"
+                "deltas, ks or calibrated"
             )
 
     def grid(self) -> list[GridPoint]:
@@ -142,6 +150,11 @@ class Sweep(Pipeline):
                 runner, point.stage_name, point.method, self.variant(point), up
             )
             rows += result_rows(result, vars(point) | {"k": None})
+        if self.calibrated:
+            from first_pl.pipeline.sweep_calibrated import calibrated_students
+
+            for result, point in calibrated_students(self, runner, up):
+                rows += result_rows(result, point)
         out = Path(self.output_dir) / "sweep"
         out.mkdir(parents=True, exist_ok=True)
         figures = []
@@ -172,7 +185,7 @@ class Sweep(Pipeline):
         ]
         table = markdown_table(header, [[fmt(r.get(h)) for h in header] for r in rows])
         calibration = CalibrationResult.from_json(up["calibrate"].outputs["calibration"])
-        if self.grid():
+        if self.grid() or self.calibrated:
             figure5(
                 calibration,
                 [r for r in rows if r["task"] == task and r["k"] is None],
@@ -197,6 +210,11 @@ def result_rows(result: StageResult, point: dict[str, Any]) -> list[dict[str, An
     return [
         {**point, "task": task, **figures} for task, figures in result.outputs["metrics"].items()
     ]
+
+
+def is_chosen(row: dict[str, Any]) -> bool:
+    """A student of `calibrated`: its coefficient was chosen by calibrate, not set by the grid."""
+    return str(row["coefficient"]).endswith("(chosen)")
 
 
 def fmt(value: Any) -> str:
@@ -237,25 +255,31 @@ def figure5(
     axes[0].legend()
     for axis, (method, transform, label) in zip(axes[1:], panels, strict=True):
         for tail in sorted({r["tail_bucket"] for r in rows}):
-            chosen = sorted(
-                (
-                    r
-                    for r in rows
-                    if r["method"] == method
-                    and r["transform"] == transform
-                    and r["tail_bucket"] == tail
-                ),
-                key=lambda r: r["value"],
-            )
+            mine = [
+                r
+                for r in rows
+                if r["method"] == method
+                and r["transform"] == transform
+                and r["tail_bucket"] == tail
+            ]
+            grid = sorted((r for r in mine if not is_chosen(r)), key=lambda r: r["value"])
             for key in ("acc", "ece", "trust"):
-                axis.plot(
-                    [r["value"] for r in chosen],
-                    [r[key] for r in chosen],
+                name = f"{key.upper() if key == 'ece' else key.capitalize()}{' (tail)' if tail else ''}"
+                line = axis.plot(
+                    [r["value"] for r in grid],
+                    [r[key] for r in grid],
                     marker="o",
                     linestyle="--" if tail else "-",
-                    label=f"{key.upper() if key == 'ece' else key.capitalize()}{' (tail)' if tail else ''}",
+                    label=name,
                 )
-        axis.set(xlabel=label, ylabel="%", title=f"students on {task} (test)")
+                for r in filter(is_chosen, mine):  # the value calibrate chose: a star
+                    color = line[0].get_color()
+                    axis.scatter([r["value"]], [r[key]], marker="*", s=160, color=color, zorder=3)
+        axis.set(
+            xlabel=f"{label} (star: chosen on validation)",
+            ylabel="%",
+            title=f"students on {task} (test)",
+        )
         axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

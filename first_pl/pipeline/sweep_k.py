@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from first_pl.data.store import TeacherStore, truncate_store
 from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.sweep_calibrated import calibrate_stage
 
 if TYPE_CHECKING:
     from first_pl.pipeline.sweep import Sweep
@@ -72,7 +73,6 @@ def k_students(
     sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
 ) -> Iterator[tuple[StageResult, dict[str, Any]]]:
     """For each k: truncated stores, c calibrated on them, a FIRST student; with its grid point."""
-    from first_pl.cli import main
 
     sources = source_stores(sweep, runner, up)
     for k in sorted(set(sweep.ks)):
@@ -93,19 +93,9 @@ def k_students(
 
         stores = runner.run(f"stores-k{k}", {"k": k}, truncate_body, list(sources.values()))
 
-        def calibrate_body(folder: Path, stores: StageResult = stores) -> dict[str, Any]:
-            main(
-                ["calibrate", "--store", stores.outputs["validation"], "--output_dir", str(folder)]
-                + ["--objective", sweep.calibrate_objective]
-                + ["--answer_only", str(sweep.calibrate_answer_only).lower()]
-            )
-            return {"calibration": str(folder / "calibration.json")}
-
-        settings = {
-            "objective": sweep.calibrate_objective,
-            "answer_only": sweep.calibrate_answer_only,
-        }
-        calibration = runner.run(f"calibrate-k{k}", settings, calibrate_body, [stores])
+        calibration = calibrate_stage(
+            sweep, runner, f"calibrate-k{k}", stores.outputs["validation"], [stores]
+        )
         train_store = StageResult(
             "extract-train", stores.key, stores.folder, {"store": stores.outputs["train"]}
         )

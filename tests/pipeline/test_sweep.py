@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from first_pl_testing import tiny_pipeline
@@ -70,8 +71,9 @@ def test_bad_grid_values_are_refused_by_name(grid, message):
 
 
 def test_transform_and_k_dimensions_end_to_end(tiny_model_dir, tmp_path):
-    """A log-space-T student with the tail bucket, and FIRST at k = 1 and 6 (6 > the pipeline's
-    k = 5: one extraction at k = 6 serves both, each k calibrated on its own store)."""
+    """A log-space-T student with the tail bucket, one whose T calibrate chose (with the tail),
+    and FIRST at k = 1 and 6 (6 > the pipeline's k = 5: one extraction at k = 6 serves both, each
+    k calibrated on its own store)."""
     out = tmp_path / "runs"
     path = sweep(
         tiny_model_dir,
@@ -81,6 +83,7 @@ def test_transform_and_k_dimensions_end_to_end(tiny_model_dir, tmp_path):
         log_temperatures=[2.0],
         tail_buckets=[True],
         ks=[6, 1],
+        calibrated=["log_temperature"],
     ).run()
     with (path.parent / "sweep_results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -88,10 +91,16 @@ def test_transform_and_k_dimensions_end_to_end(tiny_model_dir, tmp_path):
         (r["transform"], r["coefficient"], r["value"], r["tail_bucket"], r["k"]) for r in rows
     ] == [
         ("log_temperature", "temperature", "2.0", "True", ""),
+        ("log_temperature", "temperature (chosen)", rows[1]["value"], "True", ""),
         ("prob_temperature", "k", "1", "False", "1"),
         ("prob_temperature", "k", "6", "False", "6"),
     ]
-    k1, k6 = rows[1], rows[2]
+    calibration = json.loads(
+        next(out.glob("calibrate-log_temperature-tail-*/calibration.json")).read_text()
+    )
+    assert (calibration["transform"], calibration["tail_bucket"]) == ("log_temperature", True)
+    assert float(rows[1]["value"]) == calibration["parameter"]
+    k1, k6 = rows[2], rows[3]
     # 8 tiny examples: HDF5's fixed metadata dominates, so sizes can tie at this scale
     assert int(k1["store_bytes"]) <= int(k6["store_bytes"])
     assert float(k1["bytes_per_token"]) > 0
@@ -109,11 +118,7 @@ def test_transform_and_k_dimensions_end_to_end(tiny_model_dir, tmp_path):
     assert sorted(calibrations) == [1, 6]
     assert (path.parent / "figure_k.png").stat().st_size > 10_000
     assert (path.parent / "figure5.png").stat().st_size > 10_000
-    with (
-        (out / "sweep-first-log_temperature2-tail")
-        .parent.glob("sweep-first-log_temperature2-tail-*/config.yaml")
-        .__next__()
-        .open() as f
-    ):
-        config = f.read()
+    config = next(out.glob("sweep-first-log_temperature2-tail-*/config.yaml")).read_text()
     assert "transform: log_temperature" in config and "tail_bucket: true" in config
+    auto = next(out.glob("sweep-first-log_temperature-tail-auto-*/config.yaml")).read_text()
+    assert "temperature: auto" in auto and "calibrate-log_temperature-tail-" in auto
