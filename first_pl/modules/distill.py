@@ -177,9 +177,10 @@ def calibrated_choice(
 ) -> tuple[float, str]:
     """The parameter and transform that `first-pl calibrate` chose, from its `calibration.json`.
 
-    Refuses a result for another transform than this strategy applies (`transforms`), or one
-    chosen with the tail bucket set differently from this strategy's `tail_bucket`: the
-    parameter is only the right one for the same target.
+    Refuses a result for another transform than this strategy applies (`transforms`), one
+    chosen with the tail bucket set differently from this strategy's `tail_bucket` (the
+    parameter is only the right one for the same target), and one chosen on a train or test
+    store without calibrate's explicit `allow_split` (files written before calibrate refused them).
     """
     if calibration is None:
         raise ValueError(
@@ -201,6 +202,12 @@ def calibrated_choice(
             f"{option}='auto': {calibration} calibrated transform {result.transform!r}, but this "
             f"strategy applies {' or '.join(map(repr, transforms))}; run `first-pl calibrate "
             f"--transform {transforms[0]}`"
+        )
+    split = result.settings.get("split")
+    if split in ("train", "test") and not result.settings.get("allow_split", False):
+        raise ValueError(
+            f"{option}='auto': {calibration} was chosen on the {split} split; calibrate on the "
+            "validation store (`first-pl calibrate --allow_split true` records a deliberate choice)"
         )
     if result.tail_bucket != tail_bucket:
         raise ValueError(

@@ -189,6 +189,21 @@ def test_auto_refuses_a_calibration_made_with_another_tail_setting(tmp_path):
         FIRST(calibration=tail)
 
 
+def test_auto_refuses_a_calibration_chosen_on_the_train_split_unless_it_was_deliberate(tmp_path):
+    path = tmp_path / "c.json"
+    result = CalibrationResult(
+        0.3, "ece", 0.02, [(0.3, 0.02)], 0.05, 0.02, 0.8, 100, {"split": "train"}
+    )
+    result.to_json(path)
+    with pytest.raises(
+        ValueError, match="was chosen on the train split; calibrate on the validation store"
+    ):
+        FIRST(calibration=str(path))
+    result.settings["allow_split"] = True
+    result.to_json(path)
+    assert FIRST(calibration=str(path)).temperature == 0.3
+
+
 def test_tail_bucket_excludes_renormalized_student():
     with pytest.raises(ValueError, match="tail_bucket=True needs renormalize_student=False"):
         Distill(tail_bucket=True, renormalize_student=True)
