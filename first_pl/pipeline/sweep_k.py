@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from first_pl.data.store import TeacherStore, truncate_store
-from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.sweep_calibrated import calibrate_stage
+from first_pl.pipeline.teacher_stages import extraction
 
 if TYPE_CHECKING:
     from first_pl.pipeline.sweep import Sweep
@@ -37,36 +37,19 @@ def source_stores(
     sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
 ) -> dict[str, StageResult]:
     """Train and validation stores with at least max(ks) columns: the pipeline's, or new ones."""
-    from first_pl.cli import main
-
     k_max = max(sweep.ks)
     if _store_k(up["extract-train"]) >= k_max:
         return {split: up[f"extract-{split}"] for split in SPLITS}
-    data_section, teacher = sweep.data_section(), up["teacher"]
-    stores = {}
-    for split in SPLITS:
-
-        def body(folder: Path, split: str = split) -> dict[str, Any]:
-            output = folder / f"teacher_{split}.h5"
-            settings = {
-                "data": data_section,
-                "teacher": teacher.outputs["checkpoint"],
-                "output": str(output),
-                "split": split,
-                "k": k_max,
-                "batch_size": sweep.extract_batch_size,
-            }
-            main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
-            return {"store": str(output)}
-
-        settings = {
-            "data": data_section,
-            "split": split,
-            "k": k_max,
-            "batch": sweep.extract_batch_size,
-        }
-        stores[split] = runner.run(f"extract-k{k_max}-{split}", settings, body, [teacher])
-    return stores
+    data_section, teacher, batch = sweep.data_section(), up["teacher"], sweep.extract_batch_size
+    return {
+        split: runner.run(
+            f"extract-k{k_max}-{split}",
+            {"data": data_section, "split": split, "k": k_max, "batch": batch},
+            extraction(data_section, teacher, split, batch, k=k_max),
+            [teacher],
+        )
+        for split in SPLITS
+    }
 
 
 def k_students(
