@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import Goal, Row
 from benchmarks.workbench import Settings, Workbench, repeated
@@ -72,19 +73,25 @@ def probe(teacher: str, dtype: str, examples: int, copies: int, batch_size: int)
         bench.close()
 
 
-def run_probe(settings: Settings, copies: int) -> dict[str, int]:
-    """`probe` in a subprocess (a process's peak RSS is only clean in a process of its own)."""
-    cmd = [
-        sys.executable, "-m", "benchmarks.fig_memory", "--teacher", settings.teacher,
-        "--dtype", settings.dtype, "--examples", str(settings.memory_examples),
-        "--copies", str(copies),
-        "--batch-size", str(settings.batch_size),
-    ]  # fmt: skip
+def run_module(module: str, args: list[str], what: str) -> dict[str, Any]:
+    """``python -m <module> <args>`` in a fresh process (a process's peak RSS is only clean in
+    a process of its own) under `FIXED_MMAP`; the JSON object on its last stdout line."""
+    cmd = [sys.executable, "-m", module, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **FIXED_MMAP}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"memory probe failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_probe(settings: Settings, copies: int) -> dict[str, int]:
+    """`probe` in a subprocess."""
+    args = [
+        "--teacher", settings.teacher, "--dtype", settings.dtype,
+        "--examples", str(settings.memory_examples), "--copies", str(copies),
+        "--batch-size", str(settings.batch_size),
+    ]  # fmt: skip
+    return run_module("benchmarks.fig_memory", args, "memory probe")
 
 
 def memory_rows(bench: Workbench) -> list[Row]:

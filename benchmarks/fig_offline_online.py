@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Row
-from benchmarks.fig_memory import FIXED_MMAP, ROOT, _status_kb
+from benchmarks.fig_memory import _status_kb, run_module
 from benchmarks.workbench import Settings, Workbench
 
 MODES = ("extract", "first", "online")
@@ -78,18 +75,12 @@ def run_probe(
     mode: str, settings: Settings, examples: int, epochs: int, store: Path
 ) -> dict[str, Any]:
     """`probe` in a subprocess."""
-    cmd = [
-        sys.executable, "-m", "benchmarks.fig_offline_online", "--mode", mode,
-        "--teacher", settings.teacher, "--dtype", settings.dtype,
+    args = [
+        "--mode", mode, "--teacher", settings.teacher, "--dtype", settings.dtype,
         "--keep-every", str(settings.keep_every), "--batch-size", str(settings.batch_size),
-        "--examples", str(examples),
-        "--epochs", str(epochs), "--store", str(store),
+        "--examples", str(examples), "--epochs", str(epochs), "--store", str(store),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **FIXED_MMAP}
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{mode} probe failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_module("benchmarks.fig_offline_online", args, f"{mode} probe")
 
 
 def offline_online_rows(bench: Workbench) -> list[Row]:
