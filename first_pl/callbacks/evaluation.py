@@ -64,8 +64,8 @@ def option_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, torch.softmax(safe, dim=-1), uniform)
 
 
-def _gather_rows(rows: list[tuple]) -> list[tuple]:
-    """Every rank's per-example rows on every rank (in rank order)."""
+def _gather_rows(rows: list[Any]) -> list[Any]:
+    """Every rank's items (per-example rows, or a scoring) on every rank, in rank order."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return rows
     gathered: list[list[tuple] | None] = [None] * dist.get_world_size()
@@ -208,7 +208,9 @@ class CalibrationEvaluation(Callback):
                     f"CalibrationEvaluation: {split}/{task} is empty; nothing logged.",
                 )
                 continue
-            scoring = self._scoring.get(idx)
+            # every rank's scoring: a rank whose shard of the task was empty has seen none
+            seen = _gather_rows([self._scoring[idx]] if self._scoring.get(idx) else [])
+            scoring = seen[0] if seen else None
             kind = self.primary_kind(scoring)
             figures = {key: float(results[kind][key]) for key in LOGGED}
             figures["loss"] = -sum(row[-1] for row in rows) / len(rows)
