@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import LlamaConfig
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from first_pl.cli import main
 from first_pl.commands.plan import plan
@@ -169,3 +169,46 @@ def test_unknown_model_is_refused_naming_the_known_ones(tmp_path):
 def test_cli_runs_plan(small_model, tmp_path, capsys):
     main(["plan", "--experiment", str(write_experiment(tmp_path, str(small_model))), "--gpus_per_node", "2"])
     assert "| teacher, finetune, distill |" in capsys.readouterr().out
+
+
+def _fsdp_rank(rank: int, port: int, config: dict, out: Path) -> None:
+    """Wrap the small model with torch's FSDP as the fsdp.yaml strategy would; record the shard."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from first_pl.planning.strategy import fsdp_strategy
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=3)
+    strategy = fsdp_strategy(fsdp_trainer(), FSDP_TRAINER)
+    wrapped = FullyShardedDataParallel(
+        LlamaForCausalLM(LlamaConfig(**config)), device_id=torch.device("cpu"),
+        sharding_strategy=strategy.sharding_strategy, **strategy.kwargs,
+    )  # fmt: skip
+    units = [m._flat_param.numel() for m in FullyShardedDataParallel.fsdp_modules(wrapped)]
+    (out / f"rank{rank}.txt").write_text(" ".join(map(str, units)))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_plan_matches_torch_fsdp_shards_on_three_gloo_processes(tmp_path):
+    """The real FSDP1 wrapping (3 CPU ranks) holds exactly the plan's padded shards per rank."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    config = {"vocab_size": 101, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 4, "tie_word_embeddings": False}  # fmt: skip
+    folder = tmp_path / "model"
+    LlamaConfig(**config).save_pretrained(folder)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fsdp_rank, args=(port, config, tmp_path), nprocs=3)
+    shards = {(tmp_path / f"rank{r}.txt").read_text() for r in range(3)}
+    setup = sharding_setup(fsdp_trainer(), FSDP_TRAINER, "float32", gpus_per_node=3, num_nodes=1)
+    plan = plan_memory(architecture(str(folder)), ModelSpec(str(folder)), setup, Workload(1, 4))
+    # root 101*16*2 + 16 = 3248 -> ceil(3248/3) = 1083 (padded); decoder layers 2592 -> 864
+    assert shards == {"1083 864 864"}
+    assert plan.weights == (1083 + 864 + 864) * 4
