@@ -18,11 +18,11 @@ weights under bf16-mixed, as `FSDPPrecision` keeps them) and c the bytes of the 
 - gathered: FULL_SHARD keeps the root unit gathered from forward to backward and holds at most
   two decoder units at once (the one computing and the one prefetched; Lightning leaves
   `limit_all_gathers` on), plus one unit's unsharded gradient before its reduce-scatter, all in
-  c; SHARD_GRAD_OP keeps every unit gathered between forward and backward;
+  c; SHARD_GRAD_OP and NO_SHARD keep every unit gathered between forward and backward;
 - activations: `activation_bytes` (Korthikanti et al. 2022).
 
 Not counted: the CUDA context, NCCL buffers and allocator fragmentation (1-3 GiB in practice),
-which is why `fits` reports the slack left.
+which is why the plan reports the slack left on a card (`MemoryPlan.slack_gib`).
 """
 
 from __future__ import annotations

@@ -212,3 +212,23 @@ def test_plan_matches_torch_fsdp_shards_on_three_gloo_processes(tmp_path):
     # root 101*16*2 + 16 = 3248 -> ceil(3248/3) = 1083 (padded); decoder layers 2592 -> 864
     assert shards == {"1083 864 864"}
     assert plan.weights == (1083 + 864 + 864) * 4
+
+
+@pytest.mark.parametrize(
+    ("sharding", "ranks", "held"),
+    [
+        ("FULL_SHARD", 6, ROOT + 2 * LAYER),  # the root and two decoder units at a time
+        ("SHARD_GRAD_OP", 6, ROOT + 4 * LAYER),  # every unit stays gathered until backward
+        ("HYBRID_SHARD", 3, ROOT + 2 * LAYER),  # sharded within a node, replicated across nodes
+        ("NO_SHARD", 1, ROOT + 4 * LAYER),
+    ],
+)
+def test_sharding_strategies_on_four_layers(small_model, sharding, ranks, held):
+    config = architecture(str(small_model))
+    config.num_hidden_layers = 4
+    trainer = fsdp_trainer(sharding_strategy=sharding)
+    setup = sharding_setup(trainer, FSDP_TRAINER, "float32", gpus_per_node=3, num_nodes=2)
+    plan = plan_memory(config, ModelSpec(str(small_model)), setup, Workload(1, 4))
+    assert (setup.sharding, setup.shard_ranks) == (sharding, ranks)
+    assert plan.weights == (-(-ROOT // ranks) + 4 * -(-LAYER // ranks)) * 4  # ceil divisions
+    assert plan.gathered == (held + ROOT) * 2  # plus the largest unit's gradient (the root)
