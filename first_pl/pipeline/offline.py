@@ -86,8 +86,9 @@ class Pipeline:
     # `limit_val_batches` batches (a count, or a fraction) of the training task's validation split.
     val_check_interval: int = 0
     limit_val_batches: int | float = 1.0
-    # Seeds of the students (each method trained once per seed); empty: `seed` only.
-    seeds: list[int] = field(default_factory=list)
+    # Seeds of the students (each method trained once per seed), a list or "0,1,2"; empty:
+    # `seed` only.
+    seeds: list[int] | str = field(default_factory=list)
     # Templates of out-of-domain tasks by task name (e.g. {"social_iqa": {"scoring":
     # "option_loglik_norm"}}): only the configs that evaluate those tasks get them; the data
     # config feeds extraction, whose data module knows the training task only.
@@ -107,6 +108,13 @@ class Pipeline:
         }
         if self.val_check_interval < 0:
             raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
+        if isinstance(self.seeds, str):
+            try:
+                self.seeds = [int(part) for part in self.seeds.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError(
+                    f"seeds must be a list of integers or comma-separated integers, got {self.seeds!r}"
+                ) from None
         if len(set(self.student_seeds)) != len(self.student_seeds):
             raise ValueError(f"seeds must not repeat a seed, got {self.seeds}")
 

@@ -113,9 +113,13 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     assert physics["ece"] == physics["by_confidence"]["renormalised"]["ece"] != physics["ece_full_vocab"]
 
 
-def test_repeated_seeds_are_refused(tiny_model_dir, tmp_path):
+def test_seeds_as_a_list_or_comma_separated_and_repeats_refused(tiny_model_dir, tmp_path):
     from first_pl.pipeline.offline import Pipeline
 
     base = tiny_pipeline(tiny_model_dir, tmp_path / "runs")
+    assert Pipeline(**{**vars(base), "seeds": "0,1,2"}).student_seeds == [0, 1, 2]
+    assert Pipeline(**{**vars(base), "seeds": [3]}).student_seeds == [3]
+    with pytest.raises(ValueError, match="seeds must be a list of integers or comma-separated integers, got '0,x'"):
+        Pipeline(**{**vars(base), "seeds": "0,x"})
     with pytest.raises(ValueError, match=r"seeds must not repeat a seed, got \[1, 1\]"):
         Pipeline(**{**vars(base), "seeds": [1, 1]})
