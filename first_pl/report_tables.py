@@ -34,7 +34,7 @@ def group_value(runs: list[RunResult], task: str, get) -> float | None:
 
 
 def group_cell(runs: list[RunResult], task: str, key: str) -> str:
-    """One run: value [interval]; several seeds: mean ± sd (min-max, seeds)."""
+    """One run: value [interval]; several seeds: mean ± sd (min to max, seeds)."""
     if len(runs) == 1:
         return cell(runs[0].tasks.get(task, {}), key)
     values = [
@@ -43,7 +43,7 @@ def group_cell(runs: list[RunResult], task: str, key: str) -> str:
     if not values:
         return "-"
     s = seed_summary(values)
-    return f"{s.mean:.1f} ± {s.sd:.1f} ({s.min:.1f}-{s.max:.1f}, {s.n} seeds)"
+    return f"{s.mean:.1f} ± {s.sd:.1f} ({s.min:.1f} to {s.max:.1f}, {s.n} seeds)"
 
 
 def kind_value(figures: dict[str, Any], kind: str, key: str) -> float | None:
@@ -100,7 +100,7 @@ def main_table(
     notes = [
         "Acc, ECE and Trust (= Acc - ECE) in percent, each task with its own confidence kind "
         "(below); one run: 95% bootstrap interval; several seeds: mean ± standard deviation "
-        "(min-max, seeds)."
+        "(min to max, seeds)."
     ]
     return Section("Test results", notes, header, rows)
 

@@ -72,7 +72,7 @@ def test_seeds_are_aggregated_and_paired_with_the_baseline(tmp_path):
     runs = seeded_runs(tmp_path / "runs")
     labels = ["finetune", "first", "finetune", "first"]
     text = build_report([str(r) for r in runs], str(tmp_path / "out"), methods=labels, n_resamples=200).read_text()
-    assert "| finetune | 50.0 ± 0.0 (50.0-50.0, 2 seeds) |" in text
+    assert "| finetune | 50.0 ± 0.0 (50.0 to 50.0, 2 seeds) |" in text
     assert "| first to finetune | +50.0 |" in text
     row = next(line for line in text.splitlines() if line.startswith("| first | gen | 0,1 | 20 |"))
     acc = row.split(" | ")[4]
