@@ -140,7 +140,8 @@ def paired_table(
         [
             f"Method minus {baseline} in percent points, paired over test examples and seeds "
             "(each seed's run against the baseline's run of the same seed): 95% paired bootstrap "
-            "interval (examples resampled, the same resample for both methods and every seed) "
+            "interval (examples resampled, the same resample for both methods and every seed; the "
+            "seeds held fixed, their spread is in the table above) "
             "and a two-sided sign-flip permutation p-value (each (seed, example) pair swapped "
             "with probability 1/2)."
         ],
