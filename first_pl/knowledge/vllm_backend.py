@@ -31,7 +31,7 @@ from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStoreWriter, example_id_length
 from first_pl.data.tokenize import IGNORE, Encoded
-from first_pl.knowledge.extract import ExtractStats, _check_resume_order
+from first_pl.knowledge.extract import ExtractStats
 from first_pl.models import resolve_source
 
 EXTRA = "vllm"
@@ -126,7 +126,11 @@ def write_prompt_logprobs(
 ) -> ExtractStats:
     """Extract every example the writer does not hold yet, `batch_size` prompts per call."""
     k, done = writer.metadata.k, writer.example_ids_done
-    _check_resume_order([e.example_id for e in examples[: len(done)]], done, 0)
+    if [e.example_id for e in examples[: len(done)]] != list(done):
+        raise ValueError(
+            f"{writer.partial} holds {len(done)} examples that are not the first {len(done)} of "
+            "this split in order; resume with the same data settings, or remove the partial store"
+        )
     todo = examples[len(done) :]
     stats, start = ExtractStats(0, 0, 0.0), time.perf_counter()
     with tqdm(total=len(examples), initial=len(done), unit="ex", disable=not progress, desc="extract") as bar:

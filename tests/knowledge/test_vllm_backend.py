@@ -20,7 +20,7 @@ import yaml
 
 import first_pl.knowledge.vllm_backend as vllm_backend
 from first_pl.cli import main
-from first_pl.data.store import TeacherStore, partial_path
+from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter, partial_path
 from first_pl.data.tokenize import IGNORE, Encoded
 from first_pl.models import ModelSpec, build_model
 
@@ -171,3 +171,18 @@ def test_missing_vllm_names_the_extra(config, tiny_model_dir, tmp_path, monkeypa
 def test_lightning_checkpoint_teacher_is_refused(config, tmp_path):
     with pytest.raises(ValueError, match="reads a Hugging Face model folder, not the Lightning checkpoint"):
         run_extract(config, tmp_path / "teacher.ckpt", tmp_path / "s.h5", "--backend", "vllm")
+
+
+
+def test_resume_refuses_a_partial_store_of_other_examples(tiny_model_dir, tmp_path):
+    fake = FakeVLLM(tiny_model_dir, K)
+    examples = [Encoded(f"ex{i}", input_ids=[5 + i, 6, 7, 2], labels=[IGNORE, 7, 2, IGNORE]) for i in range(3)]
+    metadata = StoreMetadata(k=K, vocab_size=fake.model.config.vocab_size, tokenizer_fingerprint="t",
+                             teacher="tiny", task="t", split="train", template_fingerprint="f")  # fmt: skip
+    writer = TeacherStoreWriter(tmp_path / "s.h5", metadata).open()
+    vllm_backend.write_prompt_logprobs(fake, examples[:2], writer, batch_size=2, progress=False)
+    writer.close()  # a killed run: two examples committed to s.h5.partial
+    refused = pytest.raises(ValueError, match=r"s\.h5\.partial holds 2 examples that are not the first 2 of this split in order")
+    with refused, TeacherStoreWriter(tmp_path / "s.h5", metadata) as writer:
+        vllm_backend.write_prompt_logprobs(fake, examples[::-1], writer, batch_size=2, progress=False)
+    assert partial_path(tmp_path / "s.h5").exists() and not (tmp_path / "s.h5").exists()
