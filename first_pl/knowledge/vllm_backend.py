@@ -95,8 +95,8 @@ def vllm_generate(teacher: str, k: int, vllm_args: Mapping[str, Any]) -> Generat
 
     `max_logprobs` is raised to k (vLLM refuses more than 20 by default); one token is generated
     per prompt, since vLLM generates at least one, greedily (temperature 0 leaves the logits
-    unscaled, so the log-probabilities are the model's own at temperature 1). `vllm_args` go to `vllm.LLM` as given
-    (`tensor_parallel_size`, `dtype`, `gpu_memory_utilization`, `max_model_len`, ...).
+    unscaled, so the log-probabilities are the model's own at temperature 1). `vllm_args` go to
+    `vllm.LLM` as given (`tensor_parallel_size`, `dtype`, `gpu_memory_utilization`, ...).
     """
     vllm = import_vllm()
     llm = vllm.LLM(model=teacher, **{"max_logprobs": max(k, 20), **vllm_args})
