@@ -18,7 +18,6 @@ the top-k tokens, plus token j itself when it is not among them (k or k + 1 entr
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,11 +29,13 @@ from tqdm.auto import tqdm
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStoreWriter, example_id_length
-from first_pl.data.tokenize import IGNORE, Encoded
+from first_pl.data.store.interop import imported_rows, response_positions
+from first_pl.data.tokenize import Encoded
 from first_pl.knowledge.extract import ExtractStats
 from first_pl.models import resolve_source
 
 EXTRA = "vllm"
+SOURCE = "vLLM prompt_logprobs"
 # One prompt's prompt_logprobs: None or {token_id: Logprob} per prompt token.
 PromptLogprobs = Sequence[Mapping[int, Any] | None]
 Generate = Callable[[list[list[int]]], list[PromptLogprobs]]
@@ -58,35 +59,20 @@ def topk_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(ids [n, k], probs [n, k], gold [n])` at the example's response positions.
 
-    Position t of the store (`labels[t] != -100`, labels already shifted) predicts
-    `input_ids[t + 1]`, which is prompt entry t + 1. An entry of k + 1 tokens holds the actual
-    token beside the top-k, and it is dropped; one of k tokens has the actual token inside the
-    top-k. Rows are ordered by descending probability, as `torch.topk` orders them.
+    vLLM's `Logprob` objects become the JSON form `first-pl import-store` reads, and the rows come
+    from its conversion (`first_pl.data.store.interop`), so a live vLLM run and an imported vLLM
+    dump give the same store: position t (labels shifted) is entry t + 1, the actual token must
+    be present (vLLM always adds it), entries of rank above k are dropped, rows run by rank.
     """
-    positions = [t for t, label in enumerate(example.labels) if label != IGNORE]
-    ids, probs = np.zeros((len(positions), k), np.int64), np.zeros((len(positions), k), np.float32)
-    gold = np.asarray([example.labels[t] for t in positions], np.int64)
-    for row, t in enumerate(positions):
-        entry = prompt_logprobs[t + 1] if t + 1 < len(prompt_logprobs) else None
-        where = f"example {example.example_id!r} prompt position {t + 1}"
-        if example.input_ids[t + 1] != gold[row]:
-            raise ValueError(f"labels of {where} are not the next input token; cannot align with vLLM")
-        if entry is None:
-            raise ValueError(
-                f"vLLM prompt_logprobs has no distribution at {where} (got {len(prompt_logprobs)} "
-                f"entries for {len(example.input_ids)} prompt tokens)"
-            )
-        if int(gold[row]) not in entry or len(entry) not in (k, k + 1):
-            raise ValueError(
-                f"vLLM prompt_logprobs at {where} has {len(entry)} tokens "
-                f"{'' if int(gold[row]) in entry else 'without the actual token '}"
-                f"but k={k} needs k or k + 1 with the actual token: run vLLM with "
-                f"SamplingParams(prompt_logprobs={k})"
-            )
-        top = [(float(v.logprob), int(i)) for i, v in entry.items() if len(entry) == k or i != gold[row]]
-        top.sort(key=lambda pair: (-pair[0], pair[1]))
-        ids[row] = [i for _, i in top]
-        probs[row] = [math.exp(lp) for lp, _ in top]
+    record = {
+        "example_id": example.example_id,
+        "prompt_logprobs": [
+            None if entry is None else {i: {"logprob": v.logprob, "rank": v.rank} for i, v in entry.items()}
+            for entry in prompt_logprobs
+        ],
+    }
+    ids, probs = imported_rows("vllm", record, example, k, SOURCE, field="")
+    gold = np.asarray([example.labels[t] for t in response_positions(example.labels)], np.int64)
     return ids, probs, gold
 
 

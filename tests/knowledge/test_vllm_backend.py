@@ -127,37 +127,38 @@ def example() -> Encoded:
     return Encoded("ex", input_ids=[10, 11, 12, 13, 2], labels=[IGNORE, 12, 13, 2, IGNORE])
 
 
-def test_topk_rows_drop_the_added_actual_token_and_sort_by_probability():
+def test_topk_rows_drop_the_added_actual_token_and_run_by_rank():
     lp = np.log
     prompt_logprobs = [
         None,
         {7: Logprob(lp(0.5), 1)},  # position 0 is no response position: not read
-        # predicts 12, which is not in the top-2: k + 1 entries, 12 dropped
+        # predicts 12, which is not in the top-2: k + 1 entries, 12 (rank 9) dropped
         {12: Logprob(lp(0.05), 9), 4: Logprob(lp(0.3), 2), 5: Logprob(lp(0.6), 1)},
         # predicts 13, inside the top-2: k entries
         {13: Logprob(lp(0.7), 1), 6: Logprob(lp(0.2), 2)},
-        {2: Logprob(lp(0.4), 2), 8: Logprob(lp(0.4), 1)},  # a tie: the smaller id first
+        {8: Logprob(lp(0.4), 1), 2: Logprob(lp(0.4), 1)},  # a tie shares rank 1: the smaller id first
         {9: Logprob(lp(0.9), 1), 3: Logprob(lp(0.1), 2)},  # after EOS: not read
     ]
     ids, probs, gold = vllm_backend.topk_rows(prompt_logprobs, example(), k=2)
     np.testing.assert_array_equal(ids, [[5, 4], [13, 6], [2, 8]])
     np.testing.assert_allclose(probs, [[0.6, 0.3], [0.7, 0.2], [0.4, 0.4]], rtol=1e-6)
     np.testing.assert_array_equal(gold, [12, 13, 2])
+    top1, _, _ = vllm_backend.topk_rows(prompt_logprobs, example(), k=1)  # vLLM ran with more: cut
+    np.testing.assert_array_equal(top1, [[5], [13], [2]])
 
 
-def test_topk_rows_refuse_another_k_and_missing_positions():
+def test_topk_rows_refuse_too_few_tokens_a_missing_actual_token_and_missing_positions():
     lp = np.log
-    three = {12: Logprob(lp(0.5), 1), 4: Logprob(lp(0.3), 2), 5: Logprob(lp(0.1), 3)}
-    entries = [None, None, three, {13: Logprob(lp(0.7), 1)}, {2: Logprob(lp(0.4), 1)}, None]
-    with pytest.raises(ValueError, match=r"example 'ex' prompt position 2 has 3 tokens but k=1 "
-                       r"needs k or k \+ 1 with the actual token: run vLLM with "
-                       r"SamplingParams\(prompt_logprobs=1\)"):  # fmt: skip
-        vllm_backend.topk_rows(entries, example(), k=1)
+    two = {12: Logprob(lp(0.5), 1), 4: Logprob(lp(0.3), 2)}
+    entries = [None, None, two, {13: Logprob(lp(0.7), 1)}, {2: Logprob(lp(0.4), 1)}, None]
+    with pytest.raises(ValueError, match=r"vLLM prompt_logprobs: example 'ex' position 3 holds 1 top "
+                       r"tokens, fewer than k=2"):  # fmt: skip
+        vllm_backend.topk_rows(entries, example(), k=2)
     no_gold = [None, None, {4: Logprob(lp(0.3), 1)}, *entries[3:]]
-    with pytest.raises(ValueError, match="has 1 tokens without the actual token but k=1"):
+    with pytest.raises(ValueError, match=r"example 'ex' position 2 scores other tokens than the data's token 12"):
         vllm_backend.topk_rows(no_gold, example(), k=1)
-    with pytest.raises(ValueError, match=r"no distribution at example 'ex' prompt position 2 \(got 2 entries for 5"):
-        vllm_backend.topk_rows(entries[:2], example(), k=1)
+    with pytest.raises(ValueError, match=r"example 'ex' has no teacher distribution for response position 2 \(entry 3 of 3\)"):
+        vllm_backend.topk_rows(entries[:3], example(), k=1)
 
 
 def test_missing_vllm_names_the_extra(config, tiny_model_dir, tmp_path, monkeypatch):
