@@ -36,6 +36,7 @@ from first_pl.data.store import (
 )
 from first_pl.data.tokenize import Encoded
 from first_pl.knowledge.extract import extract_distributed, shard_path
+from first_pl.knowledge.vllm_backend import check_backend_options
 from first_pl.models import ModelSpec, build_model
 from first_pl.modules.checkpoint import load_strategy
 from first_pl.precision import autocast_dtype
@@ -193,6 +194,7 @@ def extract(
         raise TeacherStoreError(
             f"{out} already exists as a complete store; pass --overwrite true to replace it"
         )
+    check_backend_options(backend, precision, vllm_args)
     examples = split_examples(data, split)
     if backend == "vllm":  # vLLM shards the teacher over GPUs itself: one process
         from first_pl.knowledge.vllm_backend import extract_with_vllm

@@ -54,6 +54,17 @@ def import_vllm() -> Any:
     return vllm
 
 
+def check_backend_options(backend: str, precision: str, vllm_args: Mapping[str, Any] | None) -> None:
+    """Refuse an `extract` option the chosen backend would ignore."""
+    if backend == "vllm" and precision != "auto":
+        raise ValueError(
+            f"extract --precision {precision} applies to --backend transformers; with --backend vllm "
+            "give vLLM's dtype in --vllm_args (e.g. '{dtype: bfloat16}')"
+        )
+    if backend != "vllm" and vllm_args:
+        raise ValueError(f"extract --vllm_args {dict(vllm_args)} needs --backend vllm (the backend is {backend})")
+
+
 def topk_rows(
     prompt_logprobs: PromptLogprobs, example: Encoded, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

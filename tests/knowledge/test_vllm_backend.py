@@ -78,9 +78,10 @@ def config(tmp_path_factory, tiny_model_dir: Path) -> Path:
 
 
 def run_extract(config: Path, teacher: Path, output: Path, *args: str) -> None:
+    precision = [] if "vllm" in args else ["--precision", "32-true"]  # vLLM takes its dtype itself
     main(["extract", "--config", str(config), "--teacher", str(teacher), "--output", str(output),
           "--probs_dtype", "float32", "--batch_size", "3", "--progress", "false",
-          "--precision", "32-true", "--k", str(K), *args])  # fmt: skip
+          "--k", str(K), *precision, *args])  # fmt: skip
 
 
 def use_fake(monkeypatch, fake: FakeVLLM) -> None:
@@ -187,3 +188,13 @@ def test_resume_refuses_a_partial_store_of_other_examples(tiny_model_dir, tmp_pa
     with refused, TeacherStoreWriter(tmp_path / "s.h5", metadata) as writer:
         vllm_backend.write_prompt_logprobs(fake, examples[::-1], writer, batch_size=2, progress=False)
     assert partial_path(tmp_path / "s.h5").exists() and not (tmp_path / "s.h5").exists()
+
+
+def test_options_of_the_other_backend_are_refused(config, tiny_model_dir, tmp_path):
+    argv = ["extract", "--config", str(config), "--teacher", str(tiny_model_dir), "--output", str(tmp_path / "s.h5")]
+    with pytest.raises(ValueError, match=r"extract --precision 32-true applies to --backend transformers; "
+                       r"with --backend vllm give vLLM's dtype in --vllm_args"):  # fmt: skip
+        main([*argv, "--backend", "vllm", "--precision", "32-true"])
+    with pytest.raises(ValueError, match=r"extract --vllm_args \{'dtype': 'bfloat16'\} needs --backend vllm"):
+        main([*argv, "--vllm_args", "{dtype: bfloat16}"])
+    assert list(tmp_path.iterdir()) == []
