@@ -22,6 +22,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def load_merged(paths: str | list[str]) -> dict[str, Any]:
+    """One YAML file, or several merged in order (as `--config a.yaml --config b.yaml` does)."""
+    merged: dict[str, Any] = {}
+    for path in [paths] if isinstance(paths, str) else paths:
+        merged = deep_merge(merged, load_yaml(path))
+    return merged
+
+
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """`update` over `base`, recursively for mappings (lists and scalars are replaced)."""
     merged = copy.deepcopy(base)
@@ -43,6 +51,16 @@ def last_checkpoint(folder: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"training stage {folder} wrote no checkpoint")
     return found[-1]
+
+
+def single_file_checkpoint(checkpoint: Path, folder: Path) -> Path:
+    """The checkpoint as one `.ckpt` file: a sharded folder (FSDP2) is consolidated into
+    `<folder>/consolidated.ckpt`, since extraction and the analysis load one file."""
+    if not checkpoint.is_dir():
+        return checkpoint
+    from first_pl.commands.export import consolidate
+
+    return consolidate(checkpoint, folder / "consolidated.ckpt")
 
 
 def run_dir_overrides(folder: Path, max_steps: int) -> dict[str, Any]:

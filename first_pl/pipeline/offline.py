@@ -32,12 +32,15 @@ from first_pl.pipeline.files import (
     deep_merge,
     instantiate_task,
     last_checkpoint,
+    load_merged,
     load_yaml,
     run_dir_overrides,
+    single_file_checkpoint,
     validation_overrides,
     write_splits,
     write_yaml,
 )
+from first_pl.pipeline.launch import run_first_pl, trainer_processes
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import knowledge_stages
 
@@ -66,7 +69,9 @@ class Pipeline:
     """The offline FIRST experiment. Paths are relative to the working directory."""
 
     output_dir: str = "runs/offline"
-    trainer: str = "configs/trainer/cpu.yaml"
+    # One trainer config, or several merged in order (e.g. cpu.yaml then ddp.yaml). With more
+    # than one process each fit / test / extract runs as its own torchrun group (launch.py).
+    trainer: str | list[str] = "configs/trainer/cpu.yaml"
     data: str = "configs/data/generated.yaml"
     data_overrides: dict[str, Any] = field(default_factory=dict)
     ood_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -135,7 +140,7 @@ class Pipeline:
         (and its template); the override gives the test every evaluation task back, with the
         templates of the out-of-domain ones. None when fit does not validate.
         """
-        config = deep_merge(load_yaml(self.trainer), {"data": self.data_section()})
+        config = deep_merge(load_merged(self.trainer), {"data": self.data_section()})
         config = deep_merge(config, load_yaml(stage.config))
         config = deep_merge(config, run_dir_overrides(folder, stage.max_steps))
         config["seed_everything"] = self.seed if seed is None else seed
@@ -171,8 +176,6 @@ class Pipeline:
         seed: int | None = None,
     ) -> StageResult:
         """A fit + test stage (test only when `max_steps` is 0): its config is its cache key."""
-        from first_pl.cli import main
-
         preview, test_override = self.stage_configs(stage, Path("<stage>"), seed)
         settings: dict[str, Any] = {
             "config": deep_merge(preview, extra),
@@ -191,17 +194,23 @@ class Pipeline:
                 path = write_yaml(folder / "test_tasks.yaml", test_override)
                 test_args += ["--config", str(path)]
             test_args += ["--trainer.logger.init_args.version", TEST_DIR]
+            processes = self.processes()
             if stage.max_steps != 0:
-                main(["fit", "--config", str(config)])
-                outputs["checkpoint"] = str(last_checkpoint(folder))
-                test_args += ["--ckpt_path", outputs["checkpoint"]]
-            main(test_args)
+                run_first_pl(["fit", "--config", str(config)], processes, folder / "fit.log")
+                checkpoint = last_checkpoint(folder)
+                outputs["checkpoint"] = str(single_file_checkpoint(checkpoint, folder))
+                test_args += ["--ckpt_path", str(checkpoint)]
+            run_first_pl(test_args, processes, folder / "test.log")
             metrics = json.loads((folder / TEST_DIR / "metrics_test.json").read_text())["tasks"]
             figures = ("n", "acc", "ece", "trust")
             outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}
             return outputs
 
         return runner.run(name, settings, body, after)
+
+    def processes(self) -> int:
+        """Processes per fit / test / extract stage, from the trainer config(s)."""
+        return trainer_processes(load_merged(self.trainer).get("trainer", {}), str(self.trainer))
 
     def data_section(self) -> dict[str, Any]:
         return deep_merge(load_yaml(self.data)["data"], self.data_overrides)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from first_pl.pipeline.files import write_yaml
+from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.stages import StageResult, StageRunner
 
 if TYPE_CHECKING:
@@ -17,14 +18,14 @@ if TYPE_CHECKING:
 
 def extraction(
     data_section: dict[str, Any], teacher: StageResult, split: str, batch_size: int,
-    **options: Any,
+    processes: int, **options: Any,
 ) -> Callable[[Path], dict[str, Any]]:  # fmt: skip
     """The body of a stage that extracts the teacher's top-k on `split` into
-    `<stage>/teacher_<split>.h5` (`options`: further `first-pl extract` options, such as k)."""
+    `<stage>/teacher_<split>.h5` on `processes` processes (`options`: further `first-pl extract`
+    options, such as k). The store does not depend on the process count (rank blocks are merged
+    in order), so neither does the stage's key."""
 
     def body(folder: Path) -> dict[str, Any]:
-        from first_pl.cli import main
-
         output = folder / f"teacher_{split}.h5"
         settings = {
             "data": data_section,
@@ -34,7 +35,8 @@ def extraction(
             **options,
             "batch_size": batch_size,
         }
-        main(["extract", "--config", str(write_yaml(folder / "extract.yaml", settings))])
+        config = write_yaml(folder / "extract.yaml", settings)
+        run_first_pl(["extract", "--config", str(config)], processes, folder / "extract.log")
         return {"store": str(output)}
 
     return body
@@ -48,7 +50,9 @@ def knowledge_stages(
 
     stages: dict[str, StageResult] = {}
     for split in ("train", "validation"):
-        body = extraction(data_section, teacher, split, pipeline.extract_batch_size)
+        body = extraction(
+            data_section, teacher, split, pipeline.extract_batch_size, pipeline.processes()
+        )
         settings = {"data": data_section, "split": split, "batch": pipeline.extract_batch_size}
         stages[f"extract-{split}"] = runner.run(f"extract-{split}", settings, body, [teacher])
     validation_store = stages["extract-validation"].outputs["store"]

@@ -1,0 +1,70 @@
+"""One first-pl command of a pipeline stage: in this process for a one-process trainer, and as
+its own process group otherwise.
+
+Lightning's launcher starts the other ranks by re-running `sys.argv`; inside `first-pl pipeline`
+that would start the whole pipeline once more per rank (which then stops at the output folder's
+lock). So with a trainer of N > 1 processes a stage's `fit`, `test` or `extract` runs as a child
+`torchrun --standalone --nproc_per_node N -m first_pl <command> ...`: its ranks run that command
+only, Lightning reads their ranks from torchrun's variables and launches nothing itself, and the
+pipeline (which holds the output folder's lock) waits for it. One process keeps the in-process
+call, which the main job and the tests rely on.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def trainer_processes(trainer: dict[str, Any], source: str) -> int:
+    """The number of processes a trainer section asks for (`devices` on one node).
+
+    The pipeline launches each stage on this machine, so `num_nodes` > 1 is refused (a cluster
+    runs its stages with torchrun or SLURM, docs/slurm/); `devices: auto` counts as one process
+    on the CPU and must be a number elsewhere, since the pipeline cannot see the accelerators.
+    """
+    nodes = trainer.get("num_nodes", 1)
+    if nodes not in (None, 1):
+        raise ValueError(
+            f"trainer {source}: num_nodes is {nodes}, but first-pl pipeline launches its stages on "
+            "one node; run the stages of a multi-node setting with torchrun or SLURM (docs/slurm/)"
+        )
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, list):
+        return len(devices)
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    if devices in ("auto", None) and trainer.get("accelerator", "auto") == "cpu":
+        return 1
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1:
+        return devices
+    raise ValueError(
+        f"trainer {source}: devices is {devices!r}; first-pl pipeline needs the number of "
+        "processes per stage (a positive integer, or a list of device indices)"
+    )
+
+
+def run_first_pl(args: list[str], processes: int, log: Path) -> None:
+    """`first-pl <args>`: in this process when `processes` is 1, else under torchrun, its output
+    appended to `log` (an error names the log and shows its last lines)."""
+    if processes == 1:
+        from first_pl.cli import main
+
+        main(args)
+        return
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(processes), "-m", "first_pl", *args]
+    print(f"  {args[0]} on {processes} processes, output in {log}", flush=True)
+    with log.open("a") as out:
+        out.write(f"$ {shlex.join(command)}\n")
+        out.flush()
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise RuntimeError(
+            f"first-pl {args[0]} on {processes} processes exited with status {code}; "
+            f"its output is in {log}, which ends with:\n{tail}"
+        )
