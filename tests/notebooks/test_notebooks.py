@@ -40,11 +40,13 @@ def tiny_overrides(model_dir: Path) -> dict[str, Any]:
                 },
             }
         },
+        # the main job's out-of-domain tasks (its ood_templates name them), 8 examples each
         "ood_tasks": [
             {
                 "class_path": "first_pl.tasks.BigBench",
-                "init_args": {"path": str(BIGBENCH / "physics"), "limit": 8},
+                "init_args": {"path": str(BIGBENCH / name), "limit": 8},
             }
+            for name in ("social_iqa", "strategyqa", "physics")
         ],
         "teacher": {"max_steps": 2, "overrides": model},
         "students": {m: {"max_steps": 2, "overrides": model} for m in METHODS},
@@ -102,16 +104,17 @@ def test_03_reliability_report(params):
     report = (figures / "report.md").read_text()
     for method in ("teacher", *METHODS):
         assert f"| {method} |" in report
+    tasks = ("generated", "social_iqa", "strategyqa", "physics")
     assert {p.name for p in figures.glob("reliability_*.png")} == {
-        "reliability_generated.png",
-        "reliability_physics.png",
+        f"reliability_{task}.png" for task in tasks
     }
-    assert images(nb) == 2
+    assert images(nb) == len(tasks)  # one diagram per task
 
 
 def test_04_sweep(params):
     nb = execute("04_sweep", {**params, "temperatures": [0.2, 1.0], "deltas": [0.0, 0.2]})
     sweep = Path(params["output_dir"]) / "sweep"
     assert (sweep / "figure5.png").stat().st_size > 10_000
-    assert len((sweep / "sweep_results.csv").read_text().splitlines()) == 1 + 4 * 2
+    # a header, then one row per run (2 temperatures + 2 deltas) and task (in domain + 3 OOD)
+    assert len((sweep / "sweep_results.csv").read_text().splitlines()) == 1 + 4 * 4
     assert images(nb) == 1
