@@ -63,8 +63,15 @@ def run_first_pl(args: list[str], processes: int, log: Path) -> None:
         out.flush()
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
     if code != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
         raise RuntimeError(
             f"first-pl {args[0]} on {processes} processes exited with status {code}; "
-            f"its output is in {log}, which ends with:\n{tail}"
+            f"its output is in {log}, where the ranks' output ends with:\n{ranks_tail(log)}"
         )
+
+
+def ranks_tail(log: Path, lines: int = 25) -> str:
+    """The last lines the ranks wrote, before torchrun's own failure summary (which names only
+    exit codes)."""
+    text = log.read_text(errors="replace").splitlines()
+    agent = next((i for i, line in enumerate(text) if "] failed (exitcode:" in line), len(text))
+    return "\n".join(text[:agent][-lines:])
