@@ -41,6 +41,7 @@ from first_pl.pipeline.files import (
     write_yaml,
 )
 from first_pl.pipeline.launch import run_first_pl, trainer_processes
+from first_pl.pipeline.stage_logging import check_logger, finish_wandb_run, stage_loggers
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import knowledge_stages
 
@@ -103,6 +104,8 @@ class Pipeline:
     converged_loss_tol: float = 0.05
     coverage_positions: int = 400
     threads: int | None = None
+    # "csv": each stage's CSV files only; "wandb": W&B runs as well (stage_logging.py).
+    logger: str = "csv"
 
     def __post_init__(self) -> None:
         """Accept stages as mappings too (as they come from a YAML file)."""
@@ -111,6 +114,7 @@ class Pipeline:
         self.students = {
             m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
         }
+        check_logger(self.logger)
         if self.val_check_interval < 0:
             raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
         if isinstance(self.seeds, str):
@@ -185,22 +189,29 @@ class Pipeline:
             settings["test_tasks"] = test_override
 
         def body(folder: Path) -> dict[str, Any]:
+            group = Path(self.output_dir).name
             fit_config, _ = self.stage_configs(stage, folder, seed)
-            config = write_yaml(folder / "config.yaml", deep_merge(fit_config, extra))
+            fit_config = deep_merge(
+                deep_merge(fit_config, extra), stage_loggers(self.logger, folder, "", group, "fit")
+            )
+            config = write_yaml(folder / "config.yaml", fit_config)
             outputs: dict[str, Any] = {}
             # Test logs go to <stage>/test, so they never replace the training logs.
             test_args = ["test", "--config", str(config)]
             if test_override is not None:
                 path = write_yaml(folder / "test_tasks.yaml", test_override)
                 test_args += ["--config", str(path)]
-            test_args += ["--trainer.logger.init_args.version", TEST_DIR]
+            test_logger = stage_loggers(self.logger, folder, TEST_DIR, group, "test")
+            test_args += ["--config", str(write_yaml(folder / "test_logger.yaml", test_logger))]
             processes = self.processes()
             if stage.max_steps != 0:
                 run_first_pl(["fit", "--config", str(config)], processes, folder / "fit.log")
+                finish_wandb_run()
                 checkpoint = last_checkpoint(folder)
                 outputs["checkpoint"] = str(single_file_checkpoint(checkpoint, folder))
                 test_args += ["--ckpt_path", str(checkpoint)]
             run_first_pl(test_args, processes, folder / "test.log")
+            finish_wandb_run()
             metrics = json.loads((folder / TEST_DIR / "metrics_test.json").read_text())["tasks"]
             figures = ("n", "acc", "ece", "trust")
             outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}

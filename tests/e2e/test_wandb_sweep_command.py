@@ -11,13 +11,13 @@ folder whose `configs` is the repository's, so the run folder lands where the YA
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from wandb_run_files import history_keys
 
 from first_pl.cli import main
 
@@ -59,7 +59,7 @@ def test_sweep_command_runs_offline_for_one_parameter_set(sweep_file, tiny_model
               "model.init_args.model.name_or_path": str(tiny_model_dir),
               "model.init_args.model.keep_layers": [0, 1, 2, 3], "trainer.max_steps": 1,
               "trainer.limit_val_batches": 0, "trainer.enable_progress_bar": False}  # fmt: skip
-    run_id = "sweeptest1"
+    run_id = Path(sweep_file).stem.replace("_", "-")  # an agent gives each run its own id
     work = tmp_path / "work"
     work.mkdir()
     (work / "configs").symlink_to(REPO / "configs")
@@ -69,6 +69,9 @@ def test_sweep_command_runs_offline_for_one_parameter_set(sweep_file, tiny_model
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_RUN_ID": run_id, "WANDB_SWEEP_ID": "abc123",
            "WANDB_SWEEP_PARAM_PATH": str(param_path), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    # an agent starts no W&B run itself: no service of this test process (one an in-process
+    # pipeline test may have started) is handed down
+    env.pop("WANDB_SERVICE", None)
     argv = agent_command(sweep, params, run_id)
     assert argv[:3] == ["/usr/bin/env", "bash", "-c"] and f"--{name}={value}" in argv
     done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
@@ -84,39 +87,3 @@ def test_sweep_command_runs_offline_for_one_parameter_set(sweep_file, tiny_model
     task = sweep["metric"]["name"].rsplit("/", 1)[0]  # test/generated
     assert {sweep["metric"]["name"], f"{task}/acc", f"{task}/ece", f"{task}/reliability/_type"} <= keys
     assert list((run / "wandb").glob(f"offline-run-*-{run_id}/files/media/images/{task}/reliability_*.png"))
-
-
-def wandb_records(path: Path) -> list:
-    """The records of an offline W&B run file (`run-<id>.wandb`): a LevelDB log (7-byte header
-    `:W&B` + magic + version, 32 KiB blocks of chunks: CRC32, length, type FULL/FIRST/MIDDLE/LAST)
-    of `wandb_internal_pb2.Record` messages; wandb 0.31 reads it in Go only, so it is read here."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
-    records, pending, pos, block = [], b"", 7, 32768
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0:
-            break
-        pending += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST: a whole record
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
-
-
-def history_keys(path: Path) -> set[str]:
-    """Every key logged to the history of an offline W&B run file."""
-    return {
-        item.key or "/".join(item.nested_key)
-        for record in wandb_records(path)
-        if record.WhichOneof("record_type") == "history"
-        for item in record.history.item
-    }

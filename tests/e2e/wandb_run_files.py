@@ -1,0 +1,48 @@
+"""Reading an offline W&B run folder's `run-<id>.wandb` file in tests (wandb 0.31 reads it in Go
+only): its records, the keys of its history, and the run's name, group and job type."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+
+def wandb_records(path: Path) -> list:
+    """The records of an offline W&B run file (`run-<id>.wandb`): a LevelDB log (7-byte header
+    `:W&B` + magic + version, 32 KiB blocks of chunks: CRC32, length, type FULL/FIRST/MIDDLE/LAST)
+    of `wandb_internal_pb2.Record` messages; wandb 0.31 reads it in Go only, so it is read here."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    records, pending, pos, block = [], b"", 7, 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            break
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def history_keys(path: Path) -> set[str]:
+    """Every key logged to the history of an offline W&B run file."""
+    return {
+        item.key or "/".join(item.nested_key)
+        for record in wandb_records(path)
+        if record.WhichOneof("record_type") == "history"
+        for item in record.history.item
+    }
+
+
+def run_record(path: Path):
+    """The run record (name, group, job type) of an offline W&B run file."""
+    return next(r.run for r in wandb_records(path) if r.WhichOneof("record_type") == "run")
