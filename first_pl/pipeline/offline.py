@@ -41,7 +41,12 @@ from first_pl.pipeline.files import (
     write_yaml,
 )
 from first_pl.pipeline.launch import run_first_pl, trainer_processes
-from first_pl.pipeline.stage_logging import check_logger, finish_wandb_run, stage_loggers
+from first_pl.pipeline.stage_logging import (
+    check_logger,
+    finish_wandb_run,
+    log_report_run,
+    stage_loggers,
+)
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import knowledge_stages
 
@@ -306,6 +311,12 @@ class Pipeline:
                 converged_acc_tol=self.converged_acc_tol,
                 converged_loss_tol=self.converged_loss_tol,
             )
+            if self.logger == "wandb":
+                from first_pl.commands.calibrate import FIGURE_FILE
+
+                curve = Path(up["calibrate"].outputs["calibration"]).with_name(FIGURE_FILE)
+                figures = [curve] if curve.is_file() else []
+                log_report_run(Path(path), figures, Path(self.output_dir).name)
             return {"report": str(path)}
 
         settings = {

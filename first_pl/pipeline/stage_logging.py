@@ -12,6 +12,9 @@ The logger is not part of a stage's key: how a stage logs does not change what i
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +53,59 @@ def stage_loggers(logger: str, folder: Path, version: str, group: str, job: str)
 def finish_wandb_run() -> None:
     """End the W&B run a stage command started in this process: Lightning's WandbLogger leaves
     it open, and the next stage's logger would otherwise reuse it instead of starting its own."""
-    import sys
-
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish()
+
+
+def markdown_tables(text: str) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The tables of a Markdown report by the heading above them (columns, rows), in order;
+    a second table under one heading gets `-2`, and so on."""
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    heading, block = "report", []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if len(block) >= 2:
+            name = re.sub(r"[^a-z0-9]+", "_", heading.lower()).strip("_")
+            key = (
+                name
+                if name not in tables
+                else f"{name}-{sum(k.startswith(name) for k in tables) + 1}"
+            )
+            tables[key] = (block[0], block[2:])
+        block = []
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+    return tables
+
+
+def log_report_run(report: Path, figures: list[Path], group: str) -> None:
+    """The report as a W&B run of its own (job type `report`) in the experiment's group: its
+    tables (`report/<heading>`), its figures and the given ones (such as the calibration curve,
+    the paper's figure 5 left) as images, and the whole report as HTML."""
+    import wandb
+
+    from first_pl.callbacks.wandb_logging import wandb_has_credentials
+
+    mode = None if "WANDB_MODE" in os.environ or wandb_has_credentials() else "offline"
+    if mode == "offline":
+        print(
+            "W&B: no WANDB_API_KEY, netrc entry or WANDB_MODE; logging offline (`wandb sync` later)."
+        )
+    run = wandb.init(
+        project="first-pl", group=group, name="report", job_type="report",
+        dir=str(report.parent), mode=mode, reinit="finish_previous",
+    )  # fmt: skip
+    media: dict[str, Any] = {
+        f"report/{name}": wandb.Table(columns=columns, data=rows)
+        for name, (columns, rows) in markdown_tables(report.read_text()).items()
+    }
+    for figure in [*sorted(report.parent.glob("*.png")), *figures]:
+        media[f"figures/{figure.stem}"] = wandb.Image(str(figure), caption=figure.stem)
+    html = report.with_suffix(".html")
+    if html.is_file():
+        media["report/html"] = wandb.Html(html.read_text())
+    run.log(media)
+    run.finish()

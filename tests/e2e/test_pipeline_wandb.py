@@ -10,6 +10,7 @@ from first_pl_testing import tiny_pipeline
 from wandb_run_files import history_keys, run_record
 
 from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.stage_logging import markdown_tables
 
 FIGURES = ("acc", "ece", "trust")
 
@@ -31,8 +32,12 @@ def test_tiny_pipeline_logs_each_stage_to_its_own_offline_wandb_run(tiny_model_d
     for path in out.glob("*/**/wandb/offline-run-*/run-*.wandb"):
         record = run_record(path)
         runs[record.display_name] = (record.run_group, record.job_type, path.parent, history_keys(path))
-    assert sorted(runs) == ["student-first", "student-first-test", "teacher", "teacher-test", "zero-shot-test"]
+    assert sorted(runs) == ["report", "student-first", "student-first-test", "teacher", "teacher-test", "zero-shot-test"]
     assert {group for group, *_ in runs.values()} == {"experiment"}
+    _, job, folder, keys = runs.pop("report")  # the report table, its figures, the calibration curve
+    assert job == "report" and {"report/test_results/_type", "report/html/_type"} <= keys
+    assert {"figures/calibration_curve/_type", "figures/reliability_generated/_type"} <= keys
+    assert {p.name.split("_")[0] for p in (folder / "files" / "media" / "images" / "figures").glob("*.png")} >= {"calibration", "reliability"}
     for name, (_, job, folder, keys) in runs.items():
         assert job == ("test" if name.endswith("-test") else "fit")
         split = "test" if job == "test" else "val"
@@ -43,3 +48,11 @@ def test_tiny_pipeline_logs_each_stage_to_its_own_offline_wandb_run(tiny_model_d
             assert "train/loss" in keys
     (teacher,) = out.glob("teacher-*")
     assert (teacher / "metrics.csv").is_file() and (teacher / "test" / "metrics.csv").is_file()
+
+
+def test_markdown_tables_by_heading():
+    text = "# T\n\n## Test results\n| method | Acc |\n|---|---|\n| first | 50.0 |\n| teacher | 40.0 |\n\n| a |\n|---|\n| 1 |\nnote\n"
+    assert markdown_tables(text) == {
+        "test_results": (["method", "Acc"], [["first", "50.0"], ["teacher", "40.0"]]),
+        "test_results-2": (["a"], [["1"]]),
+    }
