@@ -1,9 +1,10 @@
 """`first-pl import-store` and `first-pl export-store`: teacher top-k in and out of the HDF5 store.
 
 Import reads another tool's teacher outputs (vLLM ``prompt_logprobs`` JSON, axolotl's KD
-log-prob field, or a first_pl parquet export) for one split of the data config and writes a
-store with the metadata `first-pl extract` would write for that data, so `DistillDataModule`
-validates it the same way (tokenizer, template, task, split, examples, positions, gold).
+log-prob field, DistillKit's compressed parquet, or a first_pl parquet export) for one split
+of the data config and writes a store with the metadata `first-pl extract` would write for
+that data, so `DistillDataModule` validates it the same way (tokenizer, template, task,
+split, examples, positions, gold).
 Export writes a store as a Hugging Face `datasets` parquet (docs/STORE_FORMAT.md).
 """
 
@@ -28,7 +29,7 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
 def import_store(
     data: QADataModule,
     source: str,
-    format: Literal["vllm", "axolotl", "parquet"],  # noqa: A002 - the option users type
+    format: Literal["vllm", "axolotl", "parquet", "distillkit"],  # noqa: A002 - the option users type
     output: str,
     split: str = "train",
     teacher: str = "imported",
@@ -41,10 +42,13 @@ def import_store(
 
     Args:
         data: the data module of the training config (tokenizer, task, template, max_length).
-        source: .json / .jsonl / .parquet file of records, each with an ``example_id``.
+        source: .json / .jsonl / .parquet file of records, each with an ``example_id``; for
+            ``distillkit`` the folder ``distillkit sample-logits`` wrote (or one of its
+            parquet files) with its ``compression_config.yaml``.
         format: ``vllm`` (``prompt_logprobs`` as vLLM returns it), ``axolotl`` (the KD
-            ``logprobs_field``, v1 token strings or v2 with ``target_token_ids``), or
-            ``parquet`` (a `first-pl export-store` file).
+            ``logprobs_field``, v1 token strings or v2 with ``target_token_ids``),
+            ``parquet`` (a `first-pl export-store` file), or ``distillkit`` (DistillKit's
+            bit-packed parquet, joined to the examples by ``input_ids``).
         output: the store to write (.h5).
         split: which split of ``data.train_task`` the records are for.
         teacher: the teacher's name, recorded in the store.

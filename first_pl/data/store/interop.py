@@ -25,7 +25,7 @@ from first_pl.data.store.writer import TeacherStoreWriter
 from first_pl.data.tokenize import Encoded
 
 IGNORE = -100
-FORMATS = ("vllm", "axolotl", "parquet")
+FORMATS = ("vllm", "axolotl", "parquet", "distillkit")
 PARQUET_METADATA_KEY = b"first_pl_store"
 
 
@@ -232,7 +232,7 @@ def imported_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(ids [n, k], probs [n, k])`` of one example from a record of ``fmt``."""
     n = len(response_positions(example.labels))
-    if fmt == "parquet":
+    if fmt in ("parquet", "distillkit"):  # distillkit: decoded by distillkit_records
         ids = _matrix(record["teacher_ids"], k, np.int64)
         probs = _matrix(record["teacher_probs"], k, np.float32)
         if len(ids) != n:
@@ -262,7 +262,12 @@ def import_store(
     if fmt not in FORMATS:
         raise ValueError(f"import format must be one of {FORMATS}, got {fmt!r}")
     source = Path(source)
-    records = load_records(source, fmt)
+    if fmt == "distillkit":
+        from first_pl.data.store.distillkit import distillkit_records
+
+        records = distillkit_records(source, examples, metadata)
+    else:
+        records = load_records(source, fmt)
     if fmt == "parquet":
         check_parquet_metadata(source, metadata)
     missing = [ex.example_id for ex in examples if ex.example_id not in records]
