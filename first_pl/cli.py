@@ -20,9 +20,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from first_pl.callbacks.evaluation import CalibrationEvaluation
 from first_pl.commands import COMMANDS
 from first_pl.data.qa_datamodule import QADataModule
+from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.modules.base import StudentModule
 from first_pl.modules.checkpoint import CheckpointError, check_ckpt_path
-from first_pl.pipeline.stages import lock_folder, unlock_folder
 from first_pl.run_folder import (
     OVERWRITE_FLAG,
     check_last_checkpoint,

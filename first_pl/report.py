@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from first_pl.callbacks.evaluation_files import safe_name
+from first_pl.fileio.run_files import safe_name
 from first_pl.metrics.plots import reliability_grid
 from first_pl.report_curves import ConvergenceRule, curve_figure
 from first_pl.report_runs import ReportError, RunResult, expand_runs

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from first_pl.pipeline.stages import DONE_FILE
+from first_pl.fileio.run_files import CONFIG_FILE, STAGE_FILE, TEST_METRICS_FILE
 from first_pl.report_curves import read_curve
 
-METRICS_FILE = "metrics_test.json"
 # Folders that hold a run's test files but are not the run: a pipeline stage's test logs, a
 # W&B run's files.
 RUN_WRAPPERS = ("test", "files")
@@ -41,15 +40,17 @@ class RunResult:
 
 def find_metrics(folder: Path) -> list[Path]:
     """The test metrics JSONs in a folder: its own, else every one up to three levels down."""
-    direct = folder / METRICS_FILE
+    direct = folder / TEST_METRICS_FILE
     if direct.is_file():
         return [direct]
     found = [
-        p for depth in ("*", "*/*", "*/*/*") for p in sorted(folder.glob(f"{depth}/{METRICS_FILE}"))
+        p
+        for depth in ("*", "*/*", "*/*/*")
+        for p in sorted(folder.glob(f"{depth}/{TEST_METRICS_FILE}"))
     ]
     if not found:
         raise ReportError(
-            f"run folder {folder} holds no {METRICS_FILE} (run `first-pl test` on it first)"
+            f"run folder {folder} holds no {TEST_METRICS_FILE} (run `first-pl test` on it first)"
         )
     return found
 
@@ -61,7 +62,7 @@ def run_folder(metrics: Path) -> Path:
 
 def method_label(folder: Path) -> str:
     """A pipeline stage's recorded name, else the folder's name."""
-    done = folder / DONE_FILE
+    done = folder / STAGE_FILE
     if done.is_file():
         return json.loads(done.read_text())["name"]
     return folder.name
@@ -69,12 +70,12 @@ def method_label(folder: Path) -> str:
 
 def run_seed(folder: Path) -> int | None:
     """`seed_everything` of the run's config (a pipeline stage's record, or config.yaml)."""
-    done = folder / DONE_FILE
+    done = folder / STAGE_FILE
     if done.is_file():
         config = json.loads(done.read_text()).get("settings", {}).get("config", {})
         if "seed_everything" in config:
             return config["seed_everything"]
-    saved = folder / "config.yaml"
+    saved = folder / CONFIG_FILE
     if saved.is_file():
         import yaml
 

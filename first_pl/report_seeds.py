@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from first_pl.callbacks.evaluation_files import safe_name
+from first_pl.fileio.run_files import predictions_file
 from first_pl.metrics.paired import PairedDifference, paired_comparison
 
 Predictions = dict[str, tuple[float, bool]]  # example id -> (confidence, correct)
@@ -24,7 +24,7 @@ Predictions = dict[str, tuple[float, bool]]  # example id -> (confidence, correc
 
 def read_predictions(metrics_dir: Path, task: str) -> Predictions:
     """The test predictions of one task in a run, or a ValueError naming the missing file."""
-    path = metrics_dir / "predictions" / f"test_{safe_name(task)}.csv"
+    path = metrics_dir / predictions_file("test", task)
     if not path.is_file():
         raise ValueError(
             f"{path} does not exist: a paired comparison needs each run's per-example "

@@ -15,17 +15,16 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
+from first_pl.fileio.run_files import CONFIG_FILE, HPARAMS_FILE, LOCK_FILE
 from first_pl.modules.checkpoint import CheckpointError
-from first_pl.pipeline.stages import LOCK_FILE
 
-CONFIG_FILE = "config.yaml"  # what LightningCLI's SaveConfigCallback writes into the run folder
 OVERWRITE_FLAG = "overwrite_run"
 # Keys that may differ between two invocations of the same run.
 _RUN_IDENTITY_IGNORES = ("config", "ckpt_path", OVERWRITE_FLAG, "__path__")
 # How long to train: a resume may extend (or shorten) the run it continues.
 _RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.max_epochs", "trainer.max_time")
 # What a fit leaves before it has produced anything (the logger writes hparams.yaml at start).
-_NOTHING_YET = {CONFIG_FILE, "hparams.yaml", LOCK_FILE}
+_NOTHING_YET = {CONFIG_FILE, HPARAMS_FILE, LOCK_FILE}
 
 
 class RunFolderError(ValueError):

@@ -19,7 +19,6 @@ every training strategy, so their validation curves compare.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +32,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from first_pl.callbacks.evaluation_files import EvaluationFiles, task_name
 from first_pl.data.template import OPTION_SCORINGS
+from first_pl.fileio.atomic import write_json_atomic
+from first_pl.fileio.run_files import metrics_file
 from first_pl.metrics.calibration import CONFIDENCES, MultipleChoiceCalibration
 
 REQUIRED_KEYS = ("candidate_probs", "candidate_mask", "gold", "pred", "confidence", "correct")
@@ -234,7 +235,7 @@ class CalibrationEvaluation(Callback):
                 "global_step": trainer.global_step,
                 "tasks": report,
             }
-            (out_dir / f"metrics_{split}.json").write_text(json.dumps(summary, indent=2))
+            write_json_atomic(out_dir / metrics_file(split), summary)
         self._metrics, self._rows, self._scoring = {}, {}, {}
 
     def _warn_once(self, key: str, message: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ import lightning.pytorch as pl
 import torch
 
 from first_pl.callbacks.wandb_logging import log_calibration_media
+from first_pl.fileio.run_files import CURVE_FILE, predictions_file, reliability_file
 from first_pl.metrics.bootstrap import bootstrap_ci
 from first_pl.metrics.plots import reliability_diagram
 from first_pl.metrics.selective import confidence_auroc
 
-CURVE_FILE = "val_curve.jsonl"
 CURVE_KEYS = ("n", "acc", "ece", "trust", "loss", "ece_full_vocab", "ece_renormalised",
               "trust_full_vocab", "trust_renormalised")  # fmt: skip
 
@@ -54,10 +53,6 @@ def candidate_letters(trainer: pl.Trainer, task: str, dataloader_idx: int) -> Se
     if all(isinstance(x, str) and len(x) == 1 for x in letters):
         return letters
     return letters[dataloader_idx] if dataloader_idx < len(letters) else None
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def json_number(value: Any) -> float | None:
@@ -107,9 +102,8 @@ class EvaluationFiles:
                 "bins": {k: [float(x) for x in v.cpu()] for k, v in result["bins"].items()},
             }
         own = by_kind[kind]
-        stem = f"{self.split}_{safe_name(self.task)}"
-        predictions = self.write_predictions(trainer, idx, stem, rows, kind)
-        diagram = self.out_dir / "reliability" / f"{stem}.png"
+        predictions = self.write_predictions(trainer, idx, rows, kind)
+        diagram = self.out_dir / reliability_file(self.split, self.task)
         reliability_diagram(own["bins"], figures, diagram, title=f"{self.split} / {self.task}")
         log_calibration_media(
             trainer, f"{self.split}/{self.task}", own["bins"], diagram, predictions
@@ -128,10 +122,10 @@ class EvaluationFiles:
         }
 
     def write_predictions(
-        self, trainer: pl.Trainer, idx: int, stem: str, rows: list[tuple], kind: str
+        self, trainer: pl.Trainer, idx: int, rows: list[tuple], kind: str
     ) -> Path:
         """example_id, pred and gold (letters when the task has them), the task's confidence."""
-        path = self.out_dir / "predictions" / f"{stem}.csv"
+        path = self.out_dir / predictions_file(self.split, self.task)
         path.parent.mkdir(parents=True, exist_ok=True)
         letters = candidate_letters(trainer, self.task, idx)
 

@@ -21,7 +21,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from first_pl.callbacks.evaluation_files import candidate_letters, safe_name, task_name
+from first_pl.callbacks.evaluation_files import candidate_letters, task_name
+from first_pl.fileio.run_files import safe_name
 
 HEADER = ("example_id", "letter", "confidence", "gold", "correct")
 

@@ -5,80 +5,30 @@ reruns that stage and everything downstream of it, and nothing else. A stage fol
 done only when its `stage.json` exists, written last and atomically; a crashed stage is rerun
 (its own steps, such as extraction, resume from their partial files).
 
-One process at a time runs stages in a root: the runner holds an exclusive `flock` on
-`<root>/.lock` from construction to `close()` (or process exit, also a kill), and a second
-process is refused at once instead of interleaving its writes with the first one's.
+One process at a time runs stages in a root: the runner holds the root's folder lock
+(`first_pl.fileio.lock.lock_folder`) from construction to `close()` (or process exit, also a
+kill), and a second process is refused at once instead of interleaving its writes with the
+first one's.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DONE_FILE = "stage.json"
-LOCK_FILE = ".lock"
-# root -> [fd, holders]: runners of one process on the same root share its lock.
-_HELD: dict[Path, list[int]] = {}
-
-
-class OutputDirLockedError(RuntimeError):
-    """Another process is running stages in the same output folder."""
-
-
-def lock_folder(root: Path) -> None:
-    """Take `<root>/.lock` for this process (shared by its callers), or refuse at once."""
-    key = root.resolve()
-    if key in _HELD:
-        _HELD[key][1] += 1
-        return
-    path = key / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise OutputDirLockedError(
-            f"output folder {root} is in use by another first-pl process (process {holder} "
-            f"holds {path}); wait for it to finish, stop it, or use another output folder"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    _HELD[key] = [fd, 1]
-
-
-def unlock_folder(root: Path) -> None:
-    """Drop one hold on `<root>/.lock`; the last one releases it."""
-    key = root.resolve()
-    held = _HELD.get(key)
-    if held is None:
-        return
-    held[1] -= 1
-    if held[1] == 0:
-        del _HELD[key]
-        os.close(held[0])  # closing the descriptor releases the flock
+from first_pl.fileio.atomic import write_json_atomic
+from first_pl.fileio.lock import lock_folder, unlock_folder
+from first_pl.fileio.run_files import STAGE_FILE
 
 
 def stable_hash(value: Any) -> str:
     """Short hash of a JSON-able value (keys sorted, so dict order does not matter)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write JSON so a reader never sees half a file: temporary name, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w") as f:
-        json.dump(value, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 @dataclass
@@ -139,7 +89,7 @@ class StageRunner:
         upstream = {r.name: r.key for r in after or []}
         key = stable_hash({"settings": settings, "upstream": upstream})
         folder = self.root / f"{name}-{key}"
-        done = folder / DONE_FILE
+        done = folder / STAGE_FILE
         if done.is_file():
             record = json.loads(done.read_text())
             result = StageResult(

@@ -627,7 +627,7 @@ def test_a_kill_while_publishing_keeps_the_partial_and_a_rerun_publishes(tmp_pat
     with pytest.raises(KeyboardInterrupt), TeacherStoreWriter(path, make_meta()) as writer:
         append_batches(writer, examples)
     assert not path.exists() and partial_path(path).exists()
-    assert not list(tmp_path.glob(".t.h5.publish*"))
+    assert not list(tmp_path.glob(".t.h5.tmp*"))
     monkeypatch.undo()
     with TeacherStoreWriter(path, make_meta()) as writer:
         assert writer.num_done == len(examples)

@@ -16,7 +16,7 @@ from robustness_world import World
 
 from first_pl.cli import main, user_error
 from first_pl.data.store import TeacherStore, TeacherStoreError
-from first_pl.pipeline.stages import OutputDirLockedError
+from first_pl.fileio.lock import OutputDirLockedError
 
 HOLD = """
 import pathlib, time
@@ -74,7 +74,7 @@ runner = StageRunner(pathlib.Path({str(out)!r}))
 def test_second_fit_into_the_same_run_folder_is_refused(world: World, tmp_path: Path) -> None:
     run = tmp_path / "run"
     setup = f"""
-from first_pl.pipeline.stages import lock_folder
+from first_pl.fileio.lock import lock_folder
 lock_folder(pathlib.Path({str(run)!r}))   # what `first-pl fit` holds while it trains
 """
     run.mkdir()

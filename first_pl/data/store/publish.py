@@ -11,7 +11,6 @@ so a reader never sees half of it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from first_pl.data.store.format import (
     pack_gold,
     rank_dtype_for,
 )
+from first_pl.fileio.atomic import atomic_write
 
 LIBVER = ("v110", "latest")  # readable by HDF5 >= 1.10 (2017), h5py >= 2.8
 
@@ -46,16 +46,15 @@ def _copy(src: h5py.Dataset, dst: h5py.Dataset, rows: int) -> None:
 
 def publish(partial: Path, path: Path, compression: str, chunk_rows: int) -> None:
     """Write the final store at ``path`` from the committed examples of ``partial``."""
-    tmp = path.with_name(f".{path.name}.publish{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(partial, "r") as src, h5py.File(tmp, "w", libver=LIBVER) as dst:
             _write(src, dst, compression, chunk_rows)
             for name, digest in checksums(dst).items():
                 dst.attrs[f"sha256_{name}"] = digest
             dst.attrs["complete"] = True
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)
 
 
 def _write(src: h5py.File, dst: h5py.File, compression: str, chunk_rows: int) -> None:

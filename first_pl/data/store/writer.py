@@ -31,8 +31,8 @@ from first_pl.data.store.format import (
     partial_path,
     plain,
 )
-from first_pl.data.store.lock import FileLock
 from first_pl.data.store.publish import publish
+from first_pl.fileio.lock import FileLock, LockHeldError, lock_path
 
 _WIDENING = "example_ids_widening"  # a wider copy of example_ids while the writer replaces it
 
@@ -90,13 +90,11 @@ class TeacherStoreWriter:
         self.chunk_rows = chunk_rows
         self.overwrite = overwrite
         self.id_length = id_length
-        self._lock = FileLock(Path(f"{os.fspath(self.path)}.lock"))
+        self._lock = FileLock(lock_path(self.path))
         self._file: h5py.File | None = None
         self._ids_done: list[str] = []
         self._seen: set[str] = set()
         self.finalized = False
-
-    # -- lifecycle -------------------------------------------------------------------------
 
     def __enter__(self) -> TeacherStoreWriter:
         return self.open()
@@ -109,7 +107,13 @@ class TeacherStoreWriter:
 
     def open(self) -> TeacherStoreWriter:
         """Take the lock, then resume the partial file if there is one, else start a new one."""
-        self._lock.acquire(str(self.path))
+        try:
+            self._lock.acquire()
+        except LockHeldError as err:
+            raise TeacherStoreError(
+                f"{self.path} is being written by another process (lock {err.path} is held); "
+                "wait for it to finish or stop it first"
+            ) from None
         try:
             if self.path.exists() and not self.overwrite:
                 raise TeacherStoreError(
@@ -140,8 +144,6 @@ class TeacherStoreWriter:
     def example_ids_done(self) -> list[str]:
         """Ids of the committed examples, in order (lets a caller check its data order)."""
         return list(self._ids_done)
-
-    # -- creation and resume ---------------------------------------------------------------
 
     def _create(self) -> None:
         meta = self.metadata
@@ -220,8 +222,6 @@ class TeacherStoreWriter:
             raise RuntimeError("the writer is not open: use it as a context manager or call open()")
         return self._file
 
-    # -- appending -------------------------------------------------------------------------
-
     def append(
         self,
         example_ids: Sequence[str],
@@ -277,8 +277,6 @@ class TeacherStoreWriter:
         del f["example_ids"]
         f.move(_WIDENING, "example_ids")
         f.flush()
-
-    # -- publishing ------------------------------------------------------------------------
 
     def finalize(self) -> Path:
         """Publish the compact, checksummed final file at the path, then drop the partial one.

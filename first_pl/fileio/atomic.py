@@ -1,0 +1,34 @@
+"""One atomic write: readers of a result see the old file or the whole new one, never half.
+
+The content goes to a temporary name in the same folder (so the rename cannot cross file
+systems), is flushed to disk, then renamed over the target. A write that fails or is killed
+leaves at most the temporary file, which the next attempt does not read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` then rename `tmp` onto `path`; `tmp` keeps `path`'s suffix for writers
+    that choose a format by it (matplotlib's `savefig`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """`value` as indented JSON (keys sorted, non-JSON values as `str`), written atomically."""
+    text = json.dumps(value, indent=2, sort_keys=True, default=str)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
