@@ -31,7 +31,6 @@ from first_pl.data.store import (
     TeacherStore,
     TeacherStoreError,
     example_id_length,
-    merge_shards,
     partial_path,
 )
 from first_pl.data.tokenize import Encoded
@@ -123,13 +122,6 @@ def resumed_counts(output: Path, rank: int, world_size: int) -> tuple[int, int]:
     return sum(c[0] for c in gathered), sum(c[1] for c in gathered)
 
 
-def compress(output: Path) -> None:
-    """Rewrite a finished store gzip-compressed (the rank shards are written uncompressed)."""
-    tmp = output.with_name(output.name + ".gzip")
-    merge_shards([output], tmp, compression="gzip", overwrite=True)
-    os.replace(tmp, output)
-
-
 def summary(output: Path, resumed: tuple[int, int], seconds: float) -> str:
     store = TeacherStore(output, verify=False)
     examples, positions = len(store) - resumed[0], store.num_positions - resumed[1]
@@ -153,7 +145,7 @@ def extract(
     split: str = "train",
     k: int = 5,
     probs_dtype: Literal["float16", "float32"] = "float16",
-    compression: Literal["gzip"] | None = None,
+    compression: Literal["gzip", "none"] = "gzip",
     batch_size: int = 8,
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
     overwrite: bool = False,
@@ -172,7 +164,9 @@ def extract(
             for choosing the temperature).
         k: how many top tokens to keep per position.
         probs_dtype: dtype of the stored probabilities.
-        compression: gzip the store (smaller, slower random reads).
+        compression: of the stored ids and probabilities, applied by the store writer as it
+            publishes the store: ``gzip`` (about half the bytes of real top-k rows, slower
+            random reads) or ``none``.
         batch_size: examples per teacher forward pass (per process).
         precision: ``auto`` runs the teacher under bf16 autocast only where the hardware
             multiplies bf16 natively (``first_pl.precision``), else in float32; stored
@@ -202,9 +196,7 @@ def extract(
         resumed, start = committed(partial_path(out)), time.perf_counter()
         extract_with_vllm(data, split, examples, teacher, out, k=k, probs_dtype=probs_dtype,
                           batch_size=batch_size, overwrite=overwrite, progress=progress,
-                          vllm_args=vllm_args or {})  # fmt: skip
-        if compression == "gzip":
-            compress(out)
+                          vllm_args=vllm_args or {}, compression=compression)  # fmt: skip
         print(summary(out, resumed, time.perf_counter() - start))
         return
     model, identity = load_teacher(teacher)
@@ -240,8 +232,7 @@ def extract(
                 progress=progress,
                 overwrite=overwrite,
                 id_length=example_id_length(e.example_id for e in examples),
+                compression=compression,
             )
         if rank == 0:
-            if compression == "gzip":
-                compress(out)
             print(summary(out, resumed, time.perf_counter() - start))

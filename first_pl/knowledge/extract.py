@@ -234,6 +234,7 @@ def extract_shard(
     progress: bool = True,
     overwrite: bool = False,
     id_length: int | None = None,
+    compression: str | None = None,
 ) -> Path:
     """Extract this rank's block of ``dataset`` into its shard (the final store if alone).
 
@@ -242,7 +243,8 @@ def extract_shard(
     rank's shard has the same width.
 
     With ``overwrite`` a complete store already at the path is replaced only when the new one is
-    finalized (an atomic rename), so a failed or killed run never loses it.
+    finalized (an atomic rename), so a failed or killed run never loses it. ``compression`` is
+    the writer's (``"gzip"``, the default, or ``"none"``).
 
     Batches are formed within the block, so ranks see the same batches as one process when
     each block is a whole number of batches; then the merged store is equal bit for bit.
@@ -254,7 +256,10 @@ def extract_shard(
     path = Path(out_path) if world_size == 1 else shard_path(out_path, rank, world_size)
     if id_length is None:
         id_length = dataset_id_length(dataset)
-    with TeacherStoreWriter(path, metadata, overwrite=overwrite, id_length=id_length) as writer:
+    writer = TeacherStoreWriter(
+        path, metadata, compression=compression, overwrite=overwrite, id_length=id_length
+    )
+    with writer:
         extract_topk(model, loader, writer, progress=progress and rank == 0)
     return path
 
@@ -265,10 +270,11 @@ def merge_rank_shards(
     *,
     keep_shards: bool = False,
     overwrite: bool = False,
+    compression: str | None = None,
 ) -> Path:
     """Merge the ``world_size`` rank shards of ``out_path`` in rank order (run on rank 0)."""
     shards = [shard_path(out_path, rank, world_size) for rank in range(world_size)]
-    merged = merge_shards(shards, out_path, overwrite=overwrite)
+    merged = merge_shards(shards, out_path, overwrite=overwrite, compression=compression)
     if not keep_shards:
         for shard in shards:
             shard.unlink()
@@ -286,6 +292,7 @@ def extract_distributed(
     progress: bool = True,
     overwrite: bool = False,
     id_length: int | None = None,
+    compression: str | None = None,
 ) -> Path:
     """Every rank of an initialised ``torch.distributed`` group calls this; rank 0 merges.
 
@@ -303,6 +310,7 @@ def extract_distributed(
             progress=progress,
             overwrite=overwrite,
             id_length=id_length,
+            compression=compression,
         )
     rank, world_size = dist.get_rank(), dist.get_world_size()
     extract_shard(
@@ -316,9 +324,10 @@ def extract_distributed(
         batch_size=batch_size,
         progress=progress,
         id_length=id_length,
+        compression="none" if world_size > 1 else compression,  # shards: compressed once, merged
     )
     dist.barrier()
     if rank == 0 and world_size > 1:
-        merge_rank_shards(out_path, world_size, overwrite=overwrite)
+        merge_rank_shards(out_path, world_size, overwrite=overwrite, compression=compression)
     dist.barrier()
     return Path(out_path)

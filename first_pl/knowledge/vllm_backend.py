@@ -156,8 +156,10 @@ def extract_with_vllm(
     progress: bool,
     vllm_args: Mapping[str, Any],
     generate: Generate | None = None,
+    compression: str | None = None,
 ) -> Path:
-    """Write the store of `examples` at `output` with vLLM (or `generate`, for tests)."""
+    """Write the store of `examples` at `output` with vLLM (or `generate`, for tests);
+    `compression` is the store writer's (`gzip`, the default, or `none`)."""
     if Path(teacher).suffix == ".ckpt":
         raise ValueError(
             f"extract --backend vllm reads a Hugging Face model folder, not the Lightning "
@@ -174,6 +176,9 @@ def extract_with_vllm(
     generate = generate or vllm_generate(source, k, vllm_args)
     output.parent.mkdir(parents=True, exist_ok=True)
     id_length = example_id_length(e.example_id for e in examples)
-    with TeacherStoreWriter(output, metadata, overwrite=overwrite, id_length=id_length) as writer:
+    writer = TeacherStoreWriter(
+        output, metadata, compression=compression, overwrite=overwrite, id_length=id_length
+    )
+    with writer:
         write_prompt_logprobs(generate, examples, writer, batch_size, progress)
     return output

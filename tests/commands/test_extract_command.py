@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+import first_pl.data.store.writer as store_writer
 import first_pl.knowledge.extract as extract_lib
 from first_pl.cli import main
 from first_pl.data.distill_datamodule import store_fields
@@ -118,6 +119,34 @@ def test_extract_writes_a_store_equal_to_a_dense_reference_and_refuses_to_overwr
         run_extract(config, tiny_model_dir, out)
     run_extract(config, tiny_model_dir, out, "--overwrite", "true", "--compression", "gzip")
     assert TeacherStore(out).attrs["compression"] == "gzip"
+
+
+@pytest.mark.parametrize(("option", "filter_name"), [("gzip", "gzip"), ("none", None)])
+def test_compression_is_applied_by_the_writer_in_one_write(
+    config: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch, option, filter_name
+) -> None:
+    """`--compression` reaches the store writer: one published file, no second pass over it.
+
+    `compress()` used to merge the finished (already gzip) store into a gzip copy: two writes,
+    and `none` could not be asked for at all.
+    """
+    published = []
+    real_publish = store_writer.publish
+
+    def counting_publish(partial, path, compression, chunk_rows):
+        published.append((Path(path).name, compression))
+        return real_publish(partial, path, compression, chunk_rows)
+
+    monkeypatch.setattr(store_writer, "publish", counting_publish)
+    out = tmp_path / "t.h5"
+    run_extract(config, tiny_model_dir, out, "--compression", option)
+    assert published == [("t.h5", option)]
+    store = TeacherStore(out)
+    assert store.attrs["compression"] == option
+    with h5py.File(out, "r") as f:
+        assert f["ids"].compression == filter_name and f["probs"].compression == filter_name
+    model = build_model(ModelSpec(name_or_path=str(tiny_model_dir)))
+    assert_dense_reference(model, data_module(tiny_model_dir), store)
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(
