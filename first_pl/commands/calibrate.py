@@ -14,14 +14,16 @@ a killed run never leaves a result that looks valid.
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from first_pl.data.store import TeacherStore, TeacherStoreError
+from first_pl.fileio.atomic import atomic_write
+from first_pl.fileio.run_files import CALIBRATION_FIGURE as FIGURE_FILE
+from first_pl.fileio.run_files import CALIBRATION_FILE as RESULT_FILE
 from first_pl.knowledge.calibration import (
     CalibrationResult,
     choose_parameter,
@@ -29,8 +31,6 @@ from first_pl.knowledge.calibration import (
 )
 from first_pl.knowledge.calibration_result import plot_calibration_curve
 
-RESULT_FILE = "calibration.json"
-FIGURE_FILE = "calibration_curve.png"
 DEFAULT_DELTAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 
 
@@ -58,16 +58,6 @@ def read_store(store: TeacherStore) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     starts = store.offsets[:-1]
     answer_mask[starts[starts < store.offsets[1:]]] = True
     return probs, ids, gold, answer_mask
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp_path)` then rename onto `path`: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def format_table(result: CalibrationResult, smoothing: Sequence[tuple[float, float]]) -> str:

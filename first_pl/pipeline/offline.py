@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from first_pl.fileio.run_files import CALIBRATION_FIGURE, TEST_METRICS_FILE
 from first_pl.pipeline.files import (
     deep_merge,
     instantiate_task,
@@ -217,7 +218,7 @@ class Pipeline:
                 test_args += ["--ckpt_path", str(checkpoint)]
             run_first_pl(test_args, processes, folder / "test.log")
             finish_wandb_run()
-            metrics = json.loads((folder / TEST_DIR / "metrics_test.json").read_text())["tasks"]
+            metrics = json.loads((folder / TEST_DIR / TEST_METRICS_FILE).read_text())["tasks"]
             figures = ("n", "acc", "ece", "trust")
             outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}
             return outputs
@@ -312,9 +313,7 @@ class Pipeline:
                 converged_loss_tol=self.converged_loss_tol,
             )
             if self.logger == "wandb":
-                from first_pl.commands.calibrate import FIGURE_FILE
-
-                curve = Path(up["calibrate"].outputs["calibration"]).with_name(FIGURE_FILE)
+                curve = Path(up["calibrate"].outputs["calibration"]).with_name(CALIBRATION_FIGURE)
                 figures = [curve] if curve.is_file() else []
                 log_report_run(Path(path), figures, Path(self.output_dir).name)
             return {"report": str(path)}
