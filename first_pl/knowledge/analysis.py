@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from first_pl.data.store import TeacherStore, ids_dtype_for
+from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
 from first_pl.knowledge.extract import IGNORE_INDEX, Batch, lm_head_logits, response_hidden
 
 
@@ -206,9 +207,9 @@ def _write(
 
 def write_coverage(result: CoverageResult, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Save ``coverage.png``, ``coverage.csv`` (one row per k) and ``coverage.json``."""
-    return _write("coverage", result, plot_coverage(result), out_dir)
+    return _write(COVERAGE_STEM, result, plot_coverage(result), out_dir)
 
 
 def write_rank_calibration(result: RankCalibration, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Save ``rank_calibration.png``, ``.csv`` (one row per rank) and ``.json``."""
-    return _write("rank_calibration", result, plot_rank_calibration(result), out_dir)
+    return _write(RANK_CALIBRATION_STEM, result, plot_rank_calibration(result), out_dir)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from first_pl.fileio.run_files import CALIBRATION_FILE
 from first_pl.knowledge.calibration_result import CalibrationResult
 from first_pl.pipeline.stages import StageResult, StageRunner
 
@@ -44,7 +45,7 @@ def calibrate_stage(
             + ["--objective", sweep.calibrate_objective, "--tail_bucket", str(tail_bucket).lower()]
             + ["--answer_only", str(sweep.calibrate_answer_only).lower()]
         )
-        return {"calibration": str(folder / "calibration.json")}
+        return {"calibration": str(folder / CALIBRATION_FILE)}
 
     settings = {
         "objective": sweep.calibrate_objective,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from first_pl.fileio.run_files import CALIBRATION_FILE, COVERAGE_STEM, RANK_CALIBRATION_STEM
 from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.stages import StageResult, StageRunner
@@ -71,9 +72,9 @@ def knowledge_stages(
                 str(pipeline.calibrate_answer_only).lower(),
             ]
         )
-        result = json.loads((folder / "calibration.json").read_text())
+        result = json.loads((folder / CALIBRATION_FILE).read_text())
         return {
-            "calibration": str(folder / "calibration.json"),
+            "calibration": str(folder / CALIBRATION_FILE),
             "temperature": result["temperature"],
         }
 
@@ -96,8 +97,8 @@ def knowledge_stages(
         main(["coverage", "--config", str(write_yaml(folder / "coverage.yaml", settings))])
         main(["rank-calibration", "--store", validation_store, "--output_dir", str(folder)])
         return {
-            "coverage": str(folder / "coverage.json"),
-            "rank_calibration": str(folder / "rank_calibration.json"),
+            "coverage": str(folder / f"{COVERAGE_STEM}.json"),
+            "rank_calibration": str(folder / f"{RANK_CALIBRATION_STEM}.json"),
         }
 
     stages["analysis"] = runner.run(
