@@ -10,7 +10,6 @@ accuracy points and `loss_tol` nats of validation loss.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-CURVE_FILE = "val_curve.jsonl"  # written by first_pl.callbacks.evaluation_files
 PANELS = (("acc", "Acc (%)"), ("ece", "ECE (%)"), ("trust", "Trust (%)"), ("loss", "loss (nats)"))
 STYLES = ("-", "--", ":", "-.")
 
@@ -60,27 +58,6 @@ class ConvergenceRule:
         d_loss = abs(last["loss"] - points[-2]["loss"])
         converged = d_acc <= self.acc_tol and d_loss <= self.loss_tol
         return {**result, "d_acc": d_acc, "d_loss": d_loss, "converged": converged}
-
-
-def read_curve(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Validation points per task, by step; a step validated twice (a resumed fit) keeps the
-    later line. Empty when the run has no curve file."""
-    path = folder / CURVE_FILE
-    if not path.is_file():
-        return {}
-    by_task: dict[str, dict[int, dict[str, Any]]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            point = json.loads(line)
-            by_task.setdefault(point["task"], {})[int(point["global_step"])] = point
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(
-                f"{path}, line {number}: not a learning-curve point written by "
-                f"CalibrationEvaluation ({err!r})"
-            ) from None
-    return {task: [steps[s] for s in sorted(steps)] for task, steps in by_task.items()}
 
 
 def curve_figure(

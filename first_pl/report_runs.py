@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from first_pl.fileio.run_files import CONFIG_FILE, STAGE_FILE, TEST_METRICS_FILE
-from first_pl.report_curves import read_curve
+from first_pl.run_metrics import RunMetricsError, read_curve, read_task_metrics
 
 # Folders that hold a run's test files but are not the run: a pipeline stage's test logs, a
 # W&B run's files.
 RUN_WRAPPERS = ("test", "files")
-REQUIRED = ("n", "acc", "ece", "trust", "bins")
 
 
 class ReportError(ValueError):
@@ -84,32 +83,16 @@ def run_seed(folder: Path) -> int | None:
     return None
 
 
-def load_tasks(path: Path) -> dict[str, dict[str, Any]]:
-    """The `tasks` mapping of a metrics file, checked field by field."""
-    try:
-        tasks = json.loads(path.read_text())["tasks"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ReportError(
-            f"{path} is not a metrics file written by CalibrationEvaluation: {err!r}"
-        ) from None
-    if not isinstance(tasks, dict):
-        raise ReportError(
-            f"{path}: field 'tasks' must map each task name to its figures (as "
-            f"CalibrationEvaluation writes it), got a {type(tasks).__name__}"
-        )
-    for task, figures in tasks.items():
-        missing = [k for k in REQUIRED if not isinstance(figures, dict) or k not in figures]
-        if missing:
-            raise ReportError(f"{path}: task {task!r} lacks the field(s) {missing}")
-    return tasks
-
-
 def load_run(metrics: Path, method: str | None = None, seed: int | None = None) -> RunResult:
     folder = run_folder(metrics)
+    try:
+        tasks = read_task_metrics(metrics)
+    except RunMetricsError as err:
+        raise ReportError(str(err)) from None
     return RunResult(
         method or method_label(folder),
         folder,
-        load_tasks(metrics),
+        tasks,
         seed if seed is not None else run_seed(folder),
         metrics.parent,
         read_curve(folder) or read_curve(metrics.parent),

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from first_pl.callbacks.evaluation_files import CURVE_FILE
+from first_pl.fileio.run_files import CURVE_FILE
 
 # The figures every task entry of a metrics file must hold (the report's tables and diagrams).
 REQUIRED = ("n", "acc", "ece", "trust", "bins")
