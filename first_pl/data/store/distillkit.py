@@ -216,7 +216,7 @@ class _ByteRows:
                 f"but {CONFIG_NAME} gives {self.width} (k, d or the compression settings differ "
                 "from the capture)"
             )
-        return torch.from_numpy(self.values[bounds[0] : bounds[-1]].reshape(-1, self.width))
+        return torch.tensor(self.values[bounds[0] : bounds[-1]].reshape(-1, self.width))
 
 
 def _source_files(source: Path) -> tuple[list[Path], Path]:
