@@ -1,5 +1,5 @@
-"""DistillKit's offline teacher logits (arcee-ai/DistillKit, ``distillkit sample-logits``) as
-store records (docs/STORE_FORMAT.md, "Import", distillkit).
+"""DistillKit's offline teacher logits (arcee-ai/DistillKit ``sample-logits``) as store records
+(docs/STORE_FORMAT.md, "Import").
 
 DistillKit writes a folder of ``data_<i>.parquet`` files with the columns ``input_ids``,
 ``compressed_logprobs`` and ``bytepacked_indices`` (one byte row per position) and the
@@ -61,19 +61,15 @@ class Compression:
         return int(torch.log2(torch.tensor(self.d, dtype=torch.float32)).ceil().item())
 
     def logprob_bytes(self) -> int:
-        size = self.exact_k * _width(self.exact_dtype)
-        size += len(self.polynomial_terms) * _width(self.term_dtype)
+        size = self.exact_k * DTYPES[self.exact_dtype].itemsize
+        size += len(self.polynomial_terms) * DTYPES[self.term_dtype].itemsize
         return size + sum(
-            _width(b.scale_dtype) + (b.num_elements * b.element_bits + 7) // 8
+            DTYPES[b.scale_dtype].itemsize + (b.num_elements * b.element_bits + 7) // 8
             for b in self.residual_bins
         )
 
     def index_bytes(self) -> int:
         return (self.k * self.index_bits + 7) // 8
-
-
-def _width(dtype: str) -> int:
-    return DTYPES[dtype].itemsize
 
 
 def read_compression(path: Path, meta: StoreMetadata) -> Compression:
@@ -85,8 +81,8 @@ def read_compression(path: Path, meta: StoreMetadata) -> Compression:
 
     if not path.is_file():
         raise TeacherStoreError(
-            f"{path} does not exist: DistillKit's sample-logits writes it beside the parquet files "
-            "(or copy the teacher.logprob_compressor block of the DistillKit training config there)"
+            f"{path} does not exist: DistillKit's sample-logits writes it beside the parquet "
+            "files (or copy there the teacher.logprob_compressor block of its training config)"
         )
     raw: Any = yaml.safe_load(path.read_text())
     for key in ("teacher", "logprob_compressor"):
@@ -99,8 +95,7 @@ def read_compression(path: Path, meta: StoreMetadata) -> Compression:
         raise TeacherStoreError(
             f"{path} is not DistillKit's DistributionQuantizationConfig: {err}"
         ) from err
-    problem = _problem(config, meta)
-    if problem:
+    if problem := _problem(config, meta):
         raise TeacherStoreError(f"{path}: {problem}")
     return config
 
@@ -144,11 +139,7 @@ def _dequantize(q: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor
 
 def _polynomial_terms(c: Compression, t: int) -> torch.Tensor:
     dtype = DTYPES[c.term_dtype]
-    pts = (
-        torch.linspace(0, 1, steps=t, dtype=dtype)
-        if c.normalize_t
-        else torch.arange(t, dtype=dtype)
-    )
+    pts = torch.linspace(0, 1, t, dtype=dtype) if c.normalize_t else torch.arange(t, dtype=dtype)
     return torch.stack(
         [pts**i if isinstance(i, int) else SPECIAL_TERMS[i](pts) for i in c.polynomial_terms], -1
     )
@@ -165,21 +156,20 @@ def decode_logprobs(raw: torch.Tensor, c: Compression) -> torch.Tensor:
         cursor += nbytes
         return part.view(dtype) if nbytes else torch.empty((*lead, 0), dtype=dtype)
 
-    exact = take(c.exact_k * _width(c.exact_dtype), out_dtype)
-    coeffs = take(len(c.polynomial_terms) * _width(c.term_dtype), DTYPES[c.term_dtype])
+    exact = take(c.exact_k * DTYPES[c.exact_dtype].itemsize, out_dtype)
+    coeffs = take(len(c.polynomial_terms) * DTYPES[c.term_dtype].itemsize, DTYPES[c.term_dtype])
     residuals = []
     for b in c.residual_bins:
-        scale = take(_width(b.scale_dtype), DTYPES[b.scale_dtype])
+        scale = take(DTYPES[b.scale_dtype].itemsize, DTYPES[b.scale_dtype])
         codes = unpack_bits(
             take((b.num_elements * b.element_bits + 7) // 8), b.element_bits, b.num_elements
         )
         residuals.append(_dequantize(codes, scale, b.element_bits))
     approx_terms = c.k - c.exact_k
-    if residuals:
+    residual = torch.zeros((*lead, approx_terms), dtype=out_dtype)  # no bins: residual 0
+    if residuals:  # zero-padded past the bins
         residual = torch.cat(residuals, -1)
         residual = torch.nn.functional.pad(residual, (0, approx_terms - residual.shape[-1]))
-    else:
-        residual = torch.zeros((*lead, approx_terms), dtype=out_dtype)
     if c.polynomial_terms:
         fit = (_polynomial_terms(c, approx_terms).to(coeffs.dtype) * coeffs.unsqueeze(-2)).sum(-1)
         approx = fit + residual.to(out_dtype)
@@ -223,9 +213,7 @@ def _source_files(source: Path) -> tuple[list[Path], Path]:
     if source.is_dir() and any(source.glob("*.parquet")):
         return sorted(source.glob("*.parquet")), source / CONFIG_NAME
     if not source.is_file():
-        raise TeacherStoreError(
-            f"import source {source} is neither a parquet file nor a folder of them"
-        )
+        raise TeacherStoreError(f"{source} is neither a parquet file nor a folder of them")
     return [source], source.parent / CONFIG_NAME
 
 
@@ -271,16 +259,20 @@ def distillkit_records(
             )
         used.add(found)
         logprob_bytes, index_bytes, _ = tables[found[0]]
-        where = f"{files[found[0]]} row {found[1]}"
         rows = (logprob_bytes.rows(found[1]), index_bytes.rows(found[1]))
-        records[ex.example_id] = _record(rows, ex, c, metadata, where)
-    unused = sum(len(t[2]) for t in tables) - len(used)
-    if unused:
+        records[ex.example_id] = _record(rows, ex, c, metadata, f"{files[found[0]]} row {found[1]}")
+    if unused := sum(len(t[2]) for t in tables) - len(used):
         print(f"{source}: {unused} DistillKit row(s) match no example of this split; not imported")
     return records
 
 
-def _record(rows: tuple[torch.Tensor, torch.Tensor], ex: Encoded, c: Compression, meta, where):
+def _record(
+    rows: tuple[torch.Tensor, torch.Tensor],
+    ex: Encoded,
+    c: Compression,
+    meta: StoreMetadata,
+    where: str,
+) -> dict[str, Any]:
     """Decode the rows of ``ex``'s response positions, check them, and keep the top ``meta.k``."""
     logprob_bytes, index_bytes = rows
     positions = response_positions(ex.labels)
