@@ -95,9 +95,11 @@ def encode(logprobs: torch.Tensor, ids: torch.Tensor, cfg: dict):
         pts = torch.linspace(0, 1, n) if cfg.get("normalize_t") else torch.arange(n).float()
         terms = cfg["polynomial_terms"]
         x = torch.stack([pts**t if isinstance(t, int) else torch.sqrt(pts) for t in terms], -1)
+        x = x.unsqueeze(0)  # fit_polynomial: one [1, n, terms] design for every row
         u, s, vh = torch.linalg.svd(x, full_matrices=False)  # _solve_least_squares
         s_inv = torch.where(s > 1e-5, 1 / s, torch.zeros_like(s))
-        coeffs = (vh.T @ (s_inv.unsqueeze(-1) * (u.T @ residual.T))).T
+        fit = s_inv.unsqueeze(-1) * (u.transpose(-1, -2) @ residual.unsqueeze(-1))
+        coeffs = (vh.transpose(-1, -2) @ fit).squeeze(-1)
         residual = residual - (x * coeffs.unsqueeze(-2)).sum(-1)
         chunks.append(as_bytes(coeffs))
     start, errors = 0, residual.double().abs()
