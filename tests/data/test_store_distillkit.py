@@ -79,7 +79,8 @@ def as_bytes(x: torch.Tensor) -> torch.Tensor:
 
 
 def encode(logprobs: torch.Tensor, ids: torch.Tensor, cfg: dict):
-    """compress_from_sparse for ``[n, K]`` float32 top-k rows -> (logprob bytes, id bytes, bound):
+    """compress_from_sparse for ``[n, K]`` float32 top-k rows (term_dtype float32, no error
+    diffusion) -> (logprob bytes, id bytes, bound):
     ``bound`` is the format's error bound per entry (exact rounding, the polynomial residual, a
     bin's scale), summed along the row under delta coding."""
     order = torch.sort(logprobs, descending=True, dim=-1).indices
@@ -94,7 +95,9 @@ def encode(logprobs: torch.Tensor, ids: torch.Tensor, cfg: dict):
         n = residual.shape[-1]
         pts = torch.linspace(0, 1, n) if cfg.get("normalize_t") else torch.arange(n).float()
         terms = cfg["polynomial_terms"]
-        x = torch.stack([pts**t if isinstance(t, int) else torch.sqrt(pts) for t in terms], -1)
+        x = torch.stack(
+            [pts**t if isinstance(t, int) else getattr(torch, t)(pts) for t in terms], -1
+        )
         x = x.unsqueeze(0)  # fit_polynomial: one [1, n, terms] design for every row
         u, s, vh = torch.linalg.svd(x, full_matrices=False)  # _solve_least_squares
         s_inv = torch.where(s > 1e-5, 1 / s, torch.zeros_like(s))
