@@ -162,6 +162,19 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """sha256 of the vocabulary and the special tokens: equal fingerprints mean equal token ids.
+
+    Stores and students join on token ids, so a store made with another tokenizer is silently
+    wrong; comparing this string catches it.
+    """
+    special = sorted(
+        (str(t), int(tokenizer.convert_tokens_to_ids(t))) for t in tokenizer.all_special_tokens
+    )
+    payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
 def keep_indices(num_layers: int, keep_every: int | None, keep_layers: list[int] | None) -> list[int]:
     """Indices of the decoder layers a student keeps."""
     if keep_layers is not None:

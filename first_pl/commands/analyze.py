@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from first_pl.commands.extract import device_for_rank, load_teacher, split_loader
 from first_pl.commands.output_path import check_output_path
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore
@@ -20,6 +19,8 @@ from first_pl.knowledge.analysis import (
     write_coverage,
     write_rank_calibration,
 )
+from first_pl.knowledge.extract_launch import device_for_rank
+from first_pl.modules.loading import load_model
 
 COVERAGE_ROWS = (1, 2, 3, 4, 5, 10, 20, 50, 100)
 
@@ -59,7 +60,8 @@ def coverage_figure(
 
     Args:
         data: the data module of the training config.
-        teacher: model name, hub id, folder or .gguf file, or a first_pl Lightning .ckpt.
+        teacher: a first_pl .ckpt file or sharded checkpoint folder, a Hugging Face model
+            folder, a .gguf file, or a model name / hub id (`first_pl.modules.loading`).
         output_dir: where coverage.png / .csv / .json go.
         split: which split of ``data.train_task`` to sample.
         max_k: largest k on the curve.
@@ -70,8 +72,8 @@ def coverage_figure(
     """
     check_positive(max_k=max_k, max_positions=max_positions, batch_size=batch_size)
     check_output_path(output_dir, "--output_dir")
-    model, _ = load_teacher(teacher)
-    loader = split_loader(data, split, batch_size)
+    model = load_model(teacher, "--teacher").module.model
+    loader = data.split_loader(split, batch_size)
     result = coverage(model.to(device_for_rank()), loader, max_k, max_positions, probs_dtype)
     paths = write_coverage(result, output_dir)
     print(format_table([row for row in result.rows() if row["k"] in COVERAGE_ROWS]))

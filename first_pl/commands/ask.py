@@ -13,21 +13,17 @@ Batch predictions with confidences come from `first-pl predict` with the writer 
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning.fabric.utilities.load import _METADATA_FILENAME
 
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.models import ModelSpec, load_tokenizer
+from first_pl.models import load_tokenizer
 from first_pl.modules.base import StudentModule
-from first_pl.modules.checkpoint import load_strategy
-from first_pl.modules.finetune import FineTune
+from first_pl.modules.loading import load_model
 from first_pl.tasks.base import MCExample
 
 
@@ -55,27 +51,6 @@ class Answer:
             f"candidate probabilities: {choices}",
             f"decision: {self.decision} ({on} confidence {'>=' if self.decision == 'answer' else '<'} threshold {threshold})",
         ]
-
-
-def load_model(checkpoint: str) -> StudentModule:
-    """A module ready to `evaluate`: a first_pl `.ckpt` file, a sharded checkpoint folder
-    (consolidated on the fly, as `export` does), or an exported Hugging Face folder."""
-    path = Path(checkpoint)
-    if path.is_dir() and (path / "config.json").is_file():
-        module = FineTune(model=ModelSpec(name_or_path=str(path)))  # only `evaluate` is used
-        module.configure_model()
-        return module.eval()
-    if path.is_dir():
-        from first_pl.commands.export import consolidate
-
-        if not (path / _METADATA_FILENAME).is_file():
-            raise AskError(
-                f"--checkpoint {path} is neither a Hugging Face model folder (no config.json) "
-                f"nor a sharded checkpoint folder (no {_METADATA_FILENAME})"
-            )
-        with tempfile.TemporaryDirectory() as tmp:
-            return load_strategy(consolidate(path, Path(tmp) / "consolidated.ckpt"))
-    return load_strategy(path)
 
 
 def check_question(question: str, choices: list[str], letters: str) -> None:
@@ -166,8 +141,9 @@ def ask(
     """Ask a trained model a multiple-choice question; print its answer, confidence and decision.
 
     Args:
-        checkpoint: a first_pl `.ckpt` (any strategy), a sharded checkpoint folder, or a
-            folder written by `first-pl export` (any Hugging Face causal LM folder works).
+        checkpoint: a first_pl `.ckpt` (any strategy) or sharded checkpoint folder, a folder
+            written by `first-pl export` (any Hugging Face causal LM folder, .gguf file or hub
+            id works: `first_pl.modules.loading`).
         question: the question text.
         choices: the options, e.g. '["Oslo", "Rome"]'; lettered A, B, ... by the template.
         threshold: answer when the confidence is at least this, else abstain.
@@ -183,7 +159,7 @@ def ask(
         raise AskError(f"--threshold must be in [0, 1], got {threshold}")
     template = template or PromptTemplate()
     check_question(question, choices, template.letters)  # before loading a model
-    module = load_model(checkpoint)
+    module = load_model(checkpoint, "--checkpoint").module
     if torch.cuda.is_available():
         module = module.cuda()
     source = tokenizer or module.model_spec.name_or_path

@@ -10,45 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from lightning.fabric.utilities.load import _METADATA_FILENAME
-from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
 from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.models import load_tokenizer
-from first_pl.modules.checkpoint import CheckpointError, load_strategy
+from first_pl.modules.loading import load_model
 
-_OPTIMIZER_KEY = re.compile(r"optimizer_\d+")
 # Written into every export: `--overwrite true` replaces only a folder that holds it.
 EXPORT_MARKER = "first_pl_export.json"
-
-
-def consolidate(folder: Path, out_file: Path) -> Path:
-    """One `.ckpt` file from a sharded checkpoint folder (weights + the rank-0 metadata file).
-
-    ModelParallelStrategy stores the weights under `state_dict`, FSDPStrategy under `model`;
-    the optimizer shards are dropped, since an export needs only the weights.
-    """
-    if not (folder / _METADATA_FILENAME).is_file():
-        raise CheckpointError(
-            f"{folder} is not a sharded Lightning checkpoint (no {_METADATA_FILENAME})"
-        )
-    dcp_to_torch_save(folder, out_file)
-    checkpoint = torch.load(out_file, map_location="cpu", weights_only=False)
-    checkpoint.update(
-        torch.load(folder / _METADATA_FILENAME, map_location="cpu", weights_only=False)
-    )
-    if "state_dict" not in checkpoint and "model" in checkpoint:
-        checkpoint["state_dict"] = checkpoint.pop("model")
-    for key in [k for k in checkpoint if _OPTIMIZER_KEY.fullmatch(k)]:
-        del checkpoint[key]
-    torch.save(checkpoint, out_file)
-    return out_file
 
 
 def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
@@ -90,9 +61,12 @@ def export(
     """Save a checkpoint's model and tokenizer as a Hugging Face folder.
 
     Args:
-        checkpoint: a `.ckpt` file of any first_pl strategy, or a sharded checkpoint folder.
+        checkpoint: a `.ckpt` file of any first_pl strategy, or a sharded checkpoint folder
+            (also a Hugging Face folder, .gguf file or hub id: `first_pl.modules.loading`;
+            a .gguf file becomes a plain float32 folder).
         output_dir: the folder to write (config.json, weights, tokenizer files, and
-            `first_pl_export.json`, which records the source checkpoint).
+            `first_pl_export.json`, which records the source and its strategy: null for a
+            plain model).
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
         overwrite: replace an earlier export at output_dir (never any other folder).
@@ -101,17 +75,16 @@ def export(
     check_output_dir(out, source, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        ckpt_file = (
-            consolidate(source, Path(tmp) / "consolidated.ckpt") if source.is_dir() else source
-        )
-        module = load_strategy(ckpt_file)
+        loaded = load_model(checkpoint, "--checkpoint", workdir=tmp)  # beside out: room for it
+        module = loaded.module
         staging = Path(tmp) / "export"
         module.model.save_pretrained(staging)
         load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
-        record = {"checkpoint": str(source.resolve()), "strategy": type(module).__name__}
+        where = str(source.resolve()) if source.exists() else checkpoint
+        record = {"checkpoint": where, "strategy": loaded.strategy}
         (staging / EXPORT_MARKER).write_text(json.dumps(record, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)  # same file system (tmp lives beside out): a whole folder or none
-    print(f"exported {type(module).__name__} ({module.model.num_parameters()} parameters) to {out}")
+    print(f"exported {loaded.strategy or checkpoint} ({module.model.num_parameters()} parameters) to {out}")
     return out

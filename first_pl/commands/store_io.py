@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from first_pl.commands.extract import split_examples
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError
@@ -66,7 +65,7 @@ def import_store(
         probs_dtype=probs_dtype,
         **store_fields(data, data.train_task, split),
     )
-    examples = split_examples(data, split)
+    examples = data.split_examples(split)
     import_records(source, format, examples, metadata, out, logprobs_field, overwrite)
     store = TeacherStore(out, verify=False)
     print(

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMismatchError, TeacherStore
 from first_pl.data.tokenize import IGNORE, Encoded
-from first_pl.knowledge.extract import tokenizer_fingerprint
+from first_pl.models import tokenizer_fingerprint
 from first_pl.tasks.base import Task
 
 HINTS = {

@@ -130,6 +130,19 @@ class QADataModule(L.LightningDataModule):
                 self.report_answer_positions(key, examples, template.letters)
         return self.encoded[cache_key]
 
+    def split_examples(self, split: str) -> list[Encoded]:
+        """The tokenised examples of `train_task`'s `split`, in their fixed order: what a teacher
+        store of that split holds (`first-pl extract`, `coverage`, `import-store`)."""
+        if self.train_task is None:
+            raise ValueError("data.train_task is required: it names the task whose split is extracted")
+        return self.examples(self.train_task, split)
+
+    def split_loader(self, split: str, batch_size: int) -> DataLoader:
+        """Unshuffled training-format batches (labels on the response tokens) of `split_examples`."""
+        return DataLoader(
+            self.split_examples(split), batch_size=batch_size, shuffle=False, collate_fn=self.collate_train
+        )
+
     def report_answer_positions(self, key: tuple[str, str], examples: list[MCExample], letters: str) -> None:
         positions = AnswerPositions.of(examples)
         self.answer_positions[key] = positions

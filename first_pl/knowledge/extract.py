@@ -11,8 +11,6 @@ merges them in rank order, which is the single-process order.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,22 +29,10 @@ from first_pl.data.store import (
     example_id_length,
     merge_shards,
 )
+from first_pl.models import tokenizer_fingerprint  # noqa: F401 - its import path before it moved
 
 IGNORE_INDEX = -100
 Batch = Mapping[str, Any]
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """sha256 of the vocabulary and the special tokens: equal fingerprints mean equal token ids.
-
-    Stores and students join on token ids, so a store made with another tokenizer is silently
-    wrong; comparing this string catches it.
-    """
-    special = sorted(
-        (str(t), int(tokenizer.convert_tokens_to_ids(t))) for t in tokenizer.all_special_tokens
-    )
-    payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
 def response_hidden(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[int]]:

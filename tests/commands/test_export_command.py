@@ -13,11 +13,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
-from first_pl.commands.export import EXPORT_MARKER, consolidate
+from first_pl.commands.export import EXPORT_MARKER
 from first_pl.commands.output_path import OutputPathError
 from first_pl.models import ModelSpec
 from first_pl.modules import FIRST
 from first_pl.modules.checkpoint import CheckpointError, load_strategy
+from first_pl.modules.loading import consolidate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

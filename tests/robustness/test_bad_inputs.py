@@ -522,7 +522,7 @@ CASES = [
     Case(
         "extract-teacher-missing",
         lambda w, t: main(w.extract_args(t / "s.h5", "--teacher", str(t / "gone"))),
-        r"model folder .*gone does not exist",
+        r"--teacher .*gone does not exist; expected a first_pl \.ckpt file, a sharded checkpoint folder",
     ),
     # checkpoints
     Case(
@@ -634,13 +634,13 @@ CASES = [
     Case(
         "ask-tokenizer-folder-as-model",
         lambda w, t: main(ask_args(saved_tokenizer(w, t))),
-        r"--checkpoint .*tokenizer is neither a Hugging Face model folder \(no config\.json\) "
-        r"nor a sharded checkpoint folder",
+        r"--checkpoint .*tokenizer is a folder with neither config\.json \(a Hugging Face model\) "
+        r"nor meta\.pt \(a sharded checkpoint\)",
     ),
     Case(
         "model-is-a-tokenizer-folder",
         lambda w, t: main(w.extract_args(t / "s.h5", "--teacher", str(saved_tokenizer(w, t)))),
-        r"model folder .*tokenizer has no config\.json \(it holds only a tokenizer, which is no model\)",
+        r"--teacher .*tokenizer is a folder with neither config\.json .*\(it holds only a tokenizer, which is no model\)",
     ),
     Case(
         "tokenizer-folder-without-tokenizer-files",

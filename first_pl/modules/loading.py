@@ -1,0 +1,157 @@
+"""The one loader of a model for the commands that read one (`extract`, `coverage`, `ask`, `export`).
+
+Each of those commands used to accept its own subset of sources, so a model that worked with one
+was refused by another. Every command now takes the same sources, through `load_model`:
+
+- a first_pl Lightning `.ckpt` file (any strategy: the checkpoint records its class and init
+  arguments, `first_pl.modules.checkpoint`);
+- a sharded checkpoint folder (ModelParallelStrategy / FSDPStrategy), consolidated on the fly;
+- a Hugging Face model folder (with `config.json`; `first-pl export` writes one);
+- a `.gguf` file, the offline alias `smollm2-135m-instruct`, or a hub id (`ModelSpec`).
+
+Anything else is refused by `ModelLoadError`, whose message names the command's option, the
+value given and the sources above.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from lightning.fabric.utilities.load import _METADATA_FILENAME
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+from first_pl.models import TOKENIZER_FILES, ModelSourceError, ModelSpec
+from first_pl.modules.base import StudentModule
+from first_pl.modules.checkpoint import CheckpointError, load_strategy
+from first_pl.modules.finetune import FineTune
+
+EXPECTED = (
+    "a first_pl .ckpt file, a sharded checkpoint folder, a Hugging Face model folder (with "
+    "config.json), a .gguf file, or a model name / hub id"
+)
+_OPTIMIZER_KEY = re.compile(r"optimizer_\d+")
+SourceKind = Literal["checkpoint", "sharded_checkpoint", "model"]
+
+
+class ModelLoadError(CheckpointError, ModelSourceError):
+    """A model source no command can load; the message names the option and what it expects.
+
+    It is both a `CheckpointError` and a `ModelSourceError`, the errors the commands raised
+    before they shared this loader, so callers that caught those still catch it.
+    """
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded source: `module` in eval mode (a `FineTune` around a plain Hugging Face model)."""
+
+    module: StudentModule
+    kind: SourceKind
+    source: str
+
+    @property
+    def strategy(self) -> str | None:
+        """The strategy class a checkpoint was trained with; None for a plain model."""
+        return None if self.kind == "model" else type(self.module).__name__
+
+    def identity(self) -> str:
+        """What a teacher store records as its teacher.
+
+        A checkpoint is named by the sha256 of its bytes (a file name says nothing about which
+        weights it holds); a plain model by the name or path given.
+        """
+        if self.kind == "model":
+            return self.source
+        return f"{Path(self.source).name} sha256:{sha256_of(Path(self.source))}"
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def source_kind(source: str, option: str) -> SourceKind:
+    """Which kind of source `source` is, refusing what no loader reads (before any loading)."""
+    path = Path(source)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return "model"
+        if (path / _METADATA_FILENAME).is_file():
+            return "sharded_checkpoint"
+        only_tokenizer = any((path / name).is_file() for name in TOKENIZER_FILES)
+        raise ModelLoadError(
+            f"{option} {source} is a folder with neither config.json (a Hugging Face model) nor "
+            f"{_METADATA_FILENAME} (a sharded checkpoint)"
+            + (" (it holds only a tokenizer, which is no model)" if only_tokenizer else "")
+            + f"; expected {EXPECTED}"
+        )
+    if path.is_file():
+        if path.suffix == ".ckpt":
+            return "checkpoint"
+        if path.suffix == ".gguf":
+            return "model"
+        raise ModelLoadError(f"{option} {source} is a file but neither .ckpt nor .gguf; expected {EXPECTED}")
+    # A hub id is `name` or `namespace/name`: anything else that does not exist is a path.
+    if path.suffix in (".ckpt", ".gguf") or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise ModelLoadError(f"{option} {source} does not exist; expected {EXPECTED}")
+    return "model"
+
+
+def consolidate(folder: Path, out_file: Path) -> Path:
+    """One `.ckpt` file from a sharded checkpoint folder (weights + the rank-0 metadata file).
+
+    ModelParallelStrategy stores the weights under `state_dict`, FSDPStrategy under `model`;
+    the optimizer shards are dropped, since loading a model needs only the weights.
+    """
+    if not (folder / _METADATA_FILENAME).is_file():
+        raise CheckpointError(
+            f"{folder} is not a sharded Lightning checkpoint (no {_METADATA_FILENAME})"
+        )
+    dcp_to_torch_save(folder, out_file)
+    checkpoint = torch.load(out_file, map_location="cpu", weights_only=False)
+    checkpoint.update(
+        torch.load(folder / _METADATA_FILENAME, map_location="cpu", weights_only=False)
+    )
+    if "state_dict" not in checkpoint and "model" in checkpoint:
+        checkpoint["state_dict"] = checkpoint.pop("model")
+    for key in [k for k in checkpoint if _OPTIMIZER_KEY.fullmatch(k)]:
+        del checkpoint[key]
+    torch.save(checkpoint, out_file)
+    return out_file
+
+
+def load_model(source: str, option: str, workdir: str | Path | None = None) -> LoadedModel:
+    """Load any source of the module docstring as a module in eval mode, on the CPU.
+
+    `option` is the command's name for the argument (`--teacher`, `--checkpoint`), used in
+    every error. A sharded checkpoint is consolidated into a temporary file under `workdir`
+    (the system's temporary folder by default; give one on the disk that has room for it).
+    """
+    kind = source_kind(source, option)
+    try:
+        if kind == "checkpoint":
+            module = load_strategy(source)
+        elif kind == "sharded_checkpoint":
+            with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+                module = load_strategy(consolidate(Path(source), Path(tmp) / "consolidated.ckpt"))
+        else:
+            module = FineTune(model=ModelSpec(name_or_path=source))
+            module.configure_model()
+            module.eval()
+    except (CheckpointError, ModelSourceError) as err:
+        raise ModelLoadError(f"{option} {source}: {err}") from err
+    return LoadedModel(module, kind, source)
