@@ -3,7 +3,7 @@
 first_pl's rooms (packages and top-level modules) sit on floors: a room may import rooms on its
 own floor or below, never above. An import up a floor, even one inside a function, is how a
 change to the pipeline breaks the data module; a loop is how importing one file imports half
-the package. The floors, lowest first (docs/ARCHITECTURE.md, "Floors"):
+the package. The floors, lowest first:
 
     0  fileio precision          the ground floor for files; dtype policy
     1  tasks models metrics lm_head

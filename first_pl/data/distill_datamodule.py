@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from first_pl.data.batch import IGNORE_INDEX, DistillBatch, response_mask
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMismatchError, TeacherStore
-from first_pl.data.tokenize import IGNORE, Encoded
+from first_pl.data.tokenize import Encoded
 from first_pl.models import tokenizer_fingerprint
 from first_pl.tasks.base import Task
 
@@ -63,7 +64,7 @@ def gather_rows(store: TeacherStore, rows: list[int]) -> tuple[np.ndarray, np.nd
     """``(ids [P, k], probs [P, k], gold [P])`` of the given store rows, concatenated in order.
 
     One contiguous slice per example (fast from HDF5 and from memory alike); the caller places
-    the flat rows at ``labels != -100`` in one vectorised assignment.
+    the flat rows at ``labels != IGNORE_INDEX`` in one vectorised assignment.
     """
     parts = [store.positions(row) for row in rows]
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
@@ -72,8 +73,8 @@ def gather_rows(store: TeacherStore, rows: list[int]) -> tuple[np.ndarray, np.nd
 class DistillDataModule(QADataModule):
     """QADataModule whose training batches add ``teacher_ids`` / ``teacher_probs``.
 
-    Both are ``[B, L, k]``, aligned with ``labels`` and zero where ``labels == -100``
-    (docs/ARCHITECTURE.md). Evaluation batches are QADataModule's, unchanged.
+    Both are ``[B, L, k]``, aligned with ``labels`` and zero where ``labels == IGNORE_INDEX``
+    (``first_pl.data.batch.DistillBatch``). Evaluation batches are QADataModule's, unchanged.
 
     Args:
         store: the teacher store of the training split, written by ``first-pl extract`` with
@@ -124,7 +125,7 @@ class DistillDataModule(QADataModule):
         examples = self.examples(self.train_task, "train")
         store.validate_against(
             example_ids=[ex.example_id for ex in examples],
-            positions_per_example=[sum(t != IGNORE for t in ex.labels) for ex in examples],
+            positions_per_example=[sum(t != IGNORE_INDEX for t in ex.labels) for ex in examples],
         )
         if self.check_values:
             store.check_values()
@@ -134,7 +135,7 @@ class DistillDataModule(QADataModule):
         """The store's gold token at each position must be the data's label there."""
         _, _, gold = gather_rows(store, [store.example_index(ex.example_id) for ex in examples])
         labels = np.fromiter(
-            (t for ex in examples for t in ex.labels if t != IGNORE), np.int64, len(gold)
+            (t for ex in examples for t in ex.labels if t != IGNORE_INDEX), np.int64, len(gold)
         )
         bad = np.flatnonzero(gold.astype(np.int64) != labels)
         if bad.size:
@@ -157,15 +158,14 @@ class DistillDataModule(QADataModule):
             self.distill_items(), self.batch_size, self.shuffle, self.collate_distill
         )
 
-    def collate_distill(self, items: list[DistillItem]) -> dict[str, Any]:
+    def collate_distill(self, items: list[DistillItem]) -> DistillBatch:
         """A training batch with the teacher's top-k placed at the response positions."""
         batch = self.collate_train([item.example for item in items])
         ids, probs, _ = gather_rows(self.teacher_store, [item.row for item in items])
-        mask = batch["labels"] != IGNORE
+        mask = response_mask(batch["labels"])
         shape = (*mask.shape, self.teacher_store.metadata.k)
         teacher_ids = torch.zeros(shape, dtype=torch.long)
         teacher_probs = torch.zeros(shape, dtype=torch.float32)
         teacher_ids[mask] = torch.from_numpy(ids.astype(np.int64))
         teacher_probs[mask] = torch.from_numpy(probs.astype(np.float32))
-        batch["teacher_ids"], batch["teacher_probs"] = teacher_ids, teacher_probs
-        return batch
+        return DistillBatch(**batch, teacher_ids=teacher_ids, teacher_probs=teacher_probs)

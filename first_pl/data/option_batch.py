@@ -10,11 +10,9 @@ its prompt tokens, so an option's score depends on nothing but its own tokens.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-IGNORE = -100
+from first_pl.data.batch import IGNORE_INDEX
 
 
 def option_rows(prompt: list[int], options: list[list[int]]) -> list[tuple[list[int], list[int]]]:
@@ -22,15 +20,16 @@ def option_rows(prompt: list[int], options: list[list[int]]) -> list[tuple[list[
     rows = []
     for option in options:
         input_ids = prompt + option
-        labels = [IGNORE] * (len(prompt) - 1) + option + [IGNORE]
+        labels = [IGNORE_INDEX] * (len(prompt) - 1) + option + [IGNORE_INDEX]
         rows.append((input_ids, labels))
     return rows
 
 
 def collate_options(
     prompts: list[list[int]], options: list[list[list[int]]], pad_id: int
-) -> dict[str, Any]:
-    """The `option_*` keys of an evaluation batch (right-padded with `pad_id`)."""
+) -> dict[str, torch.Tensor]:
+    """The `option_*` keys of an evaluation batch (`first_pl.data.batch.EvalBatch`),
+    right-padded with `pad_id`."""
     rows, example, choice = [], [], []
     for index, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
         rows += option_rows(prompt, opts)
@@ -39,7 +38,7 @@ def collate_options(
     length = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), length), dtype=torch.long)
-    labels = torch.full((len(rows), length), IGNORE, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
     for r, (ids, row_labels) in enumerate(rows):
         input_ids[r, : len(ids)] = torch.tensor(ids)
         attention[r, : len(ids)] = 1

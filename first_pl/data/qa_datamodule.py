@@ -20,6 +20,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from first_pl.data.batch import EvalBatch, TrainBatch
 from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
@@ -164,10 +165,10 @@ class QADataModule(L.LightningDataModule):
             if template.answer == "letter":  # fail early on letters that are not single tokens
                 letter_token_ids(self.tokenizer, template.letters, template.answer_prefix)
 
-    def collate_train(self, items: list[Encoded]) -> dict[str, Any]:
+    def collate_train(self, items: list[Encoded]) -> TrainBatch:
         return collate(items, self.tokenizer.pad_token_id)
 
-    def collate_eval(self, items: list[Encoded]) -> dict[str, Any]:
+    def collate_eval(self, items: list[Encoded]) -> EvalBatch:
         return collate(items, self.tokenizer.pad_token_id)
 
     def loader(self, items: list[Any], batch_size: int, shuffle: bool, collate_fn) -> DataLoader:

@@ -1,23 +1,22 @@
 """Prompt + response tokenisation with labels on the response only, and dynamic padding.
 
 Labels are stored already shifted (docs/ARCHITECTURE.md): `labels[t]` is the token that the
-logits at position `t` predict, so the positions that need logits are `labels != -100` with
-no off-by-one at any call site.
+logits at position `t` predict, so the positions that need logits are
+`labels != IGNORE_INDEX` with no off-by-one at any call site. `collate` builds the batches of
+`first_pl.data.batch`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from first_pl.data.batch import CANDIDATE_PAD, IGNORE_INDEX, EvalBatch, TrainBatch
 from first_pl.data.option_batch import collate_options
 from first_pl.data.template import OPTION_SCORINGS, PromptTemplate
 from first_pl.tasks.base import Example, MCExample
-
-IGNORE = -100
 
 
 @dataclass
@@ -94,7 +93,7 @@ def encode(
         report.tokens_dropped += overflow
         prompt_ids = prompt_ids[overflow:]
     input_ids = prompt_ids + response_ids
-    labels = [IGNORE] * (len(prompt_ids) - 1) + response_ids + [IGNORE]
+    labels = [IGNORE_INDEX] * (len(prompt_ids) - 1) + response_ids + [IGNORE_INDEX]
     encoded = Encoded(example_id=example.id, input_ids=input_ids, labels=labels)
     if isinstance(example, MCExample):
         encoded.answer_position = len(prompt_ids) - 1
@@ -115,38 +114,43 @@ def encode(
     return encoded
 
 
-def collate(items: list[Encoded], pad_id: int) -> dict[str, Any]:
-    """Right-pad a list of encoded examples into the batch contract."""
+def collate(items: list[Encoded], pad_id: int) -> TrainBatch | EvalBatch:
+    """Right-pad encoded examples into a training batch, or an evaluation batch when every
+    example is a multiple-choice question (it has an answer position)."""
     length = max(len(item.input_ids) for item in items)
     batch = len(items)
     input_ids = torch.full((batch, length), pad_id, dtype=torch.long)
     attention = torch.zeros((batch, length), dtype=torch.long)
-    labels = torch.full((batch, length), IGNORE, dtype=torch.long)
+    labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)
     for row, item in enumerate(items):
         n = len(item.input_ids)
         input_ids[row, :n] = torch.tensor(item.input_ids)
         attention[row, :n] = 1
         labels[row, :n] = torch.tensor(item.labels)
-    out: dict[str, Any] = {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "labels": labels,
-        "example_id": [item.example_id for item in items],
-    }
-    if all(item.answer_position >= 0 for item in items):
-        scorings = sorted({item.scoring for item in items})
-        if len(scorings) > 1:
-            raise ValueError(f"one evaluation batch mixes the scorings {scorings}; batch one task at a time")
-        out["answer_position"] = torch.tensor([item.answer_position for item in items])
-        out["gold"] = torch.tensor([item.gold for item in items])
-        out["scoring"] = scorings[0]
-        if scorings[0] in OPTION_SCORINGS:
-            prompts = [item.input_ids[item.option_start : item.answer_position + 1] for item in items]
-            out.update(collate_options(prompts, [item.option_ids for item in items], pad_id))
-            return out
-        width = max(len(item.candidate_ids) for item in items)
-        candidates = torch.full((batch, width), -1, dtype=torch.long)
-        for row, item in enumerate(items):
-            candidates[row, : len(item.candidate_ids)] = torch.tensor(item.candidate_ids)
-        out["candidate_ids"] = candidates
+    train = TrainBatch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        labels=labels,
+        example_id=[item.example_id for item in items],
+    )
+    if any(item.answer_position < 0 for item in items):
+        return train
+    scorings = sorted({item.scoring for item in items})
+    if len(scorings) > 1:
+        raise ValueError(f"one evaluation batch mixes the scorings {scorings}; batch one task at a time")
+    out = EvalBatch(
+        **train,
+        answer_position=torch.tensor([item.answer_position for item in items]),
+        gold=torch.tensor([item.gold for item in items]),
+        scoring=scorings[0],
+    )
+    if scorings[0] in OPTION_SCORINGS:
+        prompts = [item.input_ids[item.option_start : item.answer_position + 1] for item in items]
+        out.update(collate_options(prompts, [item.option_ids for item in items], pad_id))
+        return out
+    width = max(len(item.candidate_ids) for item in items)
+    candidates = torch.full((batch, width), CANDIDATE_PAD, dtype=torch.long)
+    for row, item in enumerate(items):
+        candidates[row, : len(item.candidate_ids)] = torch.tensor(item.candidate_ids)
+    out["candidate_ids"] = candidates
     return out

@@ -23,9 +23,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store import TeacherStore, ids_dtype_for
 from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
-from first_pl.knowledge.extract import IGNORE_INDEX, Batch, lm_head_logits, response_hidden
+from first_pl.knowledge.extract import Batch, lm_head_logits, response_hidden
 
 
 @dataclass

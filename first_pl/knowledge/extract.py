@@ -23,16 +23,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from first_pl.data.batch import response_mask
 from first_pl.data.store import (
     StoreMetadata,
     TeacherStoreWriter,
     example_id_length,
     merge_shards,
 )
+from first_pl.lm_head import check_plain_lm_head, head_logits, hidden_at
 from first_pl.models import tokenizer_fingerprint  # noqa: F401 - its import path before it moved
 
-IGNORE_INDEX = -100
-Batch = Mapping[str, Any]
+Batch = Mapping[str, Any]  # a first_pl.data.batch.TrainBatch
 
 
 def response_hidden(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -40,24 +41,16 @@ def response_hidden(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch
     number of response positions per example (to split the flat rows back into examples)."""
     device = next(model.parameters()).device
     labels = batch["labels"].to(device)
-    out = model.get_decoder()(
-        input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-    )
-    mask = labels != IGNORE_INDEX
-    return out.last_hidden_state[mask], labels[mask], mask.sum(dim=1).tolist()
+    mask = response_mask(labels)
+    input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    hidden = hidden_at(model, input_ids, attention_mask, mask)
+    return hidden, labels[mask], mask.sum(dim=1).tolist()
 
 
 def lm_head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """Float32 logits from the output embedding alone.
-
-    Models that post-process logits (soft-capping, scaling) would get wrong probabilities from
-    the bare head, so they are refused rather than silently mis-extracted.
-    """
-    config = getattr(model, "config", None)
-    for name in ("final_logit_softcapping", "logit_scale"):
-        if getattr(config, name, None) not in (None, 1.0):
-            raise NotImplementedError(f"extraction does not apply the model's {name}")
-    return model.get_output_embeddings()(hidden).float()
+    """Float32 logits from the output embedding alone (`first_pl.lm_head.head_logits`, which
+    refuses a model that soft-caps or scales its logits)."""
+    return head_logits(model, hidden).float()
 
 
 def topk_at_responses(
@@ -121,6 +114,7 @@ def extract_topk(
     without running the model; their ids are checked against the store so a reordered
     dataloader fails loudly instead of writing a store whose rows belong to other examples.
     """
+    check_plain_lm_head(model)  # before any batch runs
     meta = writer.metadata
     if k is not None and k != meta.k:
         raise ValueError(f"k={k} but the store is for k={meta.k}")

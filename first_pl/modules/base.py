@@ -16,16 +16,10 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from first_pl.data.option_batch import IGNORE
+from first_pl.data.batch import EvalBatch, EvalOutput, TrainBatch, response_mask
 from first_pl.data.template import OPTION_SCORINGS
 from first_pl.models import ModelSpec, build_model
-from first_pl.modules.scoring import (
-    EvalOutput,
-    choice_output,
-    option_scores,
-    target_log_probs,
-    token_scores,
-)
+from first_pl.modules.scoring import choice_output, option_scores, target_log_probs, token_scores
 from first_pl.modules.sharding import LOGITS_AT, install_logits_at, shard_model
 
 STRATEGY_KEY = "first_pl_strategy"
@@ -57,7 +51,7 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def candidate_output(log_probs: torch.Tensor, batch: dict[str, Any]) -> EvalOutput:
+def candidate_output(log_probs: torch.Tensor, batch: EvalBatch) -> EvalOutput:
     """Prediction restricted to the candidate tokens at the answer position (token scorings).
 
     `log_probs` is the full-vocab log-softmax at each example's answer position `[B, V]`; the
@@ -100,23 +94,24 @@ class StudentModule(L.LightningModule):
                 shard_model(self.model, self.device_mesh)
             install_logits_at(self.model)
 
-    def logits_at(self, batch: dict[str, Any], select: torch.Tensor) -> torch.Tensor:
-        """Logits `[P, V]` where `select` `[B, L]` is true: one call on the model (see `sharding`)."""
+    def logits_at(self, batch: TrainBatch, select: torch.Tensor) -> torch.Tensor:
+        """Logits `[P, V]` where `select` `[B, L]` is true: one call on the model
+        (`first_pl.lm_head.logits_at`, installed as an FSDP forward by `sharding`)."""
         return getattr(self.model, LOGITS_AT)(batch["input_ids"], batch["attention_mask"], select)
 
     def response_logits(
-        self, batch: dict[str, Any]
+        self, batch: TrainBatch
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits `[P, V]` at the response positions, their targets `[P]`, and the mask `[B, L]`."""
-        mask = batch["labels"] != -100
+        mask = response_mask(batch["labels"])
         return self.logits_at(batch, mask), batch["labels"][mask], mask
 
     def loss(
-        self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor
+        self, logits: torch.Tensor, targets: torch.Tensor, batch: TrainBatch, mask: torch.Tensor
     ) -> torch.Tensor:
         raise NotImplementedError
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         logits, targets, mask = self.response_logits(batch)
         loss = self.loss(logits, targets, batch, mask)
         # The mean over ranks (a no-op in one process), so distributed runs log the global loss.
@@ -129,7 +124,7 @@ class StudentModule(L.LightningModule):
         )
         return loss
 
-    def evaluate(self, batch: dict[str, Any]) -> EvalOutput:
+    def evaluate(self, batch: EvalBatch) -> EvalOutput:
         """Score the options of each example as its task's `template.scoring` says."""
         if batch.get("scoring") in OPTION_SCORINGS:
             return self.option_evaluate(batch)
@@ -139,9 +134,9 @@ class StudentModule(L.LightningModule):
         logits = self.logits_at(batch, select).float()
         return candidate_output(torch.log_softmax(logits, dim=-1), batch)
 
-    def option_evaluate(self, batch: dict[str, Any]) -> EvalOutput:
+    def option_evaluate(self, batch: EvalBatch) -> EvalOutput:
         """Option log-likelihoods: one forward over the `option_*` rows (data/option_batch.py)."""
-        select = batch["option_labels"] != IGNORE
+        select = response_mask(batch["option_labels"])
         rows = {"input_ids": batch["option_input_ids"], "attention_mask": batch["option_attention_mask"]}
         position_log_probs = target_log_probs(self.logits_at(rows, select), batch["option_labels"][select])
         scores, mask = option_scores(
@@ -155,17 +150,17 @@ class StudentModule(L.LightningModule):
         return choice_output(scores, mask, batch, batch["scoring"])
 
     def validation_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+        self, batch: EvalBatch, batch_idx: int, dataloader_idx: int = 0
     ) -> EvalOutput:
         return self.evaluate(batch)
 
     def test_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+        self, batch: EvalBatch, batch_idx: int, dataloader_idx: int = 0
     ) -> EvalOutput:
         return self.evaluate(batch)
 
     def predict_step(
-        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+        self, batch: EvalBatch, batch_idx: int, dataloader_idx: int = 0
     ) -> EvalOutput:
         return self.evaluate(batch)
 

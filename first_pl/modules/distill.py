@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
+from first_pl.data.batch import TEACHER_KEYS, TrainBatch
 from first_pl.knowledge.calibration_result import TEMPERATURE_TRANSFORMS, CalibrationResult
 from first_pl.knowledge.transforms import TRANSFORMS, label_smooth, renormalize, with_tail
 from first_pl.models import ModelSpec
 from first_pl.modules.base import OptimizerConfig, StudentModule
 from first_pl.modules.losses import distillation_loss
-
-TEACHER_KEYS = ("teacher_ids", "teacher_probs")
 
 
 class DistillationStrategy(StudentModule):
@@ -70,7 +69,7 @@ class DistillationStrategy(StudentModule):
             store.validate_against(student_vocab_size=int(vocab))
 
     def loss(
-        self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor
+        self, logits: torch.Tensor, targets: torch.Tensor, batch: TrainBatch, mask: torch.Tensor
     ) -> torch.Tensor:
         missing = [key for key in TEACHER_KEYS if key not in batch]
         if missing:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from first_pl.data.batch import TrainBatch
 from first_pl.modules.base import StudentModule
 from first_pl.modules.losses import hard_label_ce
 
@@ -13,6 +12,6 @@ from first_pl.modules.losses import hard_label_ce
 class FineTune(StudentModule):
     """Cross-entropy against the gold response tokens; the paper's Fine-tune row and teacher."""
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, batch: TrainBatch, mask: torch.Tensor) -> torch.Tensor:
         # A batch with no response position gives 0 (not NaN), so a rank can still step.
         return hard_label_ce(logits, targets)

@@ -1,8 +1,8 @@
-"""Student losses over response positions (DESIGN section 1, Eq. 5) and the gathers feeding them.
+"""Student losses over response positions (DESIGN section 1, Eq. 5).
 
-All losses take logits already gathered at the `P` response positions (`labels != -100`, see
-docs/ARCHITECTURE.md), so the LM head runs on `P` rows instead of `B * L`; `gather_response`
-and `gather_response_hidden` do that gather. Log-softmax is taken in float32 whatever the logits'
+All losses take logits already gathered at the `P` response positions (`labels != IGNORE_INDEX`,
+`first_pl.data.batch`), so the LM head runs on `P` rows instead of `B * L`
+(`first_pl.lm_head.logits_at`). Log-softmax is taken in float32 whatever the logits'
 dtype (float64 stays float64): in bfloat16 the log-partition over a 49k vocabulary loses most of its precision.
 """
 
@@ -13,37 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
 _REDUCTIONS = ("mean", "sum", "none")
-
-
-def response_mask(labels: torch.Tensor) -> torch.Tensor:
-    """Bool `[B, L]` of the positions whose (pre-shifted) label is a response token."""
-    return labels != IGNORE_INDEX
-
-
-def gather_response(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Rows of `x` `[B, L, ...]` at response positions, flattened to `[P, ...]` in (b, t) order.
-
-    The same order for every tensor aligned with `labels` (hidden states, teacher ids and
-    probabilities, the labels themselves), so the gathered rows stay aligned with each other.
-    """
-    if x.shape[:2] != labels.shape:
-        raise ValueError(
-            f"x {tuple(x.shape)} must start with the labels' shape {tuple(labels.shape)}"
-        )
-    return x[response_mask(labels)]
-
-
-def gather_response_hidden(
-    hidden: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final hidden states `[P, H]` at response positions and the `[B, L]` mask that chose them.
-
-    Apply the LM head to the result: computing `[B, L, V]` logits only to discard the prompt
-    and padding rows costs most of a step's memory at a 49k vocabulary.
-    """
-    return gather_response(hidden, labels), response_mask(labels)
 
 
 def _reduce(per_position: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -18,11 +18,9 @@ scores themselves, from which the evaluation takes the softmax over the options 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-EvalOutput = dict[str, Any]
+from first_pl.data.batch import EvalBatch, EvalOutput
 
 
 def token_scores(
@@ -73,22 +71,22 @@ def option_scores(
 
 
 def choice_output(
-    scores: torch.Tensor, mask: torch.Tensor, batch: dict[str, Any], scoring: str | None = None
+    scores: torch.Tensor, mask: torch.Tensor, batch: EvalBatch, scoring: str | None = None
 ) -> EvalOutput:
-    """The `EvalOutput` of log-space option scores (docs/ARCHITECTURE.md)."""
+    """The `EvalOutput` (`first_pl.data.batch`) of log-space option scores."""
     scores = scores.float().masked_fill(~mask, float("-inf"))
     pred = scores.argmax(dim=1)
     probs = scores.exp()
-    output: EvalOutput = {
-        "candidate_logprobs": scores,
-        "candidate_probs": probs,
-        "candidate_mask": mask,
-        "gold": batch["gold"],
-        "pred": pred,
-        "confidence": probs.gather(1, pred.unsqueeze(1)).squeeze(1),
-        "correct": pred == batch["gold"],
-        "example_id": batch["example_id"],
-    }
+    output = EvalOutput(
+        candidate_logprobs=scores,
+        candidate_probs=probs,
+        candidate_mask=mask,
+        gold=batch["gold"],
+        pred=pred,
+        confidence=probs.gather(1, pred.unsqueeze(1)).squeeze(1),
+        correct=pred == batch["gold"],
+        example_id=batch["example_id"],
+    )
     if scoring is not None:
         output["scoring"] = scoring
     return output

@@ -19,30 +19,21 @@ from __future__ import annotations
 
 import types
 
-import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+from first_pl.lm_head import check_plain_lm_head, logits_at
 
 LOGITS_AT = "first_pl_logits_at"
 DATA_PARALLEL = "data_parallel"
 
 
-def logits_at(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, select: torch.Tensor
-) -> torch.Tensor:
-    """Logits `[P, V]` at the positions where `select` `[B, L]` is true, in (b, t) order.
-
-    The LM head runs on those `P` rows only (docs/ARCHITECTURE.md).
-    """
-    hidden = model.get_decoder()(
-        input_ids=input_ids, attention_mask=attention_mask
-    ).last_hidden_state
-    return model.get_output_embeddings()(hidden[select])
-
-
 def install_logits_at(model: nn.Module) -> None:
-    """Give `model` a `first_pl_logits_at` method that FSDP2 treats as a forward (no-op unsharded)."""
+    """Give `model` a `first_pl_logits_at` method (`first_pl.lm_head.logits_at`) that FSDP2
+    treats as a forward (no-op unsharded); a model whose logits are not the bare head's is
+    refused here, before training."""
+    check_plain_lm_head(model)
     setattr(model, LOGITS_AT, types.MethodType(logits_at, model))
     register_fsdp_forward_method(model, LOGITS_AT)
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from first_pl.commands.extract import extract
+from first_pl.data.batch import IGNORE_INDEX, DistillBatch
 from first_pl.data.distill_datamodule import DistillDataModule, store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, StoreMismatchError, TeacherStore, TeacherStoreWriter
 from first_pl.data.template import PromptTemplate
-from first_pl.data.tokenize import IGNORE
 from first_pl.tasks import GeneratedMC
 
 TASK = {"train_size": 24, "validation_size": 4, "test_size": 4, "label_noise": 0.2, "seed": 5}
@@ -58,7 +58,8 @@ def test_teacher_rows_are_aligned_with_labels(store: Path, tiny_model_dir: Path)
     dm = distill(store, tiny_model_dir)
     teacher = TeacherStore(store)
     for batch in batches(dm):
-        mask = batch["labels"] != IGNORE
+        assert DistillBatch.__required_keys__ <= set(batch)  # MC examples add the eval keys
+        mask = batch["labels"] != IGNORE_INDEX
         ids, probs = batch["teacher_ids"], batch["teacher_probs"]
         assert ids.dtype == torch.long and probs.dtype == torch.float32
         assert ids.shape == probs.shape == (*batch["labels"].shape, K)
@@ -101,7 +102,7 @@ def write_store(
     meta = StoreMetadata(**{"vocab_size": len(dm.tokenizer), **fields, **overrides})
     with TeacherStoreWriter(path, meta) as writer:
         for i, ex in enumerate(examples):
-            gold = np.array([t for t in ex.labels if t != IGNORE][: -1 if i == short else None])
+            gold = np.array([t for t in ex.labels if t != IGNORE_INDEX][: -1 if i == short else None])
             ids = (gold[:, None] + np.arange(K)) % meta.vocab_size
             probs = np.tile(np.linspace(0.25, 0.05, K), (len(gold), 1))
             writer.append([ex.example_id], [ids], [probs], [(gold + gold_offset) % meta.vocab_size])

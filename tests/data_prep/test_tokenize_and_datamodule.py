@@ -8,9 +8,10 @@ import pytest
 import torch
 from first_pl_testing import BIGBENCH
 
+from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.template import PromptTemplate, TemplateError, letter_token_ids
-from first_pl.data.tokenize import IGNORE, TruncationReport, collate, encode
+from first_pl.data.tokenize import TruncationReport, collate, encode
 from first_pl.tasks import (
     BigBench,
     GeneratedInstructions,
@@ -32,7 +33,7 @@ def test_labels_are_shifted_response_tokens(tiny_tokenizer):
     # logits at the answer position predict the letter; the next position predicts EOS
     assert enc.labels[enc.answer_position] == candidates[0] == enc.input_ids[enc.answer_position + 1]
     assert enc.labels[enc.answer_position + 1] == tiny_tokenizer.eos_token_id
-    assert sum(label != IGNORE for label in enc.labels) == 2
+    assert sum(label != IGNORE_INDEX for label in enc.labels) == 2
     assert enc.candidate_ids == list(candidates[:3]) and enc.gold == 0
 
 
@@ -79,7 +80,7 @@ def test_collate_pads_and_masks(tiny_tokenizer):
     lengths = [len(i.input_ids) for i in items]
     assert batch["input_ids"].shape == (8, max(lengths))
     assert batch["attention_mask"].sum(1).tolist() == lengths
-    assert ((batch["labels"] != IGNORE).sum(1) == 2).all()
+    assert ((batch["labels"] != IGNORE_INDEX).sum(1) == 2).all()
     assert batch["candidate_ids"].shape[1] == max(len(i.candidate_ids) for i in items)
     assert ((batch["candidate_ids"] >= 0).sum(1) == torch.tensor([len(i.candidate_ids) for i in items])).all()
     rows = torch.arange(8)

@@ -20,8 +20,9 @@ import yaml
 
 import first_pl.knowledge.vllm_backend as vllm_backend
 from first_pl.cli import main
+from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter, partial_path
-from first_pl.data.tokenize import IGNORE, Encoded
+from first_pl.data.tokenize import Encoded
 from first_pl.models import ModelSpec, build_model
 
 K = 5
@@ -125,7 +126,7 @@ def test_killed_vllm_run_resumes_to_the_same_store(config, tiny_model_dir, tmp_p
 
 def example() -> Encoded:
     # prompt 10 11, response 12 13, EOS 2: labels shifted, positions 1, 2, 3 predict 12, 13, 2
-    return Encoded("ex", input_ids=[10, 11, 12, 13, 2], labels=[IGNORE, 12, 13, 2, IGNORE])
+    return Encoded("ex", input_ids=[10, 11, 12, 13, 2], labels=[IGNORE_INDEX, 12, 13, 2, IGNORE_INDEX])
 
 
 def test_topk_rows_drop_the_added_actual_token_and_run_by_rank():
@@ -178,7 +179,7 @@ def test_lightning_checkpoint_teacher_is_refused(config, tmp_path):
 
 def test_resume_refuses_a_partial_store_of_other_examples(tiny_model_dir, tmp_path):
     fake = FakeVLLM(tiny_model_dir, K)
-    examples = [Encoded(f"ex{i}", input_ids=[5 + i, 6, 7, 2], labels=[IGNORE, 7, 2, IGNORE]) for i in range(3)]
+    examples = [Encoded(f"ex{i}", input_ids=[5 + i, 6, 7, 2], labels=[IGNORE_INDEX, 7, 2, IGNORE_INDEX]) for i in range(3)]
     metadata = StoreMetadata(k=K, vocab_size=fake.model.config.vocab_size, tokenizer_fingerprint="t",
                              teacher="tiny", task="t", split="train", template_fingerprint="f")  # fmt: skip
     writer = TeacherStoreWriter(tmp_path / "s.h5", metadata).open()

@@ -4,11 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from first_pl.data.batch import IGNORE_INDEX, response_mask
 from first_pl.knowledge.transforms import with_tail
 from first_pl.modules.losses import (
     distillation_loss,
-    gather_response,
-    gather_response_hidden,
     hard_label_ce,
     sparse_topk_kl,
     student_topk_log_probs,
@@ -126,9 +125,10 @@ def test_distillation_loss_rejects_invalid_weight(w):
 
 
 def _padded_batch():
-    """B=2, L=4: prompt (-100), response, right padding (-100), as docs/ARCHITECTURE.md says."""
-    labels = torch.tensor([[-100, 5, 6, -100], [-100, -100, 7, -100]])
-    mask = labels != -100
+    """B=2, L=4: prompt, response, right padding (IGNORE_INDEX), as first_pl.data.batch says."""
+    x = IGNORE_INDEX
+    labels = torch.tensor([[x, 5, 6, x], [x, x, 7, x]])
+    mask = response_mask(labels)
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(2, 4, 3, generator=g)
     teacher_ids = torch.randint(0, V, (2, 4, K), generator=g) * mask.unsqueeze(-1)
@@ -136,19 +136,21 @@ def _padded_batch():
     return labels, hidden, teacher_ids, teacher_probs
 
 
-def test_gather_response_hidden_keeps_response_rows_in_order():
+def test_response_mask_keeps_response_rows_in_order():
     labels, hidden, _, _ = _padded_batch()
-    rows, mask = gather_response_hidden(hidden, labels)
+    mask = response_mask(labels)
     assert mask.tolist() == [[False, True, True, False], [False, False, True, False]]
-    torch.testing.assert_close(rows, torch.stack([hidden[0, 1], hidden[0, 2], hidden[1, 2]]))
-    assert gather_response(labels, labels).tolist() == [5, 6, 7]
+    torch.testing.assert_close(
+        hidden[mask], torch.stack([hidden[0, 1], hidden[0, 2], hidden[1, 2]])
+    )
+    assert labels[mask].tolist() == [5, 6, 7]
 
 
 def test_loss_on_gathered_rows_ignores_padding():
     labels, hidden, teacher_ids, teacher_probs = _padded_batch()
     head = torch.nn.Linear(3, V)
-    rows, _ = gather_response_hidden(hidden, labels)
-    ids, probs = gather_response(teacher_ids, labels), gather_response(teacher_probs, labels)
+    mask = response_mask(labels)
+    rows, ids, probs = hidden[mask], teacher_ids[mask], teacher_probs[mask]
     assert ids.shape == (3, K) and (probs > 0).all()
     loss = sparse_topk_kl(head(rows), ids, probs)
     full = sparse_topk_kl(
@@ -158,12 +160,6 @@ def test_loss_on_gathered_rows_ignores_padding():
         reduction="sum",
     )
     torch.testing.assert_close(loss, full / 3)  # padding rows have zero target: add nothing
-
-
-def test_gather_response_rejects_misaligned_shapes():
-    labels, hidden, _, _ = _padded_batch()
-    with pytest.raises(ValueError, match="shape"):
-        gather_response(hidden[:, :3], labels)
 
 
 def _dense_tail_kl(logits, ids, target):

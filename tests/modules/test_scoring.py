@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from first_pl.callbacks.evaluation import option_softmax
-from first_pl.data.option_batch import IGNORE
+from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.template import PromptTemplate, TemplateError
 from first_pl.data.tokenize import TruncationReport, collate, encode
 from first_pl.modules.base import StudentModule
@@ -125,7 +125,7 @@ def test_option_rows_shift_labels_onto_the_option_tokens(tiny_tokenizer):
     option = tiny_tokenizer.encode(" red apple", add_special_tokens=False)
     assert row[prompt_length : prompt_length + 2].tolist() == option
     assert labels[prompt_length - 1 : prompt_length + 1].tolist() == option
-    assert (labels != IGNORE).sum().item() == 2
+    assert (labels != IGNORE_INDEX).sum().item() == 2
     assert batch["option_attention_mask"][1].sum().item() == prompt_length + 1  # "dog" row
 
 

@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store.format import StoreMetadata, TeacherStoreError, example_id_length
 from first_pl.data.store.reader import TeacherStore
 from first_pl.data.store.writer import TeacherStoreWriter
 from first_pl.data.tokenize import Encoded
 
-IGNORE = -100
 FORMATS = ("vllm", "axolotl", "parquet", "distillkit")
 PARQUET_METADATA_KEY = b"first_pl_store"
 
 
 def response_positions(labels: list[int]) -> list[int]:
-    return [t for t, label in enumerate(labels) if label != IGNORE]
+    return [t for t, label in enumerate(labels) if label != IGNORE_INDEX]
 
 
 def _entry(entries: list[Any], t: int, offset: int, example_id: str, source: str) -> Any:
