@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from first_pl.callbacks.evaluation_files import EvaluationFiles, task_name
+from first_pl.data.batch import EvalOutput
 from first_pl.data.template import OPTION_SCORINGS
 from first_pl.fileio.atomic import write_json_atomic
 from first_pl.fileio.run_files import metrics_file
@@ -42,7 +43,7 @@ BY_KIND = ("ece", "trust")
 CONFIDENCE_CHOICES = ("auto", *CONFIDENCES)
 
 
-def log_scores(outputs: Mapping[str, Any]) -> torch.Tensor:
+def log_scores(outputs: EvalOutput) -> torch.Tensor:
     """The options' log-space scores `[B, C]`, -inf at padding (log of the probabilities when
     a module returns no `candidate_logprobs`)."""
     mask = outputs["candidate_mask"].bool()
@@ -153,7 +154,7 @@ class CalibrationEvaluation(Callback):
         if not isinstance(outputs, Mapping) or any(k not in outputs for k in REQUIRED_KEYS):
             self._warn_once(
                 "no-eval-output",
-                "CalibrationEvaluation: the step did not return an EvalOutput "
+                "CalibrationEvaluation: the step did not return an EvalOutput (first_pl.data.batch) "
                 f"(needs keys {REQUIRED_KEYS}); nothing is evaluated for it.",
             )
             return

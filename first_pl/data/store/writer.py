@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from first_pl.data.store.batch import checked_batch, encode_example_ids
+from first_pl.data.store.append_checks import checked_batch, encode_example_ids
 from first_pl.data.store.format import (
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
