@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.distill_datamodule import DistillDataModule, store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStoreWriter
-from first_pl.data.tokenize import IGNORE, Encoded
+from first_pl.data.tokenize import Encoded
 from first_pl.knowledge.extract import extract_topk
 from first_pl.models import SMOLLM2_ALIAS, ModelSpec, build_model
 from first_pl.tasks import GeneratedMC
@@ -190,7 +191,7 @@ class Workbench:
         with TeacherStoreWriter(path, self.metadata) as writer:
             for start in range(0, len(examples), 4096):
                 chunk = examples[start : start + 4096]
-                gold = [np.array([t for t in ex.labels if t != IGNORE]) for ex in chunk]
+                gold = [np.array([t for t in ex.labels if t != IGNORE_INDEX]) for ex in chunk]
                 flat = np.concatenate(gold)
                 ids, probs = synthetic_topk(flat, self.metadata.k, self.metadata.vocab_size, rng)
                 writer.append(
