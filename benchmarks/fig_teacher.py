@@ -5,7 +5,7 @@ All four variants run on the same batches, interleaved (see `common.interleaved_
 
 - extract: `extract_topk` into a fresh store (softmax, top-k, HDF5 writes; store creation and
   finalisation included, amortised here over `Settings.batches` batches);
-- forward: the same teacher forward alone, `response_hidden` + `lm_head_logits` (decoder, then
+- forward: the same teacher forward alone, `response_hidden` + `lm_head.head_logits` (decoder, then
   the head at response positions only), no top-k, no writes;
 - full: the library-built model's own forward, `[B, L, V]` logits everywhere;
 - plain: a plainly loaded transformers model (`from_pretrained(folder)`, nothing else),
@@ -19,7 +19,8 @@ from transformers import AutoModelForCausalLM
 
 from benchmarks.common import Goal, Row, interleaved_seconds
 from benchmarks.workbench import Workbench
-from first_pl.knowledge.extract import lm_head_logits, response_hidden
+from first_pl.knowledge.extract import response_hidden
+from first_pl.lm_head import head_logits
 from first_pl.models import resolve_source
 
 
@@ -34,7 +35,7 @@ def teacher_rows(bench: Workbench) -> list[Row]:
     def forward() -> None:
         for batch in batches:
             hidden, _, _ = response_hidden(teacher, batch)
-            lm_head_logits(teacher, hidden)
+            head_logits(teacher, hidden).float()
 
     @torch.inference_mode()
     def full() -> list[torch.Tensor]:

@@ -26,7 +26,8 @@ from torch import nn
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store import TeacherStore, ids_dtype_for
 from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
-from first_pl.knowledge.extract import Batch, lm_head_logits, response_hidden
+from first_pl.knowledge.extract import Batch, response_hidden
+from first_pl.lm_head import head_logits
 
 
 @dataclass
@@ -59,7 +60,7 @@ class CoverageResult:
 def _cumulative_topk(model: nn.Module, batch: Batch, max_k: int) -> torch.Tensor:
     """``[P, max_k]`` cumulative probability of the top-1..max_k tokens under the full softmax."""
     hidden, _, _ = response_hidden(model, batch)
-    probs = torch.softmax(lm_head_logits(model, hidden), dim=-1)
+    probs = torch.softmax(head_logits(model, hidden).float(), dim=-1)
     return probs.topk(max_k, dim=-1).values.double().cumsum(dim=-1).cpu()
 
 

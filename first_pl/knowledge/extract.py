@@ -47,24 +47,19 @@ def response_hidden(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch
     return hidden, labels[mask], mask.sum(dim=1).tolist()
 
 
-def lm_head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """Float32 logits from the output embedding alone (`first_pl.lm_head.head_logits`, which
-    refuses a model that soft-caps or scales its logits)."""
-    return head_logits(model, hidden).float()
-
-
 def topk_at_responses(
     model: nn.Module, batch: Batch, k: int, chunk_rows: int = 2048
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
     """``(ids [P, k], probs [P, k], gold [P], counts)`` on CPU, probs under the full softmax.
 
-    The head, softmax and top-k run on ``chunk_rows`` rows at a time so a batch with many
-    response tokens and a large vocabulary never materialises more than ``[chunk_rows, V]``.
+    The head (`first_pl.lm_head`: it refuses soft-capped or scaled logits), the float32 softmax
+    and the top-k run on ``chunk_rows`` rows at a time so a batch with many response tokens and
+    a large vocabulary never materialises more than ``[chunk_rows, V]``.
     """
     hidden, gold, counts = response_hidden(model, batch)
     ids, probs = [], []
     for rows in hidden.split(chunk_rows):
-        p, i = torch.softmax(lm_head_logits(model, rows), dim=-1).topk(k, dim=-1)
+        p, i = torch.softmax(head_logits(model, rows).float(), dim=-1).topk(k, dim=-1)
         ids.append(i.cpu())
         probs.append(p.cpu())
     if not ids:
@@ -279,20 +274,8 @@ def extract_distributed(
     Without a process group it is a single-process extraction.
     """
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return extract_shard(
-            model,
-            dataset,
-            collate_fn,
-            out_path,
-            metadata,
-            batch_size=batch_size,
-            progress=progress,
-            overwrite=overwrite,
-            id_length=id_length,
-            compression=compression,
-        )
-    rank, world_size = dist.get_rank(), dist.get_world_size()
+    grouped = dist.is_available() and dist.is_initialized()
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if grouped else (0, 1)
     extract_shard(
         model,
         dataset,
@@ -303,11 +286,13 @@ def extract_distributed(
         world_size=world_size,
         batch_size=batch_size,
         progress=progress,
+        overwrite=overwrite and world_size == 1,  # shards are new files; the merge overwrites
         id_length=id_length,
         compression="none" if world_size > 1 else compression,  # shards: compressed once, merged
     )
-    dist.barrier()
-    if rank == 0 and world_size > 1:
-        merge_rank_shards(out_path, world_size, overwrite=overwrite, compression=compression)
-    dist.barrier()
+    if world_size > 1:
+        dist.barrier()
+        if rank == 0:
+            merge_rank_shards(out_path, world_size, overwrite=overwrite, compression=compression)
+        dist.barrier()
     return Path(out_path)
