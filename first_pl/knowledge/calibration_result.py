@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 TEMPERATURE_TRANSFORMS = ("prob_temperature", "log_temperature")
 
@@ -71,12 +75,18 @@ def plot_calibration_curve(result: CalibrationResult, path: str | Path) -> None:
     """
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    draw_calibration_curve(fig.add_subplot(), result)
+    fig.savefig(path, dpi=120)
+
+
+def draw_calibration_curve(ax: Axes, result: CalibrationResult) -> None:
+    """The calibration curve on `ax`: `first-pl calibrate`'s figure and the left panel of the
+    sweep's figure 5 draw the same curve, so they cannot disagree."""
     name = result.settings.get("parameter_name", "c")
     values, scores = zip(*result.curve, strict=True)
     percent = result.objective in ("ece", "trust")
     scale = 100.0 if percent else 1.0
-    fig = Figure(figsize=(5, 3.5), layout="constrained")
-    ax = fig.add_subplot()
     ax.plot(values, [v * scale for v in scores], marker="o", markersize=3, label="validation")
     ax.axvline(
         result.parameter, color="red", linestyle="--", label=f"chosen {name} = {result.parameter:g}"
@@ -87,4 +97,3 @@ def plot_calibration_curve(result: CalibrationResult, path: str | Path) -> None:
     ax.set_ylabel({"ece": "ECE (%)", "trust": "Trust (%)", "nll": "NLL (nats)"}[result.objective])
     ax.set_title(f"Choice of {name} on {result.n_positions} validation positions")
     ax.legend()
-    fig.savefig(path, dpi=120)

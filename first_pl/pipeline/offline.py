@@ -18,163 +18,109 @@ so a student's seed changes only what the student itself draws (the order of its
 Every training stage writes the complete LightningCLI config it ran into its folder, so any
 stage can be rerun by hand with `first-pl fit --config <stage>/config.yaml`. The stage key
 hashes that config (and upstream keys), so a changed setting reruns only what depends on it.
+
+Where things are: the settings and each training stage's config in `settings.py`; one method
+here per stage of the model, the data and the students (`run` and `upstream` list them in
+order); the teacher's stores, calibration and analysis in `teacher_stages.py`; what the
+upstream stages hand on (`Upstream`, the calibration in memory) in `upstream.py`.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from first_pl.fileio.run_files import CALIBRATION_FIGURE, TEST_METRICS_FILE
 from first_pl.pipeline.files import (
     deep_merge,
-    instantiate_task,
     last_checkpoint,
-    load_merged,
     load_yaml,
-    run_dir_overrides,
     single_file_checkpoint,
-    validation_overrides,
     write_splits,
     write_yaml,
 )
-from first_pl.pipeline.launch import run_first_pl, trainer_processes
-from first_pl.pipeline.stage_logging import (
-    check_logger,
-    finish_wandb_run,
-    log_report_run,
-    stage_loggers,
-)
+from first_pl.pipeline.launch import run_first_pl
+from first_pl.pipeline.settings import DEFAULT_STUDENTS, PipelineSettings, TrainStage
+from first_pl.pipeline.stage_logging import finish_wandb_run, log_report_run, stage_loggers
 from first_pl.pipeline.stages import StageResult, StageRunner
-from first_pl.pipeline.teacher_stages import knowledge_stages
+from first_pl.pipeline.teacher_stages import analysis_stage, calibrate_stage, extract_stage
+from first_pl.pipeline.upstream import Upstream
+from first_pl.run_metrics import read_task_metrics
 
+__all__ = ["DEFAULT_STUDENTS", "Pipeline", "TrainStage", "Upstream"]
 
-@dataclass
-class TrainStage:
-    """One model to train: its model config (a `model:` YAML) and its budget."""
-
-    config: str
-    max_steps: int = 100
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-DEFAULT_STUDENTS = {
-    "finetune": TrainStage("configs/model/student_finetune.yaml"),
-    "distill": TrainStage("configs/model/distill.yaml"),
-    "ls_distill": TrainStage("configs/model/label_smoothing_distill.yaml"),
-    "first": TrainStage("configs/model/first.yaml"),
-}
 TEST_DIR = "test"
 DISTILL_DATA = "first_pl.data.distill_datamodule.DistillDataModule"
+FIGURES = ("n", "acc", "ece", "trust")  # the test figures a training stage records per task
+
+
+class ReportedRun(NamedTuple):
+    """A stage the report shows: its method label, its seed and its record."""
+
+    label: str
+    seed: int
+    stage: StageResult
 
 
 @dataclass
-class Pipeline:
+class Pipeline(PipelineSettings):
     """The offline FIRST experiment. Paths are relative to the working directory."""
 
-    output_dir: str = "runs/offline"
-    # One trainer config, or several merged in order (e.g. cpu.yaml then ddp.yaml). With more
-    # than one process each fit / test / extract runs as its own torchrun group (launch.py).
-    trainer: str | list[str] = "configs/trainer/cpu.yaml"
-    data: str = "configs/data/generated.yaml"
-    data_overrides: dict[str, Any] = field(default_factory=dict)
-    ood_tasks: list[dict[str, Any]] = field(default_factory=list)
-    teacher: TrainStage = field(
-        default_factory=lambda: TrainStage("configs/model/finetune_smollm2.yaml", 150)
-    )
-    students: dict[str, TrainStage] = field(default_factory=lambda: copy.deepcopy(DEFAULT_STUDENTS))
-    seed: int = 0
-    extract_batch_size: int = 32
-    calibrate_objective: str = "ece"
-    # Choose c on the answer positions only (what the multiple-choice ECE measures) instead of
-    # every response position (answer, word continuations, EOS: the paper's token level).
-    calibrate_answer_only: bool = False
-    # The summary written in output_dir: variants sharing the cache keep their own reports.
-    report_name: str = "report.md"
-    # Learning curves: validate every N optimizer steps (0: never during training) on at most
-    # `limit_val_batches` batches (a count, or a fraction) of the training task's validation split.
-    val_check_interval: int = 0
-    limit_val_batches: int | float = 1.0
-    # Seeds of the students (each method trained once per seed), a list or "0,1,2"; empty:
-    # `seed` only.
-    seeds: list[int] | str = field(default_factory=list)
-    # Templates of out-of-domain tasks by task name (e.g. {"social_iqa": {"scoring":
-    # "option_loglik_norm"}}): only the configs that evaluate those tasks get them; the data
-    # config feeds extraction, whose data module knows the training task only.
-    ood_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The report's convergence rule: the last two validation points within these.
-    converged_acc_tol: float = 2.0
-    converged_loss_tol: float = 0.05
-    coverage_positions: int = 400
-    threads: int | None = None
-    # "csv": each stage's CSV files only; "wandb": W&B runs as well (stage_logging.py).
-    logger: str = "csv"
+    def run(self) -> Path:
+        """Every stage in order (each skipped when done before); the report's path."""
+        if self.threads:
+            import torch
 
-    def __post_init__(self) -> None:
-        """Accept stages as mappings too (as they come from a YAML file)."""
-        if isinstance(self.teacher, dict):
-            self.teacher = TrainStage(**self.teacher)
-        self.students = {
-            m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
-        }
-        check_logger(self.logger)
-        if self.val_check_interval < 0:
-            raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
-        if isinstance(self.seeds, str):
-            try:
-                self.seeds = [int(part) for part in self.seeds.split(",") if part.strip()]
-            except ValueError:
-                raise ValueError(
-                    f"seeds must be a list of integers or comma-separated integers, got {self.seeds!r}"
-                ) from None
-        if len(set(self.student_seeds)) != len(self.student_seeds):
-            raise ValueError(f"seeds must not repeat a seed, got {self.seeds}")
-
-    @property
-    def student_seeds(self) -> list[int]:
-        return list(self.seeds) or [self.seed]
-
-    def student_name(self, method: str, seed: int) -> str:
-        """`student-<method>` for the base seed (so a one-seed run's cache is reused)."""
-        return f"student-{method}" if seed == self.seed else f"student-{method}-seed{seed}"
-
-    def stage_configs(
-        self, stage: TrainStage, folder: Path, seed: int | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The stage's LightningCLI config, and the test's override when fit validates.
-
-        Validating during fit evaluates only the training task, so the fit config keeps only it
-        (and its template); the override gives the test every evaluation task back, with the
-        templates of the out-of-domain ones. None when fit does not validate.
-        """
-        config = deep_merge(load_merged(self.trainer), {"data": self.data_section()})
-        config = deep_merge(config, load_yaml(stage.config))
-        config = deep_merge(config, run_dir_overrides(folder, stage.max_steps))
-        config["seed_everything"] = self.seed if seed is None else seed
-        train_task = config["data"]["init_args"]["train_task"]
-        config["data"]["init_args"]["eval_tasks"] = [train_task, *self.ood_tasks]
-        if self.ood_templates:
-            templates = {"task_templates": self.ood_templates}
-            config = deep_merge(config, {"data": {"init_args": templates}})
-        config = deep_merge(config, stage.overrides)
-        if not (self.val_check_interval and stage.max_steps != 0):
-            return config, None
-        config = deep_merge(
-            config, validation_overrides(self.val_check_interval, self.limit_val_batches)
+            torch.set_num_threads(self.threads)
+        runner = StageRunner(Path(self.output_dir))
+        up = self.upstream(runner)
+        runs = [
+            ReportedRun("zero-shot teacher", self.seed, up.zero_shot),
+            ReportedRun("teacher", self.seed, up.teacher),
+            *self.student_stages(runner, up),
+        ]
+        report = self.report_stage(runner, up, runs)
+        summary = Path(self.output_dir) / self.report_name
+        summary.write_text(
+            Path(report.outputs["report"]).read_text().replace("](", f"]({report.folder.name}/")
         )
-        last = {"class_path": "first_pl.callbacks.LastStepValidation"}
-        config["trainer"]["callbacks"] = [*config["trainer"].get("callbacks", []), last]
-        init = config["data"]["init_args"]
-        test = {"data": {"init_args": {"eval_tasks": init["eval_tasks"]}}}
-        init["eval_tasks"] = [train_task]
-        if init.get("task_templates"):
-            test["data"]["init_args"]["task_templates"] = init["task_templates"]
-            own = instantiate_task(train_task).name
-            init["task_templates"] = {k: v for k, v in init["task_templates"].items() if k == own}
-        return config, test
+        print(f"[{runner.elapsed()}] report: {summary}")
+        return summary
+
+    def upstream(self, runner: StageRunner) -> Upstream:
+        """Every stage before the students: model, data, zero-shot, teacher, its stores, the
+        calibration and the analysis."""
+        prepare, data = self.prepare_stage(runner), self.data_stage(runner)
+        zero_shot = self.zero_shot_stage(runner, [prepare, data])
+        teacher = self.train_and_test(runner, "teacher", self.teacher, [prepare, data], {})
+        train_store = extract_stage(self, runner, teacher, "train")
+        validation_store = extract_stage(self, runner, teacher, "validation")
+        store = validation_store.outputs["store"]
+        calibration = calibrate_stage(self, runner, "calibrate", store, [validation_store])
+        analysis = analysis_stage(self, runner, teacher, validation_store)
+        return Upstream(prepare, data, zero_shot, teacher, train_store, validation_store,
+                        calibration, analysis)  # fmt: skip
+
+    def prepare_stage(self, runner: StageRunner) -> StageResult:
+        """`prepare`: the teacher's model, downloaded (or found) once for every stage."""
+        from first_pl.models import resolve_source
+
+        teacher_yaml = deep_merge(load_yaml(self.teacher.config), self.teacher.overrides)
+        model = teacher_yaml["model"]["init_args"]["model"]["name_or_path"]
+        return runner.run("prepare", {"model": model}, lambda _: {"model": resolve_source(model)})
+
+    def data_stage(self, runner: StageRunner) -> StageResult:
+        """`data`: the task's splits as JSONL, so the exact data of a run can be read."""
+        section = self.data_section()
+        return runner.run("data", {"data": section}, lambda folder: write_splits(section, folder))
+
+    def zero_shot_stage(self, runner: StageRunner, after: list[StageResult]) -> StageResult:
+        """`zero-shot`: the teacher's model tested before fine-tuning (the teacher's config,
+        no steps)."""
+        zero_shot = TrainStage(self.teacher.config, 0, self.teacher.overrides)
+        return self.train_and_test(runner, "zero-shot", zero_shot, after, {})
 
     def train_and_test(
         self,
@@ -218,44 +164,11 @@ class Pipeline:
                 test_args += ["--ckpt_path", str(checkpoint)]
             run_first_pl(test_args, processes, folder / "test.log")
             finish_wandb_run()
-            metrics = json.loads((folder / TEST_DIR / TEST_METRICS_FILE).read_text())["tasks"]
-            figures = ("n", "acc", "ece", "trust")
-            outputs["metrics"] = {t: {k: m[k] for k in figures} for t, m in metrics.items()}
+            metrics = read_task_metrics(folder / TEST_DIR / TEST_METRICS_FILE)
+            outputs["metrics"] = {t: {k: m[k] for k in FIGURES} for t, m in metrics.items()}
             return outputs
 
         return runner.run(name, settings, body, after)
-
-    def processes(self) -> int:
-        """Processes per fit / test / extract stage, from the trainer config(s)."""
-        return trainer_processes(load_merged(self.trainer).get("trainer", {}), str(self.trainer))
-
-    def data_section(self) -> dict[str, Any]:
-        return deep_merge(load_yaml(self.data)["data"], self.data_overrides)
-
-    def upstream(self, runner: StageRunner) -> dict[str, StageResult]:
-        """Every stage before the students: model, data, teacher, stores, calibration."""
-        from first_pl.models import resolve_source
-
-        teacher_yaml = deep_merge(load_yaml(self.teacher.config), self.teacher.overrides)
-        teacher_model = teacher_yaml["model"]["init_args"]["model"]["name_or_path"]
-        prepare = runner.run(
-            "prepare",
-            {"model": teacher_model},
-            lambda folder: {"model": resolve_source(teacher_model)},
-        )
-        data_section = self.data_section()
-        data = runner.run(
-            "data", {"data": data_section}, lambda folder: write_splits(data_section, folder)
-        )
-        stages = {"prepare": prepare, "data": data}
-        zero_shot = TrainStage(self.teacher.config, 0, self.teacher.overrides)
-        stages["zero-shot"] = self.train_and_test(
-            runner, "zero-shot", zero_shot, [prepare, data], {}
-        )
-        teacher = self.train_and_test(runner, "teacher", self.teacher, [prepare, data], {})
-        stages["teacher"] = teacher
-        stages.update(knowledge_stages(self, runner, data_section, teacher))
-        return stages
 
     def train_student(
         self,
@@ -263,10 +176,12 @@ class Pipeline:
         name: str,
         method: str,
         stage: TrainStage,
-        up: dict[str, StageResult],
+        up: Mapping[str, StageResult],
         seed: int | None = None,
     ) -> StageResult:
-        """Fine-tune reads the task data; the distillation strategies read the teacher store too."""
+        """Fine-tune reads the task data; the distillation strategies read the teacher store too,
+        and FIRST the calibration. `up` gives the upstream stages by name (an `Upstream`, or the
+        sweep's variant with another store or calibration)."""
         if method == "finetune":
             return self.train_and_test(runner, name, stage, [up["prepare"], up["data"]], {}, seed)
         extra: dict[str, Any] = {
@@ -284,27 +199,32 @@ class Pipeline:
             after.append(up["calibrate"])
         return self.train_and_test(runner, name, stage, after, extra, seed)
 
-    def run(self) -> Path:
-        if self.threads:
-            import torch
+    def student_stages(self, runner: StageRunner, up: Upstream) -> list[ReportedRun]:
+        """Every student method once per seed, seeds outermost (as the report lists them)."""
+        return [
+            ReportedRun(
+                method,
+                seed,
+                self.train_student(
+                    runner, self.student_name(method, seed), method, stage, up, seed
+                ),
+            )
+            for seed in self.student_seeds
+            for method, stage in self.students.items()
+        ]
 
-            torch.set_num_threads(self.threads)
-        runner = StageRunner(Path(self.output_dir))
-        up = self.upstream(runner)
-        students, labels, seeds = [], ["zero-shot teacher", "teacher"], [self.seed, self.seed]
-        for seed in self.student_seeds:
-            for method, stage in self.students.items():
-                name = self.student_name(method, seed)
-                students.append(self.train_student(runner, name, method, stage, up, seed))
-                labels.append(method)
-                seeds.append(seed)
-        runs = [up["zero-shot"], up["teacher"], *students]
+    def report_stage(
+        self, runner: StageRunner, up: Upstream, runs: list[ReportedRun]
+    ) -> StageResult:
+        """`report`: Table 1, the paired comparisons, the curves and the reliability diagrams of
+        `runs`; with `logger: wandb` also a W&B run with the calibration curve beside them."""
+        labels, seeds = [r.label for r in runs], [r.seed for r in runs]
 
-        def report_body(folder: Path) -> dict[str, Any]:
+        def body(folder: Path) -> dict[str, Any]:
             from first_pl.report import build_report
 
             path = build_report(
-                [str(r.folder) for r in runs],
+                [str(r.stage.folder) for r in runs],
                 str(folder),
                 methods=labels,
                 seeds=seeds,
@@ -313,21 +233,15 @@ class Pipeline:
                 converged_loss_tol=self.converged_loss_tol,
             )
             if self.logger == "wandb":
-                curve = Path(up["calibrate"].outputs["calibration"]).with_name(CALIBRATION_FIGURE)
+                curve = Path(up.calibration.path).with_name(CALIBRATION_FIGURE)
                 figures = [curve] if curve.is_file() else []
                 log_report_run(Path(path), figures, Path(self.output_dir).name)
             return {"report": str(path)}
 
         settings = {
-            "runs": [r.key for r in runs],
+            "runs": [r.stage.key for r in runs],
             "labels": labels,
             "seeds": seeds,
             "tolerances": [self.converged_acc_tol, self.converged_loss_tol],
         }
-        report = runner.run("report", settings, report_body, runs)
-        summary = Path(self.output_dir) / self.report_name
-        summary.write_text(
-            Path(report.outputs["report"]).read_text().replace("](", f"]({report.folder.name}/")
-        )
-        print(f"[{runner.elapsed()}] report: {summary}")
-        return summary
+        return runner.run("report", settings, body, [r.stage for r in runs])

@@ -22,11 +22,15 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from first_pl.knowledge.calibration_result import CalibrationResult  # noqa: E402
+from first_pl.knowledge.calibration_result import (  # noqa: E402
+    CalibrationResult,
+    draw_calibration_curve,
+)
 from first_pl.knowledge.transforms import TRANSFORMS  # noqa: E402
 from first_pl.pipeline.files import deep_merge  # noqa: E402
 from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
 from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
+from first_pl.pipeline.upstream import Upstream  # noqa: E402
 from first_pl.report import markdown_table  # noqa: E402
 
 
@@ -141,68 +145,55 @@ class Sweep(Pipeline):
         )
 
     def run(self) -> Path:
+        """The pipeline's upstream stages, then each dimension's students; the summary's path."""
         task = self.check_task()  # before any stage: a typo must not cost a whole sweep
         runner = StageRunner(Path(self.output_dir))
         up = self.upstream(runner)
+        out = Path(self.output_dir) / "sweep"
+        out.mkdir(parents=True, exist_ok=True)
+        rows = self.grid_students(runner, up) + self.calibrated_students(runner, up)
+        figures = []
+        if self.grid() or self.calibrated:
+            fig5_rows = [r for r in rows if r["task"] == task]
+            figure5(up.calibration.result, fig5_rows, out / "figure5.png", task)
+            figures.append("![figure 5](figure5.png)")
+        if self.ks:
+            rows += self.k_students(runner, up, out / "figure_k.png", task)
+            figures.append("![k](figure_k.png)")
+        write_rows(rows, out / "sweep_results.csv")
+        summary = write_summary(rows, up.calibration.result, figures, out / "sweep.md")
+        print(f"[{runner.elapsed()}] sweep: {summary}")
+        return summary
+
+    def grid_students(self, runner: StageRunner, up: Upstream) -> list[dict[str, Any]]:
+        """One student per grid point (`grid()`): its rows, one per evaluated task."""
         rows: list[dict[str, Any]] = []
         for point in self.grid():
             result = self.train_student(
                 runner, point.stage_name, point.method, self.variant(point), up
             )
             rows += result_rows(result, vars(point) | {"k": None})
-        if self.calibrated:
-            from first_pl.pipeline.sweep_calibrated import calibrated_students
+        return rows
 
-            for result, point in calibrated_students(self, runner, up):
-                rows += result_rows(result, point)
-        out = Path(self.output_dir) / "sweep"
-        out.mkdir(parents=True, exist_ok=True)
-        figures = []
-        if self.ks:
-            from first_pl.pipeline.sweep_k import k_figure, k_students
+    def calibrated_students(self, runner: StageRunner, up: Upstream) -> list[dict[str, Any]]:
+        """One student per transform of `calibrated`, with the parameter calibrate chose."""
+        from first_pl.pipeline.sweep_calibrated import calibrated_students
 
-            k_rows = [
-                row
-                for result, point in k_students(self, runner, up)
-                for row in result_rows(result, point)
-            ]
-            rows += k_rows
-            k_figure([r for r in k_rows if r["task"] == task], out / "figure_k.png", task)
-            figures.append("![k](figure_k.png)")
-        write_rows(rows, out / "sweep_results.csv")
-        header = [
-            "method",
-            "transform",
-            "coefficient",
-            "value",
-            "tail_bucket",
-            "k",
-            "task",
-            "n",
-            "acc",
-            "ece",
-            "trust",
+        return [
+            row
+            for r, point in calibrated_students(self, runner, up)
+            for row in result_rows(r, point)
         ]
-        table = markdown_table(header, [[fmt(r.get(h)) for h in header] for r in rows])
-        calibration = CalibrationResult.from_json(up["calibrate"].outputs["calibration"])
-        if self.grid() or self.calibrated:
-            figure5(
-                calibration,
-                [r for r in rows if r["task"] == task and r["k"] is None],
-                out / "figure5.png",
-                task,
-            )
-            figures.insert(0, "![figure 5](figure5.png)")
-        name = calibration.settings.get("parameter_name", "c")
-        chosen = (
-            f"calibrate chose {name} = {calibration.parameter:.2f} ({calibration.transform}; "
-            f"validation ECE {100 * calibration.ece_before:.2f} -> {100 * calibration.ece_after:.2f})."
-        )
-        (out / "sweep.md").write_text(
-            f"# Sweep\n\n{chosen}\n\n{table}\n\n" + "\n\n".join(figures) + "\n"
-        )
-        print(f"[{runner.elapsed()}] sweep: {out / 'sweep.md'}")
-        return out / "sweep.md"
+
+    def k_students(
+        self, runner: StageRunner, up: Upstream, figure: Path, task: str
+    ) -> list[dict[str, Any]]:
+        """One FIRST student per k of `ks` (`sweep_k`), and the k figure of `task`."""
+        from first_pl.pipeline.sweep_k import k_figure, k_students
+
+        rows = [row for r, point in k_students(self, runner, up) for row in result_rows(r, point)]
+        k_figure([r for r in rows if r["task"] == task], figure, task)
+        return rows
 
 
 def result_rows(result: StageResult, point: dict[str, Any]) -> list[dict[str, Any]]:
@@ -221,6 +212,22 @@ def fmt(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def write_summary(
+    rows: list[dict[str, Any]], calibration: CalibrationResult, figures: list[str], path: Path
+) -> Path:
+    """`sweep.md`: the parameter calibrate chose, every row as a table, then the figures."""
+    header = ["method", "transform", "coefficient", "value", "tail_bucket", "k", "task", "n",
+              "acc", "ece", "trust"]  # fmt: skip
+    table = markdown_table(header, [[fmt(r.get(h)) for h in header] for r in rows])
+    name = calibration.settings.get("parameter_name", "c")
+    chosen = (
+        f"calibrate chose {name} = {calibration.parameter:.2f} ({calibration.transform}; "
+        f"validation ECE {100 * calibration.ece_before:.2f} -> {100 * calibration.ece_after:.2f})."
+    )
+    path.write_text(f"# Sweep\n\n{chosen}\n\n{table}\n\n" + "\n\n".join(figures) + "\n")
+    return path
+
+
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
     """CSV of every row; columns are the union of the rows' keys (k rows add store sizes)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -232,27 +239,13 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
 
 def figure5(
     calibration: CalibrationResult, rows: list[dict[str, Any]], path: Path, task: str
-) -> None:
-    """Left: the teacher's validation curve. Then one panel per swept transform (students' test)."""
+) -> Figure:
+    """Left: the teacher's validation curve, drawn as `first-pl calibrate` draws it. Then one
+    panel per swept transform (the students' test figures)."""
     panels = [(m, t, label) for m, t, label in PANELS if any(r["transform"] == t for r in rows)]
     fig = Figure(figsize=(4.4 * (1 + len(panels)), 4))
     axes = fig.subplots(1, 1 + len(panels), squeeze=False)[0]
-    cs, values = zip(*calibration.curve, strict=True)
-    name = calibration.settings.get("parameter_name", "c")
-    percent = 1.0 if calibration.objective == "nll" else 100.0
-    axes[0].plot(cs, [percent * v for v in values], marker=".")
-    axes[0].axvline(
-        calibration.parameter,
-        color="red",
-        linestyle="--",
-        label=f"chosen {name} = {calibration.parameter:.2f}",
-    )
-    axes[0].set(
-        xlabel=f"{calibration.transform}: {name}",
-        ylabel=f"validation {calibration.objective.upper()} (teacher)",
-        title="Trustworthy maximization",
-    )
-    axes[0].legend()
+    draw_calibration_curve(axes[0], calibration)
     for axis, (method, transform, label) in zip(axes[1:], panels, strict=True):
         for tail in sorted({r["tail_bucket"] for r in rows}):
             mine = [
@@ -283,3 +276,4 @@ def figure5(
         axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig

@@ -10,12 +10,13 @@ are compared on test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from first_pl.fileio.run_files import CALIBRATION_FILE
-from first_pl.knowledge.calibration_result import CalibrationResult
+from first_pl.pipeline.files import deep_merge
+from first_pl.pipeline.settings import TrainStage
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.teacher_stages import calibrate_stage
+from first_pl.pipeline.upstream import Upstream
 
 if TYPE_CHECKING:
     from first_pl.pipeline.sweep import Sweep
@@ -27,43 +28,11 @@ STRATEGY = {  # transform -> (student of Pipeline.students, the init argument se
 }
 
 
-def calibrate_stage(
-    sweep: Sweep,
-    runner: StageRunner,
-    name: str,
-    store: str,
-    after: list[StageResult],
-    transform: str = "prob_temperature",
-    tail_bucket: bool = False,
-) -> StageResult:
-    """`first-pl calibrate` of `transform` on the validation `store`, as a cached stage."""
-    from first_pl.cli import main
-
-    def body(folder: Path) -> dict[str, Any]:
-        main(
-            ["calibrate", "--store", store, "--output_dir", str(folder), "--transform", transform]
-            + ["--objective", sweep.calibrate_objective, "--tail_bucket", str(tail_bucket).lower()]
-            + ["--answer_only", str(sweep.calibrate_answer_only).lower()]
-        )
-        return {"calibration": str(folder / CALIBRATION_FILE)}
-
-    settings = {
-        "objective": sweep.calibrate_objective,
-        "answer_only": sweep.calibrate_answer_only,
-        "transform": transform,
-        "tail_bucket": tail_bucket,
-    }
-    return runner.run(name, settings, body, after)
-
-
 def calibrated_students(
-    sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
+    sweep: Sweep, runner: StageRunner, up: Upstream
 ) -> Iterator[tuple[StageResult, dict[str, Any]]]:
     """For each transform and tail setting: its calibration, and a student trained with it."""
-    from first_pl.pipeline.files import deep_merge
-    from first_pl.pipeline.offline import TrainStage
-
-    validation = up["extract-validation"]
+    validation = up.validation_store
     for tail in sweep.tail_buckets:
         for transform in sweep.calibrated:
             suffix = f"{transform}{'-tail' if tail else ''}"
@@ -73,14 +42,14 @@ def calibrated_students(
                 f"calibrate-{suffix}",
                 validation.outputs["store"],
                 [validation],
-                transform,
-                tail,
+                transform=transform,
+                tail_bucket=tail,
             )
             method, argument = STRATEGY[transform]
             base = sweep.students[method]
             args = {
                 argument: "auto",
-                "calibration": calibration.outputs["calibration"],
+                "calibration": calibration.path,
                 "tail_bucket": tail,
             }
             if method == "first":
@@ -95,14 +64,13 @@ def calibrated_students(
                 f"sweep-{method}-{suffix}-auto",
                 method,
                 stage,
-                {**up, "calibrate": calibration},
+                {**up, "calibrate": calibration.stage},
             )
-            chosen = CalibrationResult.from_json(calibration.outputs["calibration"]).parameter
             point = {
                 "method": method,
                 "transform": transform,
                 "coefficient": f"{argument} (chosen)",
-                "value": chosen,
+                "value": calibration.result.parameter,
                 "tail_bucket": tail,
                 "k": None,
             }

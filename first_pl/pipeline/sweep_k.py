@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from first_pl.data.store import TeacherStore, truncate_store
 from first_pl.pipeline.stages import StageResult, StageRunner
-from first_pl.pipeline.sweep_calibrated import calibrate_stage
-from first_pl.pipeline.teacher_stages import extraction
+from first_pl.pipeline.teacher_stages import calibrate_stage, extraction
+from first_pl.pipeline.upstream import Upstream
 
 if TYPE_CHECKING:
     from first_pl.pipeline.sweep import Sweep
@@ -33,14 +33,12 @@ def _store_k(stage: StageResult) -> int:
         store.close()
 
 
-def source_stores(
-    sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
-) -> dict[str, StageResult]:
+def source_stores(sweep: Sweep, runner: StageRunner, up: Upstream) -> dict[str, StageResult]:
     """Train and validation stores with at least max(ks) columns: the pipeline's, or new ones."""
     k_max = max(sweep.ks)
-    if _store_k(up["extract-train"]) >= k_max:
-        return {split: up[f"extract-{split}"] for split in SPLITS}
-    data_section, teacher, batch = sweep.data_section(), up["teacher"], sweep.extract_batch_size
+    if _store_k(up.train_store) >= k_max:
+        return {"train": up.train_store, "validation": up.validation_store}
+    data_section, teacher, batch = sweep.data_section(), up.teacher, sweep.extract_batch_size
     return {
         split: runner.run(
             f"extract-k{k_max}-{split}",
@@ -53,7 +51,7 @@ def source_stores(
 
 
 def k_students(
-    sweep: Sweep, runner: StageRunner, up: dict[str, StageResult]
+    sweep: Sweep, runner: StageRunner, up: Upstream
 ) -> Iterator[tuple[StageResult, dict[str, Any]]]:
     """For each k: truncated stores, c calibrated on them, a FIRST student; with its grid point."""
 
@@ -77,12 +75,14 @@ def k_students(
         stores = runner.run(f"stores-k{k}", {"k": k}, truncate_body, list(sources.values()))
 
         calibration = calibrate_stage(
-            sweep, runner, f"calibrate-k{k}", stores.outputs["validation"], [stores]
-        )
+            sweep, runner, f"calibrate-k{k}", stores.outputs["validation"], [stores],
+            transform="prob_temperature", tail_bucket=False,
+        )  # fmt: skip
+        # the student's key reads the truncated store under the name of the store it replaces
         train_store = StageResult(
             "extract-train", stores.key, stores.folder, {"store": stores.outputs["train"]}
         )
-        up_k = {**up, "extract-train": train_store, "calibrate": calibration}
+        up_k = {**up, "extract-train": train_store, "calibrate": calibration.stage}
         student = sweep.train_student(
             runner, f"sweep-first-k{k}", "first", sweep.students["first"], up_k
         )

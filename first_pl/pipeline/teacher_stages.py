@@ -1,17 +1,24 @@
-"""The stages that read the fine-tuned teacher: its top-k stores, the calibration of c, and
-the analysis figures (the paper's figures 2 and 3). Shared by every student and every seed."""
+"""The stages that read the fine-tuned teacher, one function each: its top-k stores
+(`extract_stage`), the choice of the transform's parameter on the validation store
+(`calibrate_stage`, also the sweep's per-transform and per-k calibrations) and the analysis
+figures (`analysis_stage`, the paper's figures 2 and 3). Shared by every student and every seed."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from first_pl.fileio.run_files import CALIBRATION_FILE, COVERAGE_STEM, RANK_CALIBRATION_STEM
+from first_pl.fileio.run_files import (
+    CALIBRATION_FILE,
+    COVERAGE_STEM,
+    RANK_CALIBRATION_STEM,
+)
+from first_pl.knowledge.calibration_result import CalibrationResult
 from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.upstream import Calibrated
 
 if TYPE_CHECKING:
     from first_pl.pipeline.offline import Pipeline
@@ -43,68 +50,77 @@ def extraction(
     return body
 
 
-def knowledge_stages(
-    pipeline: Pipeline, runner: StageRunner, data_section: dict[str, Any], teacher: StageResult
-) -> dict[str, StageResult]:
-    """extract-train, extract-validation, calibrate and analysis, run (or reused) in order."""
+def extract_stage(
+    pipeline: Pipeline, runner: StageRunner, teacher: StageResult, split: str
+) -> StageResult:
+    """`extract-<split>`: the teacher's top-k on one split of the task, `outputs["store"]`."""
+    data_section, batch = pipeline.data_section(), pipeline.extract_batch_size
+    body = extraction(data_section, teacher, split, batch, pipeline.processes())
+    settings = {"data": data_section, "split": split, "batch": batch}
+    return runner.run(f"extract-{split}", settings, body, [teacher])
+
+
+def calibrate_stage(
+    pipeline: Pipeline,
+    runner: StageRunner,
+    name: str,
+    store: str,
+    after: list[StageResult],
+    **choice: Any,
+) -> Calibrated:
+    """`first-pl calibrate` on the validation `store` as the stage `name`.
+
+    `choice` holds further calibrate options (the sweep's `transform` and `tail_bucket`); they
+    join the stage's key, so the pipeline's own stage, which gives none, keeps its key. The
+    result is the one `calibrate` returned when the stage ran here, else its `calibration.json`.
+    """
+    from first_pl.commands.calibrate import calibrate
+
+    chosen: list[CalibrationResult] = []  # filled only when the stage runs in this call
+
+    def body(folder: Path) -> dict[str, Any]:
+        chosen.append(
+            calibrate(
+                store,
+                str(folder),
+                objective=pipeline.calibrate_objective,
+                answer_only=pipeline.calibrate_answer_only,
+                **choice,
+            )
+        )
+        return {"calibration": str(folder / CALIBRATION_FILE), "parameter": chosen[0].parameter}
+
+    settings = {
+        "objective": pipeline.calibrate_objective,
+        "answer_only": pipeline.calibrate_answer_only,
+        **choice,
+    }
+    stage = runner.run(name, settings, body, after)
+    result = chosen[0] if chosen else CalibrationResult.from_json(stage.outputs["calibration"])
+    return Calibrated(stage, result)
+
+
+def analysis_stage(
+    pipeline: Pipeline, runner: StageRunner, teacher: StageResult, validation_store: StageResult
+) -> StageResult:
+    """`analysis`: figures 2 and 3 of the paper for this teacher, on the validation split."""
     from first_pl.cli import main
 
-    stages: dict[str, StageResult] = {}
-    for split in ("train", "validation"):
-        body = extraction(
-            data_section, teacher, split, pipeline.extract_batch_size, pipeline.processes()
-        )
-        settings = {"data": data_section, "split": split, "batch": pipeline.extract_batch_size}
-        stages[f"extract-{split}"] = runner.run(f"extract-{split}", settings, body, [teacher])
-    validation_store = stages["extract-validation"].outputs["store"]
-
-    def calibrate_body(folder: Path) -> dict[str, Any]:
-        main(
-            [
-                "calibrate",
-                "--store",
-                validation_store,
-                "--output_dir",
-                str(folder),
-                "--objective",
-                pipeline.calibrate_objective,
-                "--answer_only",
-                str(pipeline.calibrate_answer_only).lower(),
-            ]
-        )
-        result = json.loads((folder / CALIBRATION_FILE).read_text())
-        return {
-            "calibration": str(folder / CALIBRATION_FILE),
-            "temperature": result["temperature"],
-        }
-
-    stages["calibrate"] = runner.run(
-        "calibrate",
-        {"objective": pipeline.calibrate_objective, "answer_only": pipeline.calibrate_answer_only},
-        calibrate_body,
-        [stages["extract-validation"]],
-    )
-
-    def analysis_body(folder: Path) -> dict[str, Any]:
-        """Figures 2 and 3 of the paper for this teacher, on the validation split."""
+    def body(folder: Path) -> dict[str, Any]:
         settings = {
-            "data": data_section,
+            "data": pipeline.data_section(),
             "teacher": teacher.outputs["checkpoint"],
             "output_dir": str(folder),
             "split": "validation",
             "max_positions": pipeline.coverage_positions,
         }
         main(["coverage", "--config", str(write_yaml(folder / "coverage.yaml", settings))])
-        main(["rank-calibration", "--store", validation_store, "--output_dir", str(folder)])
+        store = validation_store.outputs["store"]
+        main(["rank-calibration", "--store", store, "--output_dir", str(folder)])
         return {
             "coverage": str(folder / f"{COVERAGE_STEM}.json"),
             "rank_calibration": str(folder / f"{RANK_CALIBRATION_STEM}.json"),
         }
 
-    stages["analysis"] = runner.run(
-        "analysis",
-        {"positions": pipeline.coverage_positions},
-        analysis_body,
-        [teacher, stages["extract-validation"]],
-    )
-    return stages
+    settings = {"positions": pipeline.coverage_positions}
+    return runner.run("analysis", settings, body, [teacher, validation_store])

@@ -122,3 +122,32 @@ def test_transform_and_k_dimensions_end_to_end(tiny_model_dir, tmp_path):
     assert "transform: log_temperature" in config and "tail_bucket: true" in config
     auto = next(out.glob("sweep-first-log_temperature-tail-auto-*/config.yaml")).read_text()
     assert "temperature: auto" in auto and "calibrate-log_temperature-tail-" in auto
+
+
+def test_figure5_left_panel_is_the_calibrate_commands_curve(tmp_path):
+    from matplotlib.figure import Figure
+
+    from first_pl.knowledge.calibration_result import CalibrationResult, draw_calibration_curve
+    from first_pl.pipeline.sweep import figure5
+
+    result = CalibrationResult(
+        0.3, "ece", 0.02, [(0.1, 0.1), (0.3, 0.02), (1.0, 0.12)], 0.12, 0.02, 0.8, 40
+    )
+    row = {"method": "first", "transform": "prob_temperature", "coefficient": "temperature",
+           "tail_bucket": False, "k": None, "task": "gen", "n": 8, "acc": 50.0}  # fmt: skip
+    rows = [{**row, "value": c, "ece": e, "trust": 50.0 - e} for c, e in ((0.1, 10.0), (0.3, 5.0))]
+    left, students = figure5(result, rows, tmp_path / "figure5.png", "gen").axes
+    reference = Figure().add_subplot()
+    draw_calibration_curve(reference, result)
+
+    def drawn(ax):
+        return [(line.get_label(), line.get_xydata().tolist()) for line in ax.lines]
+
+    assert drawn(left) == drawn(reference)
+    assert drawn(left)[0] == ("validation", [[0.1, 10.0], [0.3, 2.0], [1.0, 12.0]])
+    assert (left.get_title(), left.get_xlabel(), left.get_ylabel()) == (
+        "Choice of c on 40 validation positions",
+        "prob_temperature: c",
+        "ECE (%)",
+    )
+    assert [line.get_label() for line in students.lines] == ["Acc", "ECE", "Trust"]

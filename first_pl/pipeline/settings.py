@@ -1,0 +1,155 @@
+"""The settings of the offline FIRST experiment, and the LightningCLI config each of its
+training stages runs.
+
+Kept apart from the stages themselves (`offline.py`: what runs, in which order, cached how), so a
+reader sees in one place everything a run can be told: the trainer, data, teacher and student
+configs, the out-of-domain tasks, the seeds, the learning curves and the logger.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from first_pl.pipeline.files import (
+    deep_merge,
+    instantiate_task,
+    load_merged,
+    load_yaml,
+    run_dir_overrides,
+    validation_overrides,
+)
+from first_pl.pipeline.launch import trainer_processes
+from first_pl.pipeline.stage_logging import check_logger
+
+
+@dataclass
+class TrainStage:
+    """One model to train: its model config (a `model:` YAML) and its budget."""
+
+    config: str
+    max_steps: int = 100
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_STUDENTS = {
+    "finetune": TrainStage("configs/model/student_finetune.yaml"),
+    "distill": TrainStage("configs/model/distill.yaml"),
+    "ls_distill": TrainStage("configs/model/label_smoothing_distill.yaml"),
+    "first": TrainStage("configs/model/first.yaml"),
+}
+
+
+@dataclass
+class PipelineSettings:
+    """What the experiment runs; paths are relative to the working directory."""
+
+    output_dir: str = "runs/offline"
+    # One trainer config, or several merged in order (e.g. cpu.yaml then ddp.yaml). With more
+    # than one process each fit / test / extract runs as its own torchrun group (launch.py).
+    trainer: str | list[str] = "configs/trainer/cpu.yaml"
+    data: str = "configs/data/generated.yaml"
+    data_overrides: dict[str, Any] = field(default_factory=dict)
+    ood_tasks: list[dict[str, Any]] = field(default_factory=list)
+    teacher: TrainStage = field(
+        default_factory=lambda: TrainStage("configs/model/finetune_smollm2.yaml", 150)
+    )
+    students: dict[str, TrainStage] = field(default_factory=lambda: copy.deepcopy(DEFAULT_STUDENTS))
+    seed: int = 0
+    extract_batch_size: int = 32
+    calibrate_objective: str = "ece"
+    # Choose c on the answer positions only (what the multiple-choice ECE measures) instead of
+    # every response position (answer, word continuations, EOS: the paper's token level).
+    calibrate_answer_only: bool = False
+    # The summary written in output_dir: variants sharing the cache keep their own reports.
+    report_name: str = "report.md"
+    # Learning curves: validate every N optimizer steps (0: never during training) on at most
+    # `limit_val_batches` batches (a count, or a fraction) of the training task's validation split.
+    val_check_interval: int = 0
+    limit_val_batches: int | float = 1.0
+    # Seeds of the students (each method trained once per seed), a list or "0,1,2"; empty:
+    # `seed` only.
+    seeds: list[int] | str = field(default_factory=list)
+    # Templates of out-of-domain tasks by task name (e.g. {"social_iqa": {"scoring":
+    # "option_loglik_norm"}}): only the configs that evaluate those tasks get them; the data
+    # config feeds extraction, whose data module knows the training task only.
+    ood_templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The report's convergence rule: the last two validation points within these.
+    converged_acc_tol: float = 2.0
+    converged_loss_tol: float = 0.05
+    coverage_positions: int = 400
+    threads: int | None = None
+    # "csv": each stage's CSV files only; "wandb": W&B runs as well (stage_logging.py).
+    logger: str = "csv"
+
+    def __post_init__(self) -> None:
+        """Accept stages as mappings too (as they come from a YAML file)."""
+        if isinstance(self.teacher, dict):
+            self.teacher = TrainStage(**self.teacher)
+        self.students = {
+            m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
+        }
+        check_logger(self.logger)
+        if self.val_check_interval < 0:
+            raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
+        if isinstance(self.seeds, str):
+            try:
+                self.seeds = [int(part) for part in self.seeds.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError(
+                    f"seeds must be a list of integers or comma-separated integers, got {self.seeds!r}"
+                ) from None
+        if len(set(self.student_seeds)) != len(self.student_seeds):
+            raise ValueError(f"seeds must not repeat a seed, got {self.seeds}")
+
+    @property
+    def student_seeds(self) -> list[int]:
+        return list(self.seeds) or [self.seed]
+
+    def student_name(self, method: str, seed: int) -> str:
+        """`student-<method>` for the base seed (so a one-seed run's cache is reused)."""
+        return f"student-{method}" if seed == self.seed else f"student-{method}-seed{seed}"
+
+    def stage_configs(
+        self, stage: TrainStage, folder: Path, seed: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The stage's LightningCLI config, and the test's override when fit validates.
+
+        Validating during fit evaluates only the training task, so the fit config keeps only it
+        (and its template); the override gives the test every evaluation task back, with the
+        templates of the out-of-domain ones. None when fit does not validate.
+        """
+        config = deep_merge(load_merged(self.trainer), {"data": self.data_section()})
+        config = deep_merge(config, load_yaml(stage.config))
+        config = deep_merge(config, run_dir_overrides(folder, stage.max_steps))
+        config["seed_everything"] = self.seed if seed is None else seed
+        train_task = config["data"]["init_args"]["train_task"]
+        config["data"]["init_args"]["eval_tasks"] = [train_task, *self.ood_tasks]
+        if self.ood_templates:
+            templates = {"task_templates": self.ood_templates}
+            config = deep_merge(config, {"data": {"init_args": templates}})
+        config = deep_merge(config, stage.overrides)
+        if not (self.val_check_interval and stage.max_steps != 0):
+            return config, None
+        config = deep_merge(
+            config, validation_overrides(self.val_check_interval, self.limit_val_batches)
+        )
+        last = {"class_path": "first_pl.callbacks.LastStepValidation"}
+        config["trainer"]["callbacks"] = [*config["trainer"].get("callbacks", []), last]
+        init = config["data"]["init_args"]
+        test = {"data": {"init_args": {"eval_tasks": init["eval_tasks"]}}}
+        init["eval_tasks"] = [train_task]
+        if init.get("task_templates"):
+            test["data"]["init_args"]["task_templates"] = init["task_templates"]
+            own = instantiate_task(train_task).name
+            init["task_templates"] = {k: v for k, v in init["task_templates"].items() if k == own}
+        return config, test
+
+    def processes(self) -> int:
+        """Processes per fit / test / extract stage, from the trainer config(s)."""
+        return trainer_processes(load_merged(self.trainer).get("trainer", {}), str(self.trainer))
+
+    def data_section(self) -> dict[str, Any]:
+        return deep_merge(load_yaml(self.data)["data"], self.data_overrides)
