@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from first_pl.fileio.run_files import safe_name
+from first_pl.fileio.run_files import REPORT_FILE, safe_name
 from first_pl.metrics.plots import reliability_grid
 from first_pl.report_curves import ConvergenceRule, curve_figure
 from first_pl.report_runs import ReportError, RunResult, expand_runs
@@ -142,7 +142,7 @@ def write_report(out: Path, title: str, sections: list[Section], curve_images: l
     body += ["<h2>Reliability diagrams</h2>"] + [
         f"<h3>{html.escape(img.stem)}</h3><img src='{img.name}' width='100%'>" for img in images
     ]
-    md_path = out / "report.md"
+    md_path = out / REPORT_FILE
     md_path.write_text("\n".join(md) + "\n")
     (out / "report.html").write_text(
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"

@@ -23,7 +23,7 @@ CALIBRATION_FILE = "calibration.json"  # `first-pl calibrate`: transform, parame
 CALIBRATION_FIGURE = "calibration_curve.png"
 COVERAGE_STEM = "coverage"  # `first-pl coverage`: .json, .csv, .png
 RANK_CALIBRATION_STEM = "rank_calibration"
-REPORT_FILE = "report.md"
+REPORT_FILE = "report.md"  # `first-pl report`, beside report.html and its figures
 
 
 def safe_name(name: str) -> str:
