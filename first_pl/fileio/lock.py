@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections import Counter
 from pathlib import Path
 
 from first_pl.fileio.run_files import LOCK_FILE
@@ -81,15 +82,16 @@ class FileLock:
         self._fd = None
 
 
-# resolved folder -> [lock, holders]: callers of one process on the same folder share its lock.
-_HELD: dict[Path, list] = {}
+# Callers of one process on the same (resolved) folder share its lock; the count of their holds.
+_HELD: dict[Path, FileLock] = {}
+_HOLDS: Counter[Path] = Counter()
 
 
 def lock_folder(root: Path) -> None:
     """Take `<root>/.lock` for this process (shared by its callers), or refuse at once."""
     key = Path(root).resolve()
     if key in _HELD:
-        _HELD[key][1] += 1
+        _HOLDS[key] += 1
         return
     lock = FileLock(key / LOCK_FILE)
     try:
@@ -101,16 +103,15 @@ def lock_folder(root: Path) -> None:
             f"output folder {root} is in use by another first-pl process (process {err.holder} "
             f"holds {err.path}); wait for it to finish, stop it, or use another output folder",
         ) from None
-    _HELD[key] = [lock, 1]
+    _HELD[key], _HOLDS[key] = lock, 1
 
 
 def unlock_folder(root: Path) -> None:
     """Drop one hold on `<root>/.lock`; the last one releases it."""
     key = Path(root).resolve()
-    held = _HELD.get(key)
-    if held is None:
+    if key not in _HELD:
         return
-    held[1] -= 1
-    if held[1] == 0:
-        del _HELD[key]
-        held[0].release()
+    _HOLDS[key] -= 1
+    if _HOLDS[key] == 0:
+        del _HOLDS[key]
+        _HELD.pop(key).release()
