@@ -13,12 +13,9 @@ a killed run never leaves a result that looks valid.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
-
-import numpy as np
 
 from first_pl.data.store import TeacherStore, TeacherStoreError
 from first_pl.fileio.atomic import atomic_write
@@ -30,34 +27,9 @@ from first_pl.knowledge.calibration import (
     score_label_smoothing,
 )
 from first_pl.knowledge.calibration_result import plot_calibration_curve
+from first_pl.knowledge.store_arrays import store_arrays, store_fingerprint
 
 DEFAULT_DELTAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-
-
-def store_fingerprint(store: TeacherStore) -> str:
-    """Identity of a store's contents: a hash of the per-dataset checksums its writer recorded."""
-    digest = hashlib.sha256()
-    for name in sorted(key for key in store.attrs if key.startswith("sha256_")):
-        digest.update(f"{name}={store.attrs[name]}".encode())
-    return digest.hexdigest()[:16]
-
-
-def read_store(store: TeacherStore) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`(probs [P, k], ids [P, k], gold [P], answer_mask [P])` of a whole store.
-
-    The answer mask marks each example's first response position (`offsets[:-1]`): in a
-    multiple-choice store that is the answer letter.
-    """
-    if store.num_positions == 0:
-        raise TeacherStoreError(
-            f"{store.path} holds no response positions ({len(store)} examples): nothing to "
-            "calibrate on; extract the validation split again"
-        )
-    ids, probs, gold = (np.concatenate(parts) for parts in zip(*store.iter_blocks(), strict=True))
-    answer_mask = np.zeros(store.num_positions, dtype=bool)
-    starts = store.offsets[:-1]
-    answer_mask[starts[starts < store.offsets[1:]]] = True
-    return probs, ids, gold, answer_mask
 
 
 def format_table(result: CalibrationResult, smoothing: Sequence[tuple[float, float]]) -> str:
@@ -124,7 +96,7 @@ def calibrate(
     """
     teacher_store = TeacherStore(store)
     check_split(teacher_store, allow_split)
-    probs, ids, gold, answer_mask = read_store(teacher_store)
+    probs, ids, gold, answer_mask = store_arrays(teacher_store)
     result = choose_parameter(
         probs,
         ids,

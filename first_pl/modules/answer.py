@@ -1,0 +1,111 @@
+"""One multiple-choice question answered exactly as the evaluation would score it.
+
+The question goes through the same `PromptTemplate`, `encode` and `collate` as the data modules
+and the same `StudentModule.evaluate` as `first-pl test`, so the answer and its confidence are
+what `first-pl test` would report for this question (`first-pl ask` prints them). The
+confidence is the chosen letter's full-vocab probability (the paper's semantics); the value
+renormalised over the candidate letters is kept beside it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from first_pl.data.template import PromptTemplate
+from first_pl.data.tokenize import TruncationReport, collate, encode
+from first_pl.modules.base import StudentModule
+from first_pl.tasks.base import MCExample
+
+
+class AskError(ValueError):
+    """A question the model cannot be asked; the message says which argument is wrong."""
+
+
+@dataclass
+class Answer:
+    """The model's answer to one question and whether it is confident enough to give it."""
+
+    letter: str
+    text: str
+    confidence: float
+    renormalized: float
+    decision: Literal["answer", "abstain"]
+    probabilities: dict[str, float]
+
+
+def check_question(question: str, choices: list[str], letters: str) -> None:
+    """Refuse a question the evaluation would answer without meaning (see `check_choices`)."""
+    if not question.strip():
+        raise AskError("--question is empty; give the question to ask")
+    check_choices(choices, letters)
+
+
+def check_vocabulary(tokenizer, module: StudentModule, source: str) -> None:
+    """Refuse a tokenizer whose ids the model has no embedding for (an IndexError otherwise)."""
+    rows = module.model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise AskError(
+            f"tokenizer {source} has {len(tokenizer)} tokens but the model embeds only {rows}; "
+            f"give --tokenizer of the model the checkpoint was trained from"
+        )
+
+
+def check_choices(choices: list[str], letters: str) -> None:
+    """Between 2 and one-per-letter options, none empty and no two equal (of two equal options
+    one letter would win over its twin by the letters' own probabilities)."""
+    if len(choices) < 2:
+        raise AskError(f"--choices needs at least 2 options, got {len(choices)}: {choices}")
+    if len(choices) > len(letters):
+        raise AskError(
+            f"--choices has {len(choices)} options but the template has only {len(letters)} "
+            f"letters ({letters!r}); pass fewer choices or more --template.letters"
+        )
+    empty = [i for i, choice in enumerate(choices) if not choice.strip()]
+    if empty:
+        raise AskError(f"--choices has empty options at positions {empty}: {choices}")
+    counts = Counter(choice.strip() for choice in choices)
+    repeated = sorted(choice for choice, n in counts.items() if n > 1)
+    if repeated:
+        raise AskError(f"--choices lists the same option more than once: {repeated}")
+
+
+@torch.no_grad()
+def answer_question(
+    module: StudentModule,
+    tokenizer,
+    question: str,
+    choices: list[str],
+    template: PromptTemplate,
+    threshold: float = 0.5,
+    abstain_on: Literal["full", "renormalized"] = "full",
+    context: str = "",
+    max_length: int = 256,
+) -> Answer:
+    """Candidate-restricted prediction at the answer position, as in evaluation."""
+    check_question(question, choices, template.letters)
+    # `answer` is unknown; 0 only fills the gold field, which `evaluate` carries through unused.
+    example = MCExample("ask", question, tuple(choices), 0, context=context)
+    item = encode(example, tokenizer, template, max_length, TruncationReport())
+    device = next(module.parameters()).device
+    batch = {
+        k: v.to(device) if isinstance(v, torch.Tensor) else v
+        for k, v in collate([item], tokenizer.pad_token_id).items()
+    }
+    output = module.evaluate(batch)
+    probs = output["candidate_probs"][0].float().cpu()
+    pred = int(output["pred"][0])
+    confidence = float(output["confidence"][0])
+    renormalized = confidence / float(probs.sum())
+    decisive = confidence if abstain_on == "full" else renormalized
+    return Answer(
+        letter=template.letters[pred],
+        text=choices[pred],
+        confidence=confidence,
+        renormalized=renormalized,
+        decision="answer" if decisive >= threshold else "abstain",
+        probabilities={template.letters[i]: float(p) for i, p in enumerate(probs)},
+    )
