@@ -1,38 +1,23 @@
 """`first-pl calibrate`: choose a teacher transform's parameter on a validation teacher store.
 
-Reads the store written by `first-pl extract --split validation`, runs the grid search of
-`choose_parameter` for `--transform` (Eq. 4's c by default; the log-space T; label smoothing's
-delta), scores label-smoothing deltas by the same ECE for comparison, and writes
-`calibration.json` (what `FIRST(temperature="auto", calibration=...)` and
-`LabelSmoothingDistill(delta="auto", ...)` read: transform, parameter, curve) plus the
-figure-5-left PNG. A store of the train or test split is refused unless `--allow_split true`:
-choosing the parameter on the data the teacher fitted (or on the reported test set) is the
-mistake the validation split exists to avoid. Both files are written under a temporary name and renamed, the JSON last, so
-a killed run never leaves a result that looks valid.
+Reads the store written by `first-pl extract --split validation`, chooses `--transform`'s
+parameter (Eq. 4's c by default; the log-space T; label smoothing's delta) by the grid search of
+`first_pl.knowledge.store_calibration.calibrate_store`, writes `calibration.json` and the
+figure-5-left PNG, and prints the curve with the choice marked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from first_pl.data.store import TeacherStore, TeacherStoreError
-from first_pl.fileio.atomic import atomic_write
 from first_pl.fileio.run_files import CALIBRATION_FIGURE as FIGURE_FILE
 from first_pl.fileio.run_files import CALIBRATION_FILE as RESULT_FILE
-from first_pl.knowledge.calibration import (
-    CalibrationResult,
-    choose_parameter,
-    score_label_smoothing,
-)
-from first_pl.knowledge.calibration_result import plot_calibration_curve
-from first_pl.knowledge.store_arrays import store_arrays, store_fingerprint
-
-DEFAULT_DELTAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+from first_pl.knowledge.calibration import CalibrationResult
+from first_pl.knowledge.store_calibration import DEFAULT_DELTAS, calibrate_store
 
 
-def format_table(result: CalibrationResult, smoothing: Sequence[tuple[float, float]]) -> str:
+def format_table(result: CalibrationResult) -> str:
     """The curve with the choice marked, then the ECE before/after and the delta scores."""
     unit = {"ece": "ECE %", "trust": "Trust %", "nll": "NLL"}[result.objective]
     scale = 1.0 if result.objective == "nll" else 100.0
@@ -48,20 +33,10 @@ def format_table(result: CalibrationResult, smoothing: Sequence[tuple[float, flo
         f"{100 * result.ece_after:.2f}%"
     )
     lines.append(
-        "label smoothing: " + ", ".join(f"delta {d:g}: ECE {100 * e:.2f}%" for d, e in smoothing)
+        "label smoothing: "
+        + ", ".join(f"delta {d:g}: ECE {100 * e:.2f}%" for d, e in result.settings["label_smoothing"])
     )
     return "\n".join(lines)
-
-
-def check_split(store: TeacherStore, allow_split: bool) -> None:
-    """Refuse a train or test store: the parameter must be chosen on held-out validation data."""
-    split = store.metadata.split
-    if split in ("train", "test") and not allow_split:
-        raise TeacherStoreError(
-            f"{store.path} holds the {split} split; calibrate chooses the transform's parameter "
-            "on the validation split (extract it with `first-pl extract --split validation`), "
-            "or pass --allow_split true to calibrate on this split anyway"
-        )
 
 
 def calibrate(
@@ -94,48 +69,11 @@ def calibrate(
             `tail_bucket: true` does.
         allow_split: calibrate on a train or test store anyway (recorded in calibration.json).
     """
-    teacher_store = TeacherStore(store)
-    check_split(teacher_store, allow_split)
-    probs, ids, gold, answer_mask = store_arrays(teacher_store)
-    result = choose_parameter(
-        probs,
-        ids,
-        gold,
-        transform=transform,
-        objective=objective,
-        n_bins=n_bins,
-        answer_mask=answer_mask,
-        answer_only=answer_only,
-        tail_bucket=tail_bucket,
-    )
-    meta = teacher_store.metadata
-    if meta.k < 2 and deltas:
-        print(f"label smoothing needs k >= 2 probabilities per row; {store} has k = 1: not scored")
-        deltas = []
-    smoothing = score_label_smoothing(
-        probs,
-        ids,
-        gold,
-        deltas=deltas,
-        n_bins=n_bins,
-        answer_mask=answer_mask,
-        answer_only=answer_only,
-    )
-    result.settings.update(
-        store=str(Path(store).resolve()),
-        store_fingerprint=store_fingerprint(teacher_store),
-        teacher=meta.teacher,
-        task=meta.task,
-        split=meta.split,
-        allow_split=allow_split,
-        k=meta.k,
-        label_smoothing=[list(pair) for pair in smoothing],
-    )
-    teacher_store.close()
+    result = calibrate_store(
+        store, output_dir, transform=transform, objective=objective, answer_only=answer_only,
+        n_bins=n_bins, deltas=deltas, tail_bucket=tail_bucket, allow_split=allow_split,
+    )  # fmt: skip
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / FIGURE_FILE, lambda tmp: plot_calibration_curve(result, tmp))
-    atomic_write(out / RESULT_FILE, result.to_json)
-    print(format_table(result, smoothing))
+    print(format_table(result))
     print(f"wrote {out / RESULT_FILE} and {out / FIGURE_FILE}")
     return result

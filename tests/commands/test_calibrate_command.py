@@ -11,6 +11,7 @@ import torch
 from first_pl.cli import main
 from first_pl.commands import calibrate as command
 from first_pl.data.store import StoreMetadata, TeacherStoreError, TeacherStoreWriter
+from first_pl.knowledge import store_calibration
 from first_pl.knowledge.calibration import CalibrationResult
 from first_pl.modules import FIRST
 
@@ -93,7 +94,7 @@ def test_a_failed_run_leaves_no_result(store, tmp_path, monkeypatch):
     def killed(result, path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(command, "plot_calibration_curve", killed)
+    monkeypatch.setattr(store_calibration, "plot_calibration_curve", killed)
     with pytest.raises(KeyboardInterrupt):
         command.calibrate(str(store), str(out))
     assert list(out.iterdir()) == []

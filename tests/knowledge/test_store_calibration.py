@@ -1,15 +1,17 @@
-"""`first_pl.knowledge.store_arrays`: a whole store as flat arrays, its answer positions, and the
+"""`first_pl.knowledge.store_calibration`: a whole store as flat arrays, its answer positions, and the
 fingerprint `calibration.json` records."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError, TeacherStoreWriter
-from first_pl.knowledge.store_arrays import store_arrays, store_fingerprint
+from first_pl.knowledge.calibration import CalibrationResult
+from first_pl.knowledge.store_calibration import calibrate_store, store_arrays, store_fingerprint
 
 META = StoreMetadata(k=2, vocab_size=20, tokenizer_fingerprint="t", teacher="x", task="y",
                      split="validation", template_fingerprint="z", probs_dtype="float32")  # fmt: skip
@@ -44,3 +46,15 @@ def test_a_store_without_positions_is_refused_by_name(tmp_path: Path) -> None:
     store = write(tmp_path / "empty.h5", [0, 0])
     with pytest.raises(TeacherStoreError, match=r"empty\.h5 holds no response positions \(2 examples\)"):
         store_arrays(store)
+
+
+def test_a_top_1_store_is_calibrated_without_label_smoothing_and_says_so(tmp_path: Path) -> None:
+    meta = dataclasses.replace(META, k=1)
+    path = tmp_path / "k1.h5"
+    with TeacherStoreWriter(path, meta) as writer:
+        writer.append(["a", "b"], np.array([[1], [2], [3]]), np.array([[0.9], [0.6], [0.7]]),
+                      np.array([1, 5, 3]), counts=[2, 1])  # fmt: skip
+    with pytest.warns(UserWarning, match=r"label smoothing needs k >= 2 .*k1\.h5 has k = 1: not scored"):
+        result = calibrate_store(path, tmp_path / "out")
+    assert result.settings["label_smoothing"] == [] and result.settings["k"] == 1
+    assert CalibrationResult.from_json(tmp_path / "out" / "calibration.json").parameter == result.parameter
