@@ -15,6 +15,7 @@ from first_pl.fileio.run_files import (
     RANK_CALIBRATION_STEM,
 )
 from first_pl.knowledge.calibration_result import CalibrationResult
+from first_pl.knowledge.store_calibration import calibrate_store
 from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.stages import StageResult, StageRunner
@@ -68,21 +69,20 @@ def calibrate_stage(
     after: list[StageResult],
     **choice: Any,
 ) -> Calibrated:
-    """`first-pl calibrate` on the validation `store` as the stage `name`.
+    """The choice of the transform's parameter on the validation `store` (what `first-pl
+    calibrate` runs: `calibrate_store`) as the stage `name`.
 
     `choice` holds further calibrate options (the sweep's `transform` and `tail_bucket`); they
     join the stage's key, so the pipeline's own stage, which gives none, keeps its key. The
     result is the one `calibrate` returned when the stage ran here, else its `calibration.json`.
     """
-    from first_pl.commands.calibrate import calibrate
-
     chosen: list[CalibrationResult] = []  # filled only when the stage runs in this call
 
     def body(folder: Path) -> dict[str, Any]:
         chosen.append(
-            calibrate(
+            calibrate_store(
                 store,
-                str(folder),
+                folder,
                 objective=pipeline.calibrate_objective,
                 answer_only=pipeline.calibrate_answer_only,
                 **choice,

@@ -17,10 +17,10 @@ VALIDATION = StageResult("extract-validation", "k1", Path("."), {"store": "teach
 
 
 def fake_calibrate(calls: list[dict]):
-    """Stands in for `first-pl calibrate`: writes calibration.json and returns the result."""
+    """Stands in for `calibrate_store`: writes calibration.json and returns the result."""
 
     def calibrate(store, output_dir, **options):
-        calls.append({"store": store, **options})
+        calls.append({"store": store, "output_dir": Path(output_dir), **options})
         result = CalibrationResult(0.3, "ece", 0.02, [(0.1, 0.1), (0.3, 0.02)], 0.1, 0.02, 0.8, 40)
         result.to_json(Path(output_dir) / "calibration.json")
         return result
@@ -30,17 +30,20 @@ def fake_calibrate(calls: list[dict]):
 
 def test_calibrate_result_in_memory_when_run_and_read_back_when_cached(tmp_path, monkeypatch):
     calls: list[dict] = []
-    monkeypatch.setattr("first_pl.commands.calibrate.calibrate", fake_calibrate(calls))
+    monkeypatch.setattr("first_pl.pipeline.teacher_stages.calibrate_store", fake_calibrate(calls))
     pipeline = Pipeline(output_dir=str(tmp_path))
     with StageRunner(tmp_path, log=lambda _: None) as runner:
         ran = calibrate_stage(pipeline, runner, "calibrate", "v.h5", [VALIDATION])
-    assert calls == [{"store": "v.h5", "objective": "ece", "answer_only": False}]
+    assert calls == [{"store": "v.h5", "output_dir": tmp_path / "calibrate-4265f35ca957",
+                      "objective": "ece", "answer_only": False}]  # fmt: skip
     # the key of the stage before the refactor: a main job's cached calibration is reused
     assert ran.stage.folder == tmp_path / "calibrate-4265f35ca957"
     assert ran.path == str(tmp_path / "calibrate-4265f35ca957" / "calibration.json")
     assert ran.stage.outputs["parameter"] == ran.result.parameter == 0.3
 
-    monkeypatch.setattr("first_pl.commands.calibrate.calibrate", None)  # must not run again
+    monkeypatch.setattr(
+        "first_pl.pipeline.teacher_stages.calibrate_store", None
+    )  # must not run again
     with StageRunner(tmp_path, log=lambda _: None) as runner:
         cached = calibrate_stage(pipeline, runner, "calibrate", "v.h5", [VALIDATION])
     assert cached.stage.cached and cached.result == ran.result
@@ -48,17 +51,19 @@ def test_calibrate_result_in_memory_when_run_and_read_back_when_cached(tmp_path,
 
 def test_sweep_choice_joins_the_key_and_reaches_calibrate(tmp_path, monkeypatch):
     calls: list[dict] = []
-    monkeypatch.setattr("first_pl.commands.calibrate.calibrate", fake_calibrate(calls))
+    monkeypatch.setattr("first_pl.pipeline.teacher_stages.calibrate_store", fake_calibrate(calls))
     pipeline = Pipeline(output_dir=str(tmp_path), calibrate_answer_only=True)
     with StageRunner(tmp_path, log=lambda _: None) as runner:
         ran = calibrate_stage(
             pipeline, runner, "calibrate-x", "v.h5", [VALIDATION],
             transform="log_temperature", tail_bucket=True,
         )  # fmt: skip
-    assert calls == [{"store": "v.h5", "objective": "ece", "answer_only": True,
-                      "transform": "log_temperature", "tail_bucket": True}]  # fmt: skip
-    assert ran.stage.name == "calibrate-x" and ran.stage.folder.parent == tmp_path
-    assert ran.stage.folder.name != "calibrate-x-4265f35ca957"
+    # the sweep's calibrate stages keep their keys too (settings with transform and tail bucket)
+    assert ran.stage.folder == tmp_path / "calibrate-x-2b3aeb688c51"
+    assert calls == [
+        {"store": "v.h5", "output_dir": ran.stage.folder, "objective": "ece",
+         "answer_only": True, "transform": "log_temperature", "tail_bucket": True}
+    ]  # fmt: skip
 
 
 def test_upstream_is_the_stage_records_by_name_in_order():
