@@ -46,7 +46,7 @@ def probe(teacher: str, dtype: str, examples: int, copies: int, batch_size: int)
     """Run in a fresh process: RSS after loading, baseline after warm-up, peak of extraction."""
     import torch
 
-    from first_pl.knowledge.extract import extract_shard
+    from first_pl.teacher.extract import extract_shard
 
     torch.set_num_threads(1)
     bench = Workbench(

@@ -19,9 +19,9 @@ from transformers import AutoModelForCausalLM
 
 from benchmarks.common import Goal, Row, interleaved_seconds
 from benchmarks.workbench import Workbench
-from first_pl.knowledge.extract import response_hidden
 from first_pl.lm_head import head_logits
 from first_pl.models import resolve_source
+from first_pl.teacher.extract import response_hidden
 
 
 def teacher_rows(bench: Workbench) -> list[Row]:

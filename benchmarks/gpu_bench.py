@@ -33,8 +33,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmarks.workbench import Settings, Workbench  # noqa: E402
-from first_pl.knowledge.extract import extract_shard  # noqa: E402
 from first_pl.models import ModelSpec, build_model  # noqa: E402
+from first_pl.teacher.extract import extract_shard  # noqa: E402
 
 
 def workbench(args: argparse.Namespace) -> Workbench:
@@ -116,7 +116,7 @@ class Throughput(L.Callback):
 def train(args: argparse.Namespace) -> None:
     """FIRST on the extracted store, FSDP over all GPUs, bf16-mixed, `warmup + steps` steps."""
     from first_pl.data.distill_datamodule import DistillDataModule
-    from first_pl.modules import FIRST
+    from first_pl.methods import FIRST
 
     bench = workbench(args)
     spec = ModelSpec(keep_every=args.keep_every, dtype="float32")

@@ -26,9 +26,9 @@ from first_pl.data.distill_datamodule import DistillDataModule, store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStoreWriter
 from first_pl.data.tokenize import Encoded
-from first_pl.knowledge.extract import extract_topk
 from first_pl.models import SMOLLM2_ALIAS, ModelSpec, build_model
 from first_pl.tasks import GeneratedMC
+from first_pl.teacher.extract import extract_topk
 
 Batch = dict[str, Any]
 
@@ -137,7 +137,7 @@ class Workbench:
         Sharing the model makes "same student" literal and keeps one copy of the weights and
         optimiser state in memory; the weights drift between steps, which costs nothing extra.
         """
-        from first_pl.modules import FIRST, FineTune  # Lightning modules: only when asked
+        from first_pl.methods import FIRST, FineTune  # Lightning modules: only when asked
 
         s = self.settings
         spec = ModelSpec(name_or_path=s.teacher, keep_every=s.keep_every, dtype=s.dtype)

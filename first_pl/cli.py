@@ -28,8 +28,8 @@ from first_pl.commands.plan import plan
 from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
-from first_pl.modules.base import StudentModule
-from first_pl.modules.checkpoint import CheckpointError, check_ckpt_path
+from first_pl.methods.base import StudentModule
+from first_pl.methods.checkpoint import CheckpointError, check_ckpt_path
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.sweep import Sweep
 from first_pl.report import build_report

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 from first_pl.fileio.run_files import CONFIG_FILE, HPARAMS_FILE, LOCK_FILE
-from first_pl.modules.checkpoint import CheckpointError
+from first_pl.methods.checkpoint import CheckpointError
 
 OVERWRITE_FLAG = "overwrite_run"
 # Keys that may differ between two invocations of the same run.

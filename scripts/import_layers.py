@@ -8,8 +8,8 @@ the package. The floors, lowest first:
     0  fileio precision          the ground floor for files; dtype policy
     1  tasks models metrics lm_head
     2  data                      tokens, store, batches, data modules
-    3  knowledge                 the teacher side: extraction, transforms, choice of c
-    4  modules                   the LightningModules (strategies)
+    3  teacher                   the teacher side: extraction, transforms, choice of c
+    4  methods                   the LightningModules: the four methods (strategies)
     5  callbacks trainer run_folder run_metrics report
     6  pipeline planning         stages that run the commands
     7  commands
@@ -31,8 +31,8 @@ FLOORS: dict[str, int] = {
     "fileio": 0, "precision": 0,
     "tasks": 1, "models": 1, "metrics": 1, "lm_head": 1,
     "data": 2,
-    "knowledge": 3,
-    "modules": 4,
+    "teacher": 3,
+    "methods": 4,
     "callbacks": 5, "trainer": 5, "run_folder": 5, "run_metrics": 5, "report": 5,
     "pipeline": 6, "planning": 6,
     "commands": 7,

@@ -25,10 +25,10 @@ import torch  # noqa: E402
 
 from first_pl.data.qa_datamodule import QADataModule  # noqa: E402
 from first_pl.data.template import PromptTemplate  # noqa: E402
+from first_pl.methods import FineTune  # noqa: E402
+from first_pl.methods.base import candidate_output, warmup_cosine  # noqa: E402
+from first_pl.methods.losses import hard_label_ce  # noqa: E402
 from first_pl.models import SMOLLM2_ALIAS, ModelSpec  # noqa: E402
-from first_pl.modules import FineTune  # noqa: E402
-from first_pl.modules.base import candidate_output, warmup_cosine  # noqa: E402
-from first_pl.modules.losses import hard_label_ce  # noqa: E402
 from first_pl.tasks import GeneratedMC  # noqa: E402
 
 

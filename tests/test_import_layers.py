@@ -36,9 +36,9 @@ def test_upward_imports_and_loops_of_a_small_package(layers, tmp_path, capsys):
         {
             "__init__.py": "",
             "data/__init__.py": "",
-            "data/a.py": "from first_pl.knowledge.b import x\n",  # floor 2 -> 3 at import
-            "knowledge/__init__.py": "",
-            "knowledge/b.py": "from first_pl.data.c import y\nx = 1\n",
+            "data/a.py": "from first_pl.teacher.b import x\n",  # floor 2 -> 3 at import
+            "teacher/__init__.py": "",
+            "teacher/b.py": "from first_pl.data.c import y\nx = 1\n",
             "data/c.py": "y = 2\ndef f():\n    import first_pl.cli\n",  # 2 -> 8, lazy
             "cli.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
             "    from first_pl.pipeline import p\n",  # typing only: not an import at run time
@@ -50,9 +50,9 @@ def test_upward_imports_and_loops_of_a_small_package(layers, tmp_path, capsys):
     assert layers.main(package) == 1
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "up a floor: first_pl.data.a:1 -> first_pl.knowledge.b (floor 2 -> 3, at import)",
+        "up a floor: first_pl.data.a:1 -> first_pl.teacher.b (floor 2 -> 3, at import)",
         "up a floor: first_pl.data.c:3 -> first_pl.cli (floor 2 -> 8, inside a function)",
-        "room loop: data <-> knowledge",  # cli imports pipeline for typing only: no loop
+        "room loop: data <-> teacher",  # cli imports pipeline for typing only: no loop
         "module loop at import: first_pl.fileio.m <-> first_pl.fileio.n",
         "2 imports up a floor (1 at import), 1 room loops, 1 module loops at import",
     ]

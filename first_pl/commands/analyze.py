@@ -13,14 +13,14 @@ from typing import Literal
 from first_pl.commands.output_path import check_output_path
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore
-from first_pl.knowledge.analysis import (
+from first_pl.methods.loading import load_model
+from first_pl.teacher.analysis import (
     coverage,
     rank_calibration,
     write_coverage,
     write_rank_calibration,
 )
-from first_pl.knowledge.extract_launch import device_for_rank
-from first_pl.modules.loading import load_model
+from first_pl.teacher.extract_launch import device_for_rank
 
 COVERAGE_ROWS = (1, 2, 3, 4, 5, 10, 20, 50, 100)
 
@@ -61,7 +61,7 @@ def coverage_figure(
     Args:
         data: the data module of the training config.
         teacher: a first_pl .ckpt file or sharded checkpoint folder, a Hugging Face model
-            folder, a .gguf file, or a model name / hub id (`first_pl.modules.loading`).
+            folder, a .gguf file, or a model name / hub id (`first_pl.methods.loading`).
         output_dir: where coverage.png / .csv / .json go.
         split: which split of ``data.train_task`` to sample.
         max_k: largest k on the curve.

@@ -1,6 +1,6 @@
 """`first-pl ask`: one multiple-choice question to a trained model (the paper's case study).
 
-The model answers as `first-pl test` would score the question (`first_pl.modules.answer`): the
+The model answers as `first-pl test` would score the question (`first_pl.methods.answer`): the
 confidence is the chosen letter's full-vocab probability (the paper's semantics, used for the
 abstention decision by default); the value renormalised over the candidate letters is printed
 beside it.
@@ -17,15 +17,15 @@ from typing import Literal
 import torch
 
 from first_pl.data.template import PromptTemplate
-from first_pl.models import load_tokenizer
-from first_pl.modules.answer import (
+from first_pl.methods.answer import (
     Answer,
     AskError,
     answer_question,
     check_question,
     check_vocabulary,
 )
-from first_pl.modules.loading import load_model
+from first_pl.methods.loading import load_model
+from first_pl.models import load_tokenizer
 
 __all__ = ["Answer", "AskError", "ask"]
 
@@ -59,7 +59,7 @@ def ask(
     Args:
         checkpoint: a first_pl `.ckpt` (any strategy) or sharded checkpoint folder, a folder
             written by `first-pl export` (any Hugging Face causal LM folder, .gguf file or hub
-            id works: `first_pl.modules.loading`).
+            id works: `first_pl.methods.loading`).
         question: the question text.
         choices: the options, e.g. '["Oslo", "Rome"]'; lettered A, B, ... by the template.
         threshold: answer when the confidence is at least this, else abstain.

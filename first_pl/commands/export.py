@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from first_pl.commands.output_path import OutputPathError, check_output_path
+from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
-from first_pl.modules.loading import load_model
 
 # Written into every export: `--overwrite true` replaces only a folder that holds it.
 EXPORT_MARKER = "first_pl_export.json"
@@ -62,7 +62,7 @@ def export(
 
     Args:
         checkpoint: a `.ckpt` file of any first_pl strategy, or a sharded checkpoint folder
-            (also a Hugging Face folder, .gguf file or hub id: `first_pl.modules.loading`;
+            (also a Hugging Face folder, .gguf file or hub id: `first_pl.methods.loading`;
             a .gguf file becomes a plain float32 folder).
         output_dir: the folder to write (config.json, weights, tokenizer files, and
             `first_pl_export.json`, which records the source and its strategy: null for a

@@ -17,9 +17,9 @@ from first_pl.commands.output_path import check_output_path
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError, partial_path
-from first_pl.knowledge.extract_launch import committed, extract_in_process_group
-from first_pl.knowledge.vllm_backend import check_backend_options
-from first_pl.modules.loading import load_model
+from first_pl.methods.loading import load_model
+from first_pl.teacher.extract_launch import committed, extract_in_process_group
+from first_pl.teacher.vllm_backend import check_backend_options
 
 
 def summary(output: Path, resumed: tuple[int, int], seconds: float) -> str:
@@ -59,7 +59,7 @@ def extract(
         data: the data module of the training config (same tokenizer, task, template and
             max_length as the DistillDataModule that will read the store).
         teacher: a first_pl .ckpt file or sharded checkpoint folder, a Hugging Face model
-            folder, a .gguf file, or a model name / hub id (`first_pl.modules.loading`).
+            folder, a .gguf file, or a model name / hub id (`first_pl.methods.loading`).
         output: the store's path; ``<output>.partial`` is resumed if a run was killed.
         split: which split of ``data.train_task`` (``train`` for distillation, ``validation``
             for choosing the temperature).
@@ -76,7 +76,7 @@ def extract(
         progress: show a progress bar (rank 0).
         backend: ``transformers`` (this process group) or ``vllm``: vLLM's prompt
             log-probabilities, for large teachers on GPUs (the optional extra ``vllm``;
-            first_pl/knowledge/vllm_backend.py). It writes the same store.
+            first_pl/teacher/vllm_backend.py). It writes the same store.
         vllm_args: arguments of ``vllm.LLM`` (``tensor_parallel_size``, ``dtype``, ...).
     """
     if k < 1:
@@ -92,7 +92,7 @@ def extract(
     check_backend_options(backend, precision, vllm_args)
     examples = data.split_examples(split)
     if backend == "vllm":  # vLLM shards the teacher over GPUs itself: one process
-        from first_pl.knowledge.vllm_backend import extract_with_vllm
+        from first_pl.teacher.vllm_backend import extract_with_vllm
 
         resumed, start = committed(partial_path(out)), time.perf_counter()
         extract_with_vllm(data, split, examples, teacher, out, k=k, probs_dtype=probs_dtype,

@@ -58,7 +58,7 @@ def single_file_checkpoint(checkpoint: Path, folder: Path) -> Path:
     `<folder>/consolidated.ckpt`, since extraction and the analysis load one file."""
     if not checkpoint.is_dir():
         return checkpoint
-    from first_pl.modules.loading import consolidate
+    from first_pl.methods.loading import consolidate
 
     return consolidate(checkpoint, folder / "consolidated.ckpt")
 

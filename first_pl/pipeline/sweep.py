@@ -22,16 +22,16 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from first_pl.knowledge.calibration_result import (  # noqa: E402
-    CalibrationResult,
-    draw_calibration_curve,
-)
-from first_pl.knowledge.transforms import TRANSFORMS  # noqa: E402
 from first_pl.pipeline.files import deep_merge  # noqa: E402
 from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
 from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
 from first_pl.pipeline.upstream import Upstream  # noqa: E402
 from first_pl.report import markdown_table  # noqa: E402
+from first_pl.teacher.calibration_result import (  # noqa: E402
+    CalibrationResult,
+    draw_calibration_curve,
+)
+from first_pl.teacher.transforms import TRANSFORMS  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from first_pl.fileio.run_files import (
     COVERAGE_STEM,
     RANK_CALIBRATION_STEM,
 )
-from first_pl.knowledge.calibration_result import CalibrationResult
-from first_pl.knowledge.store_calibration import calibrate_store
 from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.upstream import Calibrated
+from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.store_calibration import calibrate_store
 
 if TYPE_CHECKING:
     from first_pl.pipeline.offline import Pipeline

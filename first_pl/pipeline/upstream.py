@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from first_pl.knowledge.calibration_result import CalibrationResult
 from first_pl.pipeline.stages import StageResult
+from first_pl.teacher.calibration_result import CalibrationResult
 
 
 @dataclass(frozen=True)

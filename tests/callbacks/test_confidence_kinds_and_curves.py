@@ -10,8 +10,8 @@ import torch
 from synthetic_eval import SyntheticDataModule, SyntheticModule
 
 from first_pl.callbacks import CalibrationEvaluation, LastStepValidation
+from first_pl.methods.scoring import choice_output
 from first_pl.metrics.functional import expected_calibration_error
-from first_pl.modules.scoring import choice_output
 
 
 class OptionScored(SyntheticModule):

@@ -11,9 +11,9 @@ import torch
 from first_pl.cli import main
 from first_pl.commands import calibrate as command
 from first_pl.data.store import StoreMetadata, TeacherStoreError, TeacherStoreWriter
-from first_pl.knowledge import store_calibration
-from first_pl.knowledge.calibration import CalibrationResult
-from first_pl.modules import FIRST
+from first_pl.methods import FIRST
+from first_pl.teacher import store_calibration
+from first_pl.teacher.calibration import CalibrationResult
 
 K, PER_EXAMPLE = 5, 4
 

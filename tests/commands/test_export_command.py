@@ -1,6 +1,6 @@
 """`first-pl export`: a checkpoint becomes a plain Hugging Face folder with identical logits.
 
-(The sharded-checkpoint path is exercised in tests/modules/test_fsdp.py, on a real FSDP2 run.)
+(The sharded-checkpoint path is exercised in tests/methods/test_fsdp.py, on a real FSDP2 run.)
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from first_pl.cli import main
 from first_pl.commands.export import EXPORT_MARKER
 from first_pl.commands.output_path import OutputPathError
+from first_pl.methods import FIRST
+from first_pl.methods.checkpoint import CheckpointError, load_strategy
+from first_pl.methods.loading import consolidate
 from first_pl.models import ModelSpec
-from first_pl.modules import FIRST
-from first_pl.modules.checkpoint import CheckpointError, load_strategy
-from first_pl.modules.loading import consolidate
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -15,14 +15,14 @@ import torch
 import yaml
 
 import first_pl.data.store.writer as store_writer
-import first_pl.knowledge.extract as extract_lib
+import first_pl.teacher.extract as extract_lib
 from first_pl.cli import main
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore, TeacherStoreError, partial_path
+from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.finetune import FineTune
 from first_pl.models import ModelSpec, build_model
-from first_pl.modules.checkpoint import load_strategy
-from first_pl.modules.finetune import FineTune
 from first_pl.tasks import GeneratedMC
 
 TASK = {"train_size": 8, "validation_size": 4, "test_size": 4, "label_noise": 0.2, "seed": 3}

@@ -17,11 +17,11 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.strategies import FSDPStrategy
 
 from first_pl.cli import FirstCLI, main
-from first_pl.knowledge.calibration import CalibrationResult
-from first_pl.modules import FIRST, Distill, FineTune, LabelSmoothingDistill
+from first_pl.methods import FIRST, Distill, FineTune, LabelSmoothingDistill
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.stages import StageResult
 from first_pl.tasks import CommonsenseQA, OpenBookQA
+from first_pl.teacher.calibration import CalibrationResult
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

@@ -17,7 +17,7 @@ from first_pl.data.batch import (
 )
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.modules.base import StudentModule
+from first_pl.methods.base import StudentModule
 from first_pl.tasks import InstructionExample, MCExample
 
 OPTION_KEYS = {"option_input_ids", "option_attention_mask", "option_labels", "option_example",

@@ -70,7 +70,7 @@ def test_every_srun_command_of_the_table1_example_parses(tmp_path, capsys, task,
     assert (teacher["trainer"]["num_nodes"], str(teacher["trainer"]["devices"])) == (2, "8")
     assert teacher["trainer"]["strategy"]["init_args"]["sharding_strategy"] == "FULL_SHARD"
     first = yaml.safe_load((out / "student-first" / "config.yaml").read_text())
-    assert first["model"]["class_path"] == "first_pl.modules.FIRST"
+    assert first["model"]["class_path"] == "first_pl.methods.FIRST"
     assert first["model"]["init_args"]["calibration"] == str(out / "calibrate" / "calibration.json")
     data = first["data"]["init_args"]
     assert first["data"]["class_path"] == "first_pl.data.distill_datamodule.DistillDataModule"

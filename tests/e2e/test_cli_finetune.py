@@ -9,8 +9,8 @@ import pytest
 from first_pl_testing import BIGBENCH
 
 from first_pl.cli import main
-from first_pl.modules import FineTune
-from first_pl.modules.checkpoint import CheckpointError, load_strategy
+from first_pl.methods import FineTune
+from first_pl.methods.checkpoint import CheckpointError, load_strategy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

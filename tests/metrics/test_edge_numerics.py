@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from first_pl.methods.base import candidate_output
 from first_pl.metrics.calibration import (
     CandidateBrierScore,
     CandidateNLL,
@@ -19,7 +20,6 @@ from first_pl.metrics.functional import (
     equal_mass_bin_index,
     expected_calibration_error,
 )
-from first_pl.modules.base import candidate_output
 
 
 def test_argmax_is_taken_in_log_space():

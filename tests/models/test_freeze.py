@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from first_pl.methods import FineTune
 from first_pl.models import ModelSpec, build_model
-from first_pl.modules import FineTune
 
 
 def test_freeze_turns_off_exactly_the_embeddings_and_the_first_layers(tiny_model_dir) -> None:

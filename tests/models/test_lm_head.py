@@ -8,10 +8,10 @@ import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaForCausalLM
 
 from first_pl.data.batch import IGNORE_INDEX, response_mask
-from first_pl.knowledge.extract import extract_topk
 from first_pl.lm_head import check_plain_lm_head, logits_at
+from first_pl.methods.finetune import FineTune
 from first_pl.models import ModelSpec, tiny_llama_config
-from first_pl.modules.finetune import FineTune
+from first_pl.teacher.extract import extract_topk
 
 
 def test_logits_at_are_the_full_forward_logits_at_the_selected_positions_in_b_t_order():

@@ -115,7 +115,7 @@ def write_experiment(tmp_path: Path, model: str, trainer: str = FSDP_TRAINER) ->
         "init_args": {"train_task": {"class_path": "first_pl.tasks.CommonsenseQA"}, "max_length": 8},
     }}))  # fmt: skip
     model_yaml = tmp_path / "model.yaml"
-    model_yaml.write_text(yaml.safe_dump({"model": {"class_path": "first_pl.modules.FineTune"}}))
+    model_yaml.write_text(yaml.safe_dump({"model": {"class_path": "first_pl.methods.FineTune"}}))
     stage = {"config": str(model_yaml), "overrides": {"model": {"init_args": {"model": {"name_or_path": model}}}}}
     experiment = tmp_path / "experiment.yaml"
     experiment.write_text(yaml.safe_dump({

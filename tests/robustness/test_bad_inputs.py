@@ -32,8 +32,8 @@ from transformers import AutoTokenizer
 
 from first_pl.cli import main, user_error
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter, partial_path
-from first_pl.modules import FIRST
-from first_pl.modules.checkpoint import load_strategy
+from first_pl.methods import FIRST
+from first_pl.methods.checkpoint import load_strategy
 
 
 @dataclass

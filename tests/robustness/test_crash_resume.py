@@ -129,7 +129,7 @@ def test_calibrate_killed_while_writing_leaves_no_result_and_reruns_identically(
     out = tmp_path / "cal"
     args = ["calibrate", "--store", str(world.validation_store), "--output_dir", str(out)]
     patch = """
-from first_pl.knowledge.calibration import CalibrationResult
+from first_pl.teacher.calibration import CalibrationResult
 def half_then_wait(self, path):
     pathlib.Path(path).write_text('{"temperature": 0.')   # half a JSON file, then SIGKILL
     reached()

@@ -13,9 +13,9 @@ import yaml
 from robustness_world import World, data_section
 
 from first_pl.cli import main
+from first_pl.methods.base import candidate_output
+from first_pl.methods.losses import distillation_loss, hard_label_ce, sparse_topk_kl
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error
-from first_pl.modules.base import candidate_output
-from first_pl.modules.losses import distillation_loss, hard_label_ce, sparse_topk_kl
 
 V, K = 50, 5
 
@@ -76,8 +76,8 @@ def test_metrics_with_confidence_exactly_zero_and_one() -> None:
 
 @pytest.fixture(scope="module")
 def strategies(world: World):
+    from first_pl.methods import FIRST, FineTune
     from first_pl.models import ModelSpec
-    from first_pl.modules import FIRST, FineTune
 
     spec = ModelSpec(name_or_path=str(world.model_dir))
     modules = [FineTune(model=spec), FIRST(model=spec, temperature=0.5)]

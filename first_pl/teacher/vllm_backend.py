@@ -31,8 +31,8 @@ from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStoreWriter, example_id_length
 from first_pl.data.store.interop import imported_rows, response_positions
 from first_pl.data.tokenize import Encoded
-from first_pl.knowledge.extract import ExtractStats
 from first_pl.models import resolve_source
+from first_pl.teacher.extract import ExtractStats
 
 EXTRA = "vllm"
 SOURCE = "vLLM prompt_logprobs"

@@ -12,8 +12,8 @@ from first_pl.callbacks.evaluation import option_softmax
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.template import PromptTemplate, TemplateError
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.modules.base import StudentModule
-from first_pl.modules.scoring import choice_output, option_scores, target_log_probs
+from first_pl.methods.base import StudentModule
+from first_pl.methods.scoring import choice_output, option_scores, target_log_probs
 from first_pl.tasks import MCExample
 
 BATCH = {"gold": torch.tensor([0, 1]), "example_id": ["a", "b"]}

@@ -5,13 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from first_pl.data.batch import IGNORE_INDEX, response_mask
-from first_pl.knowledge.transforms import with_tail
-from first_pl.modules.losses import (
+from first_pl.methods.losses import (
     distillation_loss,
     hard_label_ce,
     sparse_topk_kl,
     student_topk_log_probs,
 )
+from first_pl.teacher.transforms import with_tail
 
 P, V, K = 7, 23, 5
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.utilities.model_registry import _is_registry
 
-from first_pl.modules.base import STRATEGY_KEY, StudentModule
+from first_pl.methods.base import STRATEGY_KEY, StudentModule
 
 
 class CheckpointError(ValueError):

@@ -53,7 +53,7 @@ def student_topk_log_probs(
     logit minus the logsumexp so no `[P, V]` log-prob tensor is kept. Option: log-softmax over
     the k gathered logits only, i.e. the student renormalised over the teacher's ids. With
     `tail`, a (k+1)-th column holds the log of the student's mass outside the k ids, the
-    counterpart of the teacher's tail bucket (`first_pl.knowledge.transforms.with_tail`); it
+    counterpart of the teacher's tail bucket (`first_pl.teacher.transforms.with_tail`); it
     is floored at float eps below 1 of top-k mass, so a student certain of the top-k still has
     a finite loss.
     """

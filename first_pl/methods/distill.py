@@ -17,11 +17,11 @@ from typing import Literal
 import torch
 
 from first_pl.data.batch import TEACHER_KEYS, TrainBatch
-from first_pl.knowledge.calibration_result import TEMPERATURE_TRANSFORMS, CalibrationResult
-from first_pl.knowledge.transforms import TRANSFORMS, label_smooth, renormalize, with_tail
+from first_pl.methods.base import OptimizerConfig, StudentModule
+from first_pl.methods.losses import distillation_loss
 from first_pl.models import ModelSpec
-from first_pl.modules.base import OptimizerConfig, StudentModule
-from first_pl.modules.losses import distillation_loss
+from first_pl.teacher.calibration_result import TEMPERATURE_TRANSFORMS, CalibrationResult
+from first_pl.teacher.transforms import TRANSFORMS, label_smooth, renormalize, with_tail
 
 
 class DistillationStrategy(StudentModule):

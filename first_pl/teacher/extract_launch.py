@@ -1,7 +1,7 @@
 """Running an extraction alone or as one rank of a `torchrun` group, with resume counts.
 
 `first-pl extract` is launched either as one process or under ``torchrun`` (``WORLD_SIZE > 1``,
-every rank extracting a contiguous block, rank 0 merging: `first_pl.knowledge.extract`). This
+every rank extracting a contiguous block, rank 0 merging: `first_pl.teacher.extract`). This
 module owns what that launch needs besides the extraction itself: the device of this rank, the
 process group for the duration of the call, and what earlier, killed runs already wrote, so a
 summary's rates count this run's work only.
@@ -24,8 +24,8 @@ from torch import nn
 
 from first_pl.data.store import StoreMetadata, example_id_length, partial_path
 from first_pl.data.tokenize import Encoded
-from first_pl.knowledge.extract import extract_distributed, shard_path
 from first_pl.precision import autocast_dtype
+from first_pl.teacher.extract import extract_distributed, shard_path
 
 
 def device_for_rank() -> torch.device:

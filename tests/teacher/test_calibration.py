@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from first_pl.knowledge.calibration import (
+from first_pl.metrics.functional import expected_calibration_error
+from first_pl.teacher.calibration import (
     CalibrationResult,
     choose_parameter,
     curve_values,
     score_label_smoothing,
 )
-from first_pl.knowledge.calibration_result import plot_calibration_curve
-from first_pl.knowledge.transforms import (
+from first_pl.teacher.calibration_result import plot_calibration_curve
+from first_pl.teacher.transforms import (
     TRANSFORMS,
     label_smooth,
     log_temperature_scale,
     temperature_scale,
     with_tail,
 )
-from first_pl.metrics.functional import expected_calibration_error
 
 K = 5
 

@@ -13,7 +13,8 @@ from tokenizers.models import WordLevel
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter
-from first_pl.knowledge.extract import (
+from first_pl.models import tiny_llama_config
+from first_pl.teacher.extract import (
     extract_shard,
     extract_topk,
     merge_rank_shards,
@@ -21,7 +22,6 @@ from first_pl.knowledge.extract import (
     shard_path,
     tokenizer_fingerprint,
 )
-from first_pl.models import tiny_llama_config
 
 VOCAB = 300
 K = 5
@@ -256,7 +256,7 @@ def test_tokenizer_fingerprint_tracks_vocab_and_specials() -> None:
 
 def _distributed_worker(rank: int, out: str, init_file: str) -> None:
     """One rank of a 2-process gloo group: the same model (seeded) and data on every rank."""
-    from first_pl.knowledge.extract import extract_distributed
+    from first_pl.teacher.extract import extract_distributed
 
     torch.set_num_threads(1)
     torch.distributed.init_process_group(

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from first_pl.knowledge.transforms import (
+from first_pl.teacher.transforms import (
     TRANSFORMS,
     label_smooth,
     log_temperature_scale,

@@ -12,13 +12,13 @@ import torch
 from transformers import LlamaForCausalLM
 
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter
-from first_pl.knowledge.analysis import (
+from first_pl.models import tiny_llama_config
+from first_pl.teacher.analysis import (
     coverage,
     rank_calibration,
     write_coverage,
     write_rank_calibration,
 )
-from first_pl.models import tiny_llama_config
 
 VOCAB = 300
 

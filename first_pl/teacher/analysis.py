@@ -26,8 +26,8 @@ from torch import nn
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store import TeacherStore, ids_dtype_for
 from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
-from first_pl.knowledge.extract import Batch, response_hidden
 from first_pl.lm_head import head_logits
+from first_pl.teacher.extract import Batch, response_hidden
 
 
 @dataclass

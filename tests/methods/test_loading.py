@@ -1,4 +1,4 @@
-"""`first_pl.modules.loading`: every source kind loads through the one loader with the same
+"""`first_pl.methods.loading`: every source kind loads through the one loader with the same
 weights; every source no loader reads gets one error naming the option, the same in every command."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from lightning.fabric.utilities.load import _METADATA_FILENAME
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
+from first_pl.methods import FIRST
+from first_pl.methods.checkpoint import CheckpointError
+from first_pl.methods.loading import EXPECTED, ModelLoadError, load_model, source_kind
 from first_pl.models import ModelSpec
-from first_pl.modules import FIRST
-from first_pl.modules.checkpoint import CheckpointError
-from first_pl.modules.loading import EXPECTED, ModelLoadError, load_model, source_kind
 
 IDS = torch.tensor([[3, 5, 7, 11, 2]])
 

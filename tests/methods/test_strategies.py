@@ -10,18 +10,18 @@ import pytest
 import torch
 
 from first_pl.cli import main
-from first_pl.knowledge.calibration import CalibrationResult
-from first_pl.knowledge.transforms import (
+from first_pl.methods import FIRST, Distill, LabelSmoothingDistill
+from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.losses import distillation_loss
+from first_pl.models import ModelSpec
+from first_pl.teacher.calibration import CalibrationResult
+from first_pl.teacher.transforms import (
     label_smooth,
     log_temperature_scale,
     renormalize,
     temperature_scale,
     with_tail,
 )
-from first_pl.models import ModelSpec
-from first_pl.modules import FIRST, Distill, LabelSmoothingDistill
-from first_pl.modules.checkpoint import load_strategy
-from first_pl.modules.losses import distillation_loss
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 K = 4

@@ -4,7 +4,7 @@ Each of those commands used to accept its own subset of sources, so a model that
 was refused by another. Every command now takes the same sources, through `load_model`:
 
 - a first_pl Lightning `.ckpt` file (any strategy: the checkpoint records its class and init
-  arguments, `first_pl.modules.checkpoint`);
+  arguments, `first_pl.methods.checkpoint`);
 - a sharded checkpoint folder (ModelParallelStrategy / FSDPStrategy), consolidated on the fly;
 - a Hugging Face model folder (with `config.json`; `first-pl export` writes one);
 - a `.gguf` file, the offline alias `smollm2-135m-instruct`, or a hub id (`ModelSpec`).
@@ -26,10 +26,10 @@ import torch
 from lightning.fabric.utilities.load import _METADATA_FILENAME
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
+from first_pl.methods.base import StudentModule
+from first_pl.methods.checkpoint import CheckpointError, load_strategy
+from first_pl.methods.finetune import FineTune
 from first_pl.models import TOKENIZER_FILES, ModelSourceError, ModelSpec
-from first_pl.modules.base import StudentModule
-from first_pl.modules.checkpoint import CheckpointError, load_strategy
-from first_pl.modules.finetune import FineTune
 
 EXPECTED = (
     "a first_pl .ckpt file, a sharded checkpoint folder, a Hugging Face model folder (with "

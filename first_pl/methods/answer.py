@@ -17,7 +17,7 @@ import torch
 
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.modules.base import StudentModule
+from first_pl.methods.base import StudentModule
 from first_pl.tasks.base import MCExample
 
 

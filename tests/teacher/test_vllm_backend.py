@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-import first_pl.knowledge.vllm_backend as vllm_backend
+import first_pl.teacher.vllm_backend as vllm_backend
 from first_pl.cli import main
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter, partial_path

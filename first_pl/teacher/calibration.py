@@ -6,7 +6,7 @@ probabilities at temperature 1), `ids` `[P, k]`, `gold` `[P]` (the gold next tok
 optional `answer_mask` `[P]` marking answer tokens for the answer-token-only objective. numpy
 arrays (any int dtype, float16 probabilities) and tensors are both accepted.
 
-Any registered transform (`first_pl.knowledge.transforms.TRANSFORMS`: Eq. 4's c, the log-space
+Any registered transform (`first_pl.teacher.transforms.TRANSFORMS`: Eq. 4's c, the log-space
 T, label smoothing's delta), with or without the tail bucket, is scored the same way: the
 transformed row predicts its most probable token among the k ids (the tail bucket is no token),
 with that probability as confidence. ECE comes from `first_pl.metrics.functional`, binning a
@@ -24,14 +24,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from first_pl.knowledge.calibration_result import CalibrationResult
-from first_pl.knowledge.transforms import (
+from first_pl.metrics.functional import calibration_bins, expected_calibration_error_from_bins
+from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.transforms import (
     TransformSpec,
     temperature_scale_grid_log,
     transform_spec,
     with_tail,
 )
-from first_pl.metrics.functional import calibration_bins, expected_calibration_error_from_bins
 
 __all__ = ["CalibrationResult", "choose_parameter", "curve_values", "score_label_smoothing"]
 OBJECTIVES = ("ece", "nll", "trust")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from first_pl.data.batch import TrainBatch
-from first_pl.modules.base import StudentModule
-from first_pl.modules.losses import hard_label_ce
+from first_pl.methods.base import StudentModule
+from first_pl.methods.losses import hard_label_ce
 
 
 class FineTune(StudentModule):

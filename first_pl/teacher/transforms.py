@@ -122,7 +122,7 @@ def with_tail(p: torch.Tensor) -> torch.Tensor:
     """`[..., k]` full-vocab top-k probabilities -> `[..., k + 1]`, the last entry 1 - sum(top-k).
 
     The tail bucket stands for every token outside the k ids; the student's side of it is its
-    own mass outside those ids (`first_pl.modules.losses.student_topk_log_probs(tail=True)`).
+    own mass outside those ids (`first_pl.methods.losses.student_topk_log_probs(tail=True)`).
     A row summing above 1 (float16 rounding) gets a tail of 0, not a negative one, and is
     renormalised, so every row sums to exactly 1. Padding rows
     (all zeros) stay all zeros, tail included.

@@ -18,9 +18,9 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from first_pl.data.batch import EvalBatch, EvalOutput, TrainBatch, response_mask
 from first_pl.data.template import OPTION_SCORINGS
+from first_pl.methods.scoring import choice_output, option_scores, target_log_probs, token_scores
+from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
 from first_pl.models import ModelSpec, build_model
-from first_pl.modules.scoring import choice_output, option_scores, target_log_probs, token_scores
-from first_pl.modules.sharding import LOGITS_AT, install_logits_at, shard_model
 
 STRATEGY_KEY = "first_pl_strategy"
 

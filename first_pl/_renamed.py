@@ -1,0 +1,48 @@
+"""Old package names that still import: `first_pl.modules` is now `first_pl.methods` and
+`first_pl.knowledge` is now `first_pl.teacher` (issue 15: "modules" read as Lightning's modules
+and collided with its `Strategy`; "knowledge" hid that it is the teacher side).
+
+Configs (`class_path: first_pl.modules.FIRST`) and checkpoints (whose pickled hyperparameters
+name `first_pl.modules.base.OptimizerConfig`) written before the move keep loading: a finder
+on `sys.meta_path` answers every `first_pl.modules[.x]` / `first_pl.knowledge[.x]` import with
+the module object of the new name, so both names are one module (one class identity, no copy).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+from types import ModuleType
+
+RENAMED: dict[str, str] = {"first_pl.modules": "first_pl.methods", "first_pl.knowledge": "first_pl.teacher"}
+
+
+def new_name(name: str) -> str | None:
+    """The current name of a module imported under an old one (None if `name` is not old)."""
+    for old, new in RENAMED.items():
+        if name == old or name.startswith(old + "."):
+            return new + name[len(old) :]
+    return None
+
+
+class RenamedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports an old name as the module of its new name (created once, shared)."""
+
+    def find_spec(self, fullname: str, path, target=None) -> importlib.machinery.ModuleSpec | None:
+        if new_name(fullname) is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(new_name(spec.name))
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run: the module of the new name is already imported."""
+
+
+def install() -> None:
+    """Put the finder first on `sys.meta_path` (once)."""
+    if not any(isinstance(finder, RenamedModuleFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, RenamedModuleFinder())
