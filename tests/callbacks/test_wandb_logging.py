@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import struct
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -11,33 +10,11 @@ import pytest
 import yaml
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from synthetic_eval import SyntheticDataModule, SyntheticModule
+from wandb_run_files import wandb_records
 
 from first_pl.callbacks import CalibrationEvaluation, OfflineAwareWandbLogger
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "logger"
-
-
-def wandb_records(path: Path):
-    """Protobuf records of an offline run's `.wandb` file (LevelDB-log framing: a 7-byte file
-    header, then 32 KiB blocks of records with a 7-byte header: crc32, length, type)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, block, chunk = 7, 32768, b""
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if left < 7 or (length == 0 and kind == 0):
-            pos += left
-            continue
-        chunk += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            yield record
 
 
 @pytest.fixture

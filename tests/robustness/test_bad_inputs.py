@@ -581,8 +581,8 @@ CASES = [
                 model="first.yaml", command="test",
             )
         ),  # fmt: skip
-        r"--ckpt_path .*\.ckpt holds a first_pl\.modules\.FineTune checkpoint but the config "
-        r"gives model first_pl\.modules\.FIRST",
+        r"--ckpt_path .*\.ckpt holds a first_pl\.methods\.FineTune checkpoint but the config "
+        r"gives model first_pl\.methods\.FIRST",
     ),
     Case(
         "fit-max-steps-zero",
