@@ -16,8 +16,8 @@ from typing import Literal
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError
-from first_pl.data.store.interop import export_parquet
 from first_pl.data.store.interop import import_store as import_records
+from first_pl.data.store.parquet import export_parquet
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:

@@ -1,5 +1,6 @@
 """Stores that travel: teacher top-k from other tools into the HDF5 store, and a store out to a
-Hugging Face `datasets` parquet (docs/STORE_FORMAT.md, "Import" and "Export").
+Hugging Face `datasets` parquet (docs/STORE_FORMAT.md, "Import" and "Export"; the export and its
+schema metadata are `first_pl.data.store.parquet`).
 
 Every source is aligned with the tokenised data the store will serve: a record is joined to its
 example by ``example_id``, its positions to the example's response positions, and it must
@@ -21,12 +22,11 @@ import numpy as np
 
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.store.format import StoreMetadata, TeacherStoreError, example_id_length
-from first_pl.data.store.reader import TeacherStore
+from first_pl.data.store.parquet import check_parquet_metadata
 from first_pl.data.store.writer import TeacherStoreWriter
 from first_pl.data.tokenize import Encoded
 
 FORMATS = ("vllm", "axolotl", "parquet", "distillkit")
-PARQUET_METADATA_KEY = b"first_pl_store"
 
 
 def response_positions(labels: list[int]) -> list[int]:
@@ -153,67 +153,6 @@ def load_records(source: Path, fmt: str) -> dict[str, Mapping[str, Any]]:
     if len(records) != len(rows):
         raise TeacherStoreError(f"{source}: {len(rows) - len(records)} duplicate example_id(s)")
     return records
-
-
-def parquet_metadata(source: Path) -> dict[str, Any]:
-    """The store metadata a first_pl parquet export carries in its schema."""
-    import pyarrow.parquet as pq
-
-    raw = (pq.read_schema(source).metadata or {}).get(PARQUET_METADATA_KEY)
-    if raw is None:
-        raise TeacherStoreError(
-            f"{source} is not a first_pl store export (no {PARQUET_METADATA_KEY.decode()} metadata)"
-        )
-    return json.loads(raw)
-
-
-def export_parquet(
-    store_path: str | Path, out_path: str | Path, batch_examples: int = 1024
-) -> Path:
-    """One row per example: example_id, teacher_ids [n][k], teacher_probs [n][k], gold [n];
-    the store's metadata in the schema (key ``first_pl_store``). Loads with
-    ``datasets.Dataset.from_parquet``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    store = TeacherStore(store_path)
-    meta = {**store.metadata.__dict__, "source_format_version": store.attrs.get("format_version")}
-    schema = pa.schema(
-        [
-            ("example_id", pa.string()),
-            ("teacher_ids", pa.list_(pa.list_(pa.int32()))),
-            ("teacher_probs", pa.list_(pa.list_(pa.float32()))),
-            ("gold", pa.list_(pa.int32())),
-        ],
-        metadata={PARQUET_METADATA_KEY: json.dumps(meta).encode()},
-    )
-    out = Path(out_path)
-    with pq.ParquetWriter(out, schema) as writer:
-        for start in range(0, len(store), batch_examples):
-            batch = range(start, min(start + batch_examples, len(store)))
-            columns: dict[str, list] = {name: [] for name in schema.names}
-            for i in batch:
-                ids, probs, gold = store.positions(i)
-                columns["example_id"].append(store.example_ids[i])
-                columns["teacher_ids"].append(ids.astype(np.int32).tolist())
-                columns["teacher_probs"].append(probs.astype(np.float32).tolist())
-                columns["gold"].append(gold.astype(np.int32).tolist())
-            writer.write_table(pa.table(columns, schema=schema))
-    store.close()
-    return out
-
-
-def check_parquet_metadata(source: Path, expected: StoreMetadata) -> None:
-    """A first_pl parquet must come from the same tokenizer, template, task and split."""
-    found = parquet_metadata(source)
-    for field in ("tokenizer_fingerprint", "template_fingerprint", "task", "split", "vocab_size"):
-        if found.get(field) != getattr(expected, field):
-            raise TeacherStoreError(
-                f"{source}: {field} is {found.get(field)!r} but the data config gives "
-                f"{getattr(expected, field)!r}; export it from a store of this data"
-            )
-    if found.get("k", 0) < expected.k:
-        raise TeacherStoreError(f"{source} holds k={found.get('k')}, fewer than k={expected.k}")
 
 
 def _matrix(rows: list, k: int, dtype: type) -> np.ndarray:
