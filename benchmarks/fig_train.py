@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from benchmarks.common import Goal, Row, interleaved_seconds
 from benchmarks.workbench import Workbench
+from first_pl.lm_head import logits_at
 from first_pl.methods.base import StudentModule
-from first_pl.methods.sharding import logits_at
 
 Batch = dict[str, Any]
 
