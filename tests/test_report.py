@@ -13,6 +13,7 @@ import torch
 from first_pl.metrics.calibration import bins_summary
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error
 from first_pl.report import ReportError, build_report
+from first_pl.report_curves import ConvergenceRule
 
 
 def entry(confidence: list[float], correct: list[bool]) -> dict:
@@ -92,6 +93,19 @@ def test_a_single_point_curve_cannot_be_judged(tmp_path):
     run = write_run(tmp_path / "r", "student-first", 0, {"gen": ([0.5, 0.6], [True, False])}, [(5, 50.0, 0.7)])
     text = build_report([str(run)], str(tmp_path / "out")).read_text()
     assert "| student-first | 0 | gen | 5 | 50.0 | - | - | cannot tell |" in text
+
+
+def test_a_change_of_exactly_the_tolerance_counts_as_converged():
+    """19 -> 25 of 300 correct is a change of 2 points, 2.000000000000001 in floats."""
+    rule = ConvergenceRule(acc_tol=2.0, loss_tol=0.05)
+    points = [
+        {"global_step": 100, "acc": 100 * 19 / 300, "loss": 1.00},
+        {"global_step": 120, "acc": 100 * 25 / 300, "loss": 1.05},
+    ]
+    assert points[1]["acc"] - points[0]["acc"] > 2.0
+    assert rule.judge(points)["converged"] is True
+    points[1]["acc"] = 100 * 26 / 300
+    assert rule.judge(points)["converged"] is False
 
 
 def test_runs_with_different_n_warn_in_the_log_and_the_report(tmp_path):

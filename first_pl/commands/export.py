@@ -9,12 +9,11 @@ consolidated into one file first.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from first_pl.commands.output_path import OutputPathError, check_output_path
+from first_pl.fileio.atomic import atomic_folder
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 
@@ -77,14 +76,16 @@ def export(
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         loaded = load_model(checkpoint, "--checkpoint", workdir=tmp)  # beside out: room for it
         module = loaded.module
-        staging = Path(tmp) / "export"
-        module.model.save_pretrained(staging)
-        load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
         where = str(source.resolve()) if source.exists() else checkpoint
         record = {"checkpoint": where, "strategy": loaded.strategy}
-        (staging / EXPORT_MARKER).write_text(json.dumps(record, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)  # same file system (tmp lives beside out): a whole folder or none
-    print(f"exported {loaded.strategy or checkpoint} ({module.model.num_parameters()} parameters) to {out}")
+
+        def write(staging: Path) -> None:
+            module.model.save_pretrained(staging)
+            load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
+            (staging / EXPORT_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+
+        atomic_folder(out, write)  # a whole folder or none (check_output_dir allowed replacing it)
+    print(
+        f"exported {loaded.strategy or checkpoint} ({module.model.num_parameters()} parameters) to {out}"
+    )
     return out

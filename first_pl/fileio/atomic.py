@@ -2,13 +2,14 @@
 
 The content goes to a temporary name in the same folder (so the rename cannot cross file
 systems), is flushed to disk, then renamed over the target. A write that fails or is killed
-leaves at most the temporary file, which the next attempt does not read.
+leaves at most the temporary file or folder, which the next attempt does not read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,3 +33,22 @@ def write_json_atomic(path: Path, value: Any) -> None:
     """`value` as indented JSON (keys sorted, non-JSON values as `str`), written atomically."""
     text = json.dumps(value, indent=2, sort_keys=True, default=str)
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_folder(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(staging)` on an empty folder beside `path`, then rename it onto `path`: a
+    folder of several files (a converted model, an export) appears whole or not at all. An
+    existing `path` is replaced (callers decide whether it may be); a failed write removes the
+    staging folder."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)  # left by a killed run of this pid number
+    staging.mkdir(parents=True)
+    try:
+        write(staging)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

@@ -93,6 +93,20 @@ class StudentModule(L.LightningModule):
             if self.device_mesh is not None:
                 shard_model(self.model, self.device_mesh)
             install_logits_at(self.model)
+        self.check_vocabulary()
+
+    def check_vocabulary(self) -> None:
+        """Refuse a data tokenizer with ids the model has no embedding for, which would
+        otherwise surface as an IndexError deep inside the first forward."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        rows = self.model.get_input_embeddings().num_embeddings
+        if tokenizer is not None and len(tokenizer) > rows:
+            raise ValueError(
+                f"--data.tokenizer {datamodule.tokenizer_name!r} has {len(tokenizer)} tokens but "
+                f"--model.model {self.model_spec.name_or_path!r} embeds only {rows}; give the data "
+                f"the tokenizer of the model"
+            )
 
     def logits_at(self, batch: TrainBatch, select: torch.Tensor) -> torch.Tensor:
         """Logits `[P, V]` where `select` `[B, L]` is true: one call on the model

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from first_pl.fileio.atomic import atomic_write, write_json_atomic
+from first_pl.fileio.atomic import atomic_folder, atomic_write, write_json_atomic
 from first_pl.fileio.lock import (
     FileLock,
     LockHeldError,
@@ -109,6 +109,29 @@ def test_atomic_write_gives_the_writer_a_name_with_the_target_suffix(tmp_path):
     atomic_write(tmp_path / "figure.png", lambda tmp: seen.append(tmp) or tmp.write_bytes(b"x"))
     assert seen[0].suffix == ".png" and seen[0].parent == tmp_path
     assert (tmp_path / "figure.png").read_bytes() == b"x"
+
+
+def test_atomic_folder_appears_whole_replaces_the_old_one_or_leaves_it(tmp_path):
+    target = tmp_path / "export"
+
+    def write(folder, marker="new"):
+        (folder / "a.txt").write_text(marker)
+        (folder / "b.txt").write_text(marker)
+
+    assert atomic_folder(target, write) == target
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt", "b.txt"]
+
+    def fail(folder):
+        (folder / "a.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_folder(target, fail)
+    assert (target / "a.txt").read_text() == "new"  # the old folder, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging folder left
+
+    atomic_folder(target, lambda folder: (folder / "c.txt").write_text("newer"))
+    assert [p.name for p in target.iterdir()] == ["c.txt"]  # replaced, not merged
 
 
 def test_run_file_names():

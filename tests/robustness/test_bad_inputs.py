@@ -632,6 +632,12 @@ CASES = [
         r"tokenizer .*tokenizer has (\d+) tokens but the model embeds only (?!\1)\d+",
     ),
     Case(
+        "fit-data-tokenizer-larger-than-model",
+        lambda w, t: fit(w, t, "--data.init_args.tokenizer", str(saved_tokenizer(w, t, 40))),
+        r"--data\.tokenizer .*tokenizer' has (\d+) tokens but --model\.model .* embeds only "
+        r"(?!\1)\d+; give the data the tokenizer of the model",
+    ),
+    Case(
         "ask-tokenizer-folder-as-model",
         lambda w, t: main(ask_args(saved_tokenizer(w, t))),
         r"--checkpoint .*tokenizer is a folder with neither config\.json \(a Hugging Face model\) "
