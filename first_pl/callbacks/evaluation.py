@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from first_pl.callbacks.evaluation_files import EvaluationFiles, task_name
+from first_pl.callbacks.sampler_padding import SamplerPadding, eval_dataloader, select
 from first_pl.data.batch import EvalOutput
 from first_pl.data.template import OPTION_SCORINGS
 from first_pl.fileio.atomic import write_json_atomic
@@ -107,6 +108,7 @@ class CalibrationEvaluation(Callback):
         self._rows: dict[int, list[tuple]] = {}
         self._scoring: dict[int, str | None] = {}
         self._warned: set[str] = set()
+        self._padding = SamplerPadding()
 
     # Lightning hooks ------------------------------------------------------------------------
 
@@ -121,13 +123,17 @@ class CalibrationEvaluation(Callback):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
         if not trainer.sanity_checking:
-            self._update(outputs, dataloader_idx, pl_module)
+            self._update(
+                outputs, dataloader_idx, pl_module, eval_dataloader(trainer, "val", dataloader_idx)
+            )
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        self._update(outputs, dataloader_idx, pl_module)
+        self._update(
+            outputs, dataloader_idx, pl_module, eval_dataloader(trainer, "test", dataloader_idx)
+        )
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -149,8 +155,11 @@ class CalibrationEvaluation(Callback):
         self._metrics = {idx: self._new_metrics(pl_module) for idx in range(len(num_batches))}
         self._rows = {idx: [] for idx in self._metrics}
         self._scoring = {}
+        self._padding.reset()
 
-    def _update(self, outputs: Any, dataloader_idx: int, pl_module: pl.LightningModule) -> None:
+    def _update(
+        self, outputs: Any, dataloader_idx: int, pl_module: pl.LightningModule, dataloader: Any
+    ) -> None:
         if not isinstance(outputs, Mapping) or any(k not in outputs for k in REQUIRED_KEYS):
             self._warn_once(
                 "no-eval-output",
@@ -161,6 +170,11 @@ class CalibrationEvaluation(Callback):
         if dataloader_idx not in self._metrics:  # a loop that skipped the epoch-start hook
             self._metrics[dataloader_idx] = self._new_metrics(pl_module)
             self._rows[dataloader_idx] = []
+        keep = self._padding.keep(dataloader, dataloader_idx, outputs["pred"].shape[0])
+        if keep is not None:
+            outputs = select(outputs, keep)
+            if not keep.any():
+                return
         mask = outputs["candidate_mask"].bool()
         scores = log_scores(outputs)
         softmax = option_softmax(scores, mask)

@@ -18,8 +18,8 @@ def run_test(tmp_path, **trainer_kwargs) -> dict:
         callbacks=[CalibrationEvaluation(n_resamples=100)], enable_progress_bar=False,
         enable_model_summary=False, accelerator="cpu", **trainer_kwargs,
     )  # fmt: skip
-    # sizes divide by 2 so DistributedSampler pads nothing (padding would double-count examples)
-    trainer.test(SyntheticModule(), datamodule=SyntheticDataModule({"a": 64, "b": 48}))
+    # odd sizes: DistributedSampler pads each set with a repeat, which must not count twice
+    trainer.test(SyntheticModule(), datamodule=SyntheticDataModule({"a": 65, "b": 47}))
     return json.loads((tmp_path / "metrics_test.json").read_text())["tasks"]
 
 
@@ -35,4 +35,4 @@ def test_ddp_two_processes_match_one(tmp_path):
         for stat, values in single[task]["bins"].items():
             assert ddp[task]["bins"][stat] == pytest.approx(values), (task, stat)
     rows = (tmp_path / "ddp" / "predictions" / "test_a.csv").read_text().splitlines()
-    assert len(rows) == 65
+    assert len(rows) == 66  # a header and each of the 65 examples once
