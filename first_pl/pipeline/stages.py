@@ -5,6 +5,12 @@ reruns that stage and everything downstream of it, and nothing else. A stage fol
 done only when its `stage.json` exists, written last and atomically; a crashed stage is rerun
 (its own steps, such as extraction, resume from their partial files).
 
+A key names a configuration, not a result: a deleted stage folder is recomputed under the same
+key, and a bf16 extraction or a training run need not give the same bytes twice. So every
+finished stage records a run id, and each stage records the run ids of the stages it read; a
+stage whose upstream has been recomputed since is moved aside (`<folder>.stale-<run id>`) and
+rerun, instead of mixing the old result with the new upstream.
+
 One process at a time runs stages in a root: the runner holds the root's folder lock
 (`first_pl.fileio.lock.lock_folder`) from construction to `close()` (or process exit, also a
 kill), and a second process is refused at once instead of interleaving its writes with the
@@ -16,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +48,7 @@ class StageResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     cached: bool = False
+    run_id: str | None = None  # None: a stage.json written before run ids were recorded
 
 
 class StageRunner:
@@ -87,14 +95,16 @@ class StageRunner:
         the stage's `stage.json` together with its settings and upstream keys.
         """
         upstream = {r.name: r.key for r in after or []}
+        upstream_runs = {r.name: r.run_id for r in after or []}
         key = stable_hash({"settings": settings, "upstream": upstream})
         folder = self.root / f"{name}-{key}"
         done = folder / STAGE_FILE
-        if done.is_file():
-            record = json.loads(done.read_text())
-            result = StageResult(
-                name, key, folder, record["outputs"], record["seconds"], cached=True
-            )
+        record = json.loads(done.read_text()) if done.is_file() else None
+        if record is not None and self._upstream_rerun(name, folder, record, upstream_runs):
+            record = None
+        if record is not None:
+            result = StageResult(name, key, folder, record["outputs"], record["seconds"],
+                                 cached=True, run_id=record.get("run_id"))  # fmt: skip
             self.log(f"[{self.elapsed()}] {name}: done before ({folder.name}), skipped")
         else:
             self.log(f"[{self.elapsed()}] {name}: running in {folder}")
@@ -102,17 +112,38 @@ class StageRunner:
             start = time.monotonic()
             outputs = body(folder)
             seconds = time.monotonic() - start
+            run_id = uuid.uuid4().hex
             write_json_atomic(
                 done,
                 {
                     "name": name,
                     "settings": settings,
                     "upstream": upstream,
+                    "upstream_runs": upstream_runs,
                     "outputs": outputs,
                     "seconds": seconds,
+                    "run_id": run_id,
                 },
             )
-            result = StageResult(name, key, folder, outputs, seconds)
+            result = StageResult(name, key, folder, outputs, seconds, run_id=run_id)
             self.log(f"[{self.elapsed()}] {name}: finished in {seconds:.0f} s")
         self.results.append(result)
         return result
+
+    def _upstream_rerun(
+        self, name: str, folder: Path, record: dict[str, Any], runs: dict[str, str | None]
+    ) -> bool:
+        """True (and the folder moved aside) when a stage this one read has been recomputed
+        since it ran; stages recorded before run ids existed cannot tell and are kept."""
+        recorded = record.get("upstream_runs") or {}
+        changed = [u for u, run in runs.items() if None not in (run, recorded.get(u))
+                   and recorded[u] != run]  # fmt: skip
+        if not changed:
+            return False
+        stale = folder.with_name(f"{folder.name}.stale-{(record.get('run_id') or 'old')[:8]}")
+        folder.rename(stale)
+        self.log(
+            f"[{self.elapsed()}] {name}: {', '.join(changed)} recomputed since {folder.name} "
+            f"ran; its old result moved to {stale.name}, rerunning"
+        )
+        return True
