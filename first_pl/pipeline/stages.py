@@ -6,7 +6,8 @@ done only when its `stage.json` exists, written last and atomically; a crashed s
 (its own steps, such as extraction, resume from their partial files).
 
 A key names a configuration, not a result: a deleted stage folder is recomputed under the same
-key, and a bf16 extraction or a training run need not give the same bytes twice. So every
+key, and a training run need not give the same weights twice (`precision auto` resolves per
+machine and is not in the key). So every
 finished stage records a run id, and each stage records the run ids of the stages it read; a
 stage whose upstream has been recomputed since is moved aside (`<folder>.stale-<run id>`) and
 rerun, instead of mixing the old result with the new upstream.
