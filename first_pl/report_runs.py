@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from first_pl.fileio.run_files import CONFIG_FILE, STAGE_FILE, TEST_METRICS_FILE
+from first_pl.fileio.run_files import CONFIG_FILE, STAGE_FILE, STALE_MARK, TEST_METRICS_FILE
 from first_pl.run_metrics import RunMetricsError, read_curve, read_task_metrics
 
 # Folders that hold a run's test files but are not the run: a pipeline stage's test logs, a
@@ -47,6 +47,14 @@ def find_metrics(folder: Path) -> list[Path]:
         for depth in ("*", "*/*", "*/*/*")
         for p in sorted(folder.glob(f"{depth}/{TEST_METRICS_FILE}"))
     ]
+    stale = [p for p in found if STALE_MARK in str(p.relative_to(folder))]
+    if stale:  # results the pipeline moved aside when their upstream was recomputed
+        warnings.warn(
+            f"report: {folder} holds {len(stale)} stale stage result(s) ("
+            f"{', '.join(sorted({run_folder(p).name for p in stale}))}); not reported",
+            stacklevel=2,
+        )
+        found = [p for p in found if p not in stale]
     if not found:
         raise ReportError(
             f"run folder {folder} holds no {TEST_METRICS_FILE} (run `first-pl test` on it first)"

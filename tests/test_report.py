@@ -128,6 +128,16 @@ def test_a_parent_folder_reports_each_of_its_runs(tmp_path):
         build_report([str(parent)], str(tmp_path / "out2"), methods=["x"])
 
 
+def test_stale_stage_results_of_a_parent_folder_are_named_and_left_out(tmp_path):
+    parent = tmp_path / "runs"
+    write_run(parent / "first-def", "student-first", 0, {"gen": ([0.8] * 4, [True] * 4)})
+    write_run(parent / "first-def.stale-0123abcd", "student-first", 0,
+              {"gen": ([0.8] * 4, [False] * 4)})  # fmt: skip
+    with pytest.warns(UserWarning, match=r"holds 1 stale stage result\(s\) \(first-def\.stale-0123abcd\); not reported"):
+        text = build_report([str(parent)], str(tmp_path / "out")).read_text()
+    assert "| student-first | 100.0" in text and "| student-first | 0.0" not in text
+
+
 def test_tasks_as_a_list_selects_and_unknown_or_malformed_tasks_are_refused(tmp_path):
     run = write_run(tmp_path / "r", "student-first", 0, {"gen": ([0.9], [True]), "physics": ([0.4], [False])})
     text = build_report([str(run)], str(tmp_path / "out"), tasks=["physics"]).read_text()

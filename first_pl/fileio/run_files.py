@@ -16,6 +16,7 @@ LOCK_FILE = ".lock"  # a run folder's lock (first_pl.fileio.lock); a store's is 
 CONFIG_FILE = "config.yaml"  # LightningCLI's SaveConfigCallback, `fit`
 HPARAMS_FILE = "hparams.yaml"  # the CSV logger's, written when a fit starts
 STAGE_FILE = "stage.json"  # a pipeline stage's record, written last: the stage is done
+STALE_MARK = ".stale-"  # `<stage folder>.stale-<run id>`: a result whose upstream was recomputed
 CURVE_FILE = "val_curve.jsonl"  # one line per validation and task during `fit`
 PREDICTIONS_DIR = "predictions"
 RELIABILITY_DIR = "reliability"

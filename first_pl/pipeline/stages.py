@@ -31,7 +31,7 @@ from typing import Any
 
 from first_pl.fileio.atomic import write_json_atomic
 from first_pl.fileio.lock import lock_folder, unlock_folder
-from first_pl.fileio.run_files import STAGE_FILE
+from first_pl.fileio.run_files import STAGE_FILE, STALE_MARK
 
 
 def stable_hash(value: Any) -> str:
@@ -141,7 +141,7 @@ class StageRunner:
                    and recorded[u] != run]  # fmt: skip
         if not changed:
             return False
-        stale = folder.with_name(f"{folder.name}.stale-{(record.get('run_id') or 'old')[:8]}")
+        stale = folder.with_name(f"{folder.name}{STALE_MARK}{(record.get('run_id') or 'old')[:8]}")
         folder.rename(stale)
         self.log(
             f"[{self.elapsed()}] {name}: {', '.join(changed)} recomputed since {folder.name} "
