@@ -46,8 +46,8 @@ def check_question(question: str, choices: list[str], letters: str) -> None:
 
 def check_vocabulary(tokenizer, module: StudentModule, source: str) -> None:
     """Refuse a tokenizer whose ids the model has no embedding for (an IndexError otherwise)."""
-    rows = module.model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows:
+    rows = module.embedding_rows_if_short(tokenizer)
+    if rows is not None:
         raise AskError(
             f"tokenizer {source} has {len(tokenizer)} tokens but the model embeds only {rows}; "
             f"give --tokenizer of the model the checkpoint was trained from"

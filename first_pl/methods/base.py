@@ -95,13 +95,18 @@ class StudentModule(L.LightningModule):
             install_logits_at(self.model)
         self.check_vocabulary()
 
+    def embedding_rows_if_short(self, tokenizer) -> int | None:
+        """The model's embedding rows when `tokenizer` has ids beyond them (an IndexError deep
+        inside the first forward otherwise), else None: the one test behind `fit` and `ask`."""
+        rows = self.model.get_input_embeddings().num_embeddings
+        return rows if len(tokenizer) > rows else None
+
     def check_vocabulary(self) -> None:
-        """Refuse a data tokenizer with ids the model has no embedding for, which would
-        otherwise surface as an IndexError deep inside the first forward."""
+        """Refuse a fit/test whose data tokenizer has ids the model has no embedding for."""
         datamodule = getattr(self._trainer, "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer", None)
-        rows = self.model.get_input_embeddings().num_embeddings
-        if tokenizer is not None and len(tokenizer) > rows:
+        rows = self.embedding_rows_if_short(tokenizer) if tokenizer is not None else None
+        if rows is not None:
             raise ValueError(
                 f"--data.tokenizer {datamodule.tokenizer_name!r} has {len(tokenizer)} tokens but "
                 f"--model.model {self.model_spec.name_or_path!r} embeds only {rows}; give the data "

@@ -7,10 +7,10 @@ done only when its `stage.json` exists, written last and atomically; a crashed s
 
 A key names a configuration, not a result: a deleted stage folder is recomputed under the same
 key, and a training run need not give the same weights twice (`precision auto` resolves per
-machine and is not in the key). So every
-finished stage records a run id, and each stage records the run ids of the stages it read; a
-stage whose upstream has been recomputed since is moved aside (`<folder>.stale-<run id>`) and
-rerun, instead of mixing the old result with the new upstream.
+machine and is not in the key). So every finished stage records a run id, and each stage
+records the run ids of the stages it read; a stage whose upstream has been recomputed since is
+moved aside (`<folder>.stale-<run id>`) and rerun, instead of mixing the old result with the new
+upstream.
 
 One process at a time runs stages in a root: the runner holds the root's folder lock
 (`first_pl.fileio.lock.lock_folder`) from construction to `close()` (or process exit, also a
