@@ -25,7 +25,7 @@ from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
 from first_pl.tasks.base import MCExample, Task, TaskDataError
-from first_pl.tasks.option_order import AnswerPositions
+from first_pl.tasks.option_order import AnswerPositions, position_label
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,14 @@ class QADataModule(L.LightningDataModule):
         positions = AnswerPositions.of(examples)
         self.answer_positions[key] = positions
         what = f"{key[0]}/{key[1]}: gold answer position over {positions.total} examples, count (balanced)"
-        rank_zero_info(f"{what}: {positions.summary(letters)}")
+        best, accuracy = positions.constant_answer()
+        line = f"{positions.summary(letters)}; always answering {position_label(best, letters)} scores {100 * accuracy:.1f}%"
+        rank_zero_info(f"{what}: {line}")
         skewed = positions.skewed(letters)
         if skewed:
             rank_zero_warn(
-                f"{what}: {positions.summary(letters)}; letter(s) {skewed} hold more than their share, so a model "
-                "that always gives one letter scores above chance (set the task's option_order: shuffled)"
+                f"{what}: {line}; letter(s) {skewed} hold more than their share, so a model "
+                "that always gives one letter scores above chance (set the task's option_order: balanced)"
             )
 
     def setup(self, stage: str | None = None) -> None:

@@ -20,7 +20,9 @@ class TemplateError(ValueError):
 class PromptTemplate:
     """How a question becomes a prompt and its answer a response.
 
-    Options are always shown lettered. `answer` says how the model answers:
+    Options are always shown lettered. A multiple-choice example's `instruction` (its task's
+    own, e.g. BIG-bench's `task_prefix`) opens the prompt, then a blank line, then `question`.
+    `answer` says how the model answers:
 
     - ``"letter"`` (the paper's CSQA/OBQA format): the response is `answer_prefix + letter`;
       each candidate (prefix + letter) must be a single token.
@@ -79,7 +81,9 @@ class PromptTemplate:
             self.option.format(letter=letter, text=text) for letter, text in zip(self.letters, example.choices, strict=False)
         )
         context = self.context.format(context=example.context) if example.context else ""
-        return self.question.format(context=context, question=example.question.strip(), options=options)
+        prompt = self.question.format(context=context, question=example.question.strip(), options=options)
+        # the task's instruction comes first, as BIG-bench puts its task_prefix, set off by a blank line
+        return f"{example.instruction}\n\n{prompt}" if example.instruction else prompt
 
     def mc_response(self, example: MCExample) -> str:
         if self.answer == "text":

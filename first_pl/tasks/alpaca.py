@@ -48,5 +48,4 @@ class Alpaca(Task):
             )
             for i, row in enumerate(rows)
         ]
-        examples = carve(examples, split, self.fractions, salt=self.name)
-        return examples[: self.limit] if self.limit else examples
+        return self.take_limit(carve(examples, split, self.fractions, salt=self.name), split, self.limit)

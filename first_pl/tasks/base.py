@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 SPLITS = ("train", "validation", "test")
+
+log = logging.getLogger(__name__)
 
 
 class TaskDataError(ValueError):
@@ -16,7 +20,12 @@ class TaskDataError(ValueError):
 
 @dataclass(frozen=True)
 class MCExample:
-    """One multiple-choice question. `answer` indexes `choices`; letters come from the template."""
+    """One multiple-choice question. `answer` indexes `choices`; letters come from the template.
+
+    `instruction` is the source's own instruction for its questions (BIG-bench's `task_prefix`),
+    asked before the context and the question: without it a question such as "Output T for true
+    and F for false" is never posed.
+    """
 
     id: str
     question: str
@@ -24,6 +33,7 @@ class MCExample:
     answer: int
     context: str = ""
     kind: str = ""
+    instruction: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,8 +70,16 @@ def stable_bucket(example_id: str, salt: str = "") -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def carve(examples: list[Example], split: str, fractions: SplitFractions, salt: str) -> list[Example]:
-    """Deterministic train / validation / test by a hash of each id (stable under reordering)."""
+def carve(
+    examples: list[Example],
+    split: str,
+    fractions: SplitFractions,
+    salt: str,
+    key: Callable[[Example], str] | None = None,
+) -> list[Example]:
+    """Deterministic train / validation / test by a hash of each example's `key` (default its
+    id), so the split is stable under reordering; a key on the content also keeps identical
+    questions together in one split."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     low, high = {
@@ -69,7 +87,15 @@ def carve(examples: list[Example], split: str, fractions: SplitFractions, salt: 
         "test": (fractions.validation, fractions.validation + fractions.test),
         "train": (fractions.validation + fractions.test, 1.0),
     }[split]
-    return [ex for ex in examples if low <= stable_bucket(ex.id, salt) < high]
+    key = key or (lambda ex: ex.id)
+    return [ex for ex in examples if low <= stable_bucket(key(ex), salt) < high]
+
+
+def content_key(question: str, choices: Sequence[str]) -> str:
+    """A hash of a question and its options in any order: an identity that survives inserting,
+    deleting or reordering other examples and reordering this one's options."""
+    blob = json.dumps([question, sorted(choices)], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def check_unique_ids(examples: list[Example], source: str) -> None:
@@ -105,6 +131,7 @@ class Task(ABC):
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.default_name()
+        self.limit_warned: set[str] = set()
 
     @abstractmethod
     def default_name(self) -> str:
@@ -113,6 +140,17 @@ class Task(ABC):
     @abstractmethod
     def load(self, split: str) -> list[Example]:
         """Examples of one split, in a fixed order, ids unique."""
+
+    def take_limit(self, examples: list, split: str, limit: int | None) -> list:
+        """The first `limit` examples of a split; a limit above the split's size is said once
+        per split, with both numbers, since the run then evaluates fewer than it asked for."""
+        if limit and limit > len(examples) and split not in self.limit_warned:
+            self.limit_warned.add(split)
+            log.warning(
+                f"task {self.name!r} split {split!r}: limit {limit} is above the split's "
+                f"{len(examples)} examples; using all {len(examples)}"
+            )
+        return examples[:limit] if limit else examples
 
     def settings(self) -> dict:
         """The settings that decide the examples (for fingerprints); subclasses add theirs."""

@@ -4,19 +4,26 @@ Where a hub dataset lacks a labelled split we need, it is carved deterministical
 BoolQ's hub test splits are unlabelled, so our `test` is the hub `validation` split and our
 `validation` is 10% of the hub `train` split chosen by a hash of each id.
 
-A local source is either a folder of per-split files named like the hub's splits, or one file:
-one file is all the data there is, so train / validation / test are carved from it disjointly
-by a hash of each id (as for BIG-bench); reading it whole for every split would test on the
-training rows.
+A local source is a folder of per-split files or one file. A folder laid out like the hub
+(`train` and `validation`, no `test`) is mapped as the hub is; a folder that also holds a
+`test` file is read split for split (`test` from `test.*`, `validation` from `validation.*`),
+since a user who wrote a labelled test file means it as the test split. One file is all the
+data there is, so train / validation / test are carved from it disjointly by a hash of each id
+(as for BIG-bench); reading it whole for every split would test on the training rows.
 
 Options keep the dataset's own lettering by default (`option_order="source"`: CSQA's and OBQA's
 answer keys are letters, and their hub splits are balanced); the data module reports the
 answer-position distribution of every split and warns when one letter holds too much, and
-`option_order="shuffled"` reorders the options by a hash of the example id.
+`option_order="balanced"` spreads the gold answers evenly over the positions of each split.
+
+The hub schemas carry no task-level instruction; each row's own prompt fields reach the
+prompt: CSQA's `question`, OBQA's `question_stem`, BoolQ's `passage` (as the context) and
+`question`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from first_pl.tasks.base import (
@@ -30,7 +37,7 @@ from first_pl.tasks.base import (
     check_unique_ids,
 )
 from first_pl.tasks.option_order import check_option_order, ordered
-from first_pl.tasks.records import field, is_single_file, read_rows
+from first_pl.tasks.records import field, is_local, is_single_file, read_rows, split_file
 
 
 class HubMultipleChoiceTask(Task):
@@ -82,21 +89,33 @@ class HubMultipleChoiceTask(Task):
             rows, label = read_rows(self.source, split)
             examples = carve(self.parse_rows(rows, label, "row"), split, self.fractions, salt=self.name)
         else:
-            hub_split, carve_as = self.split_map[split]
+            hub_split, carve_as = self.source_split(split)
             rows, label = read_rows(self.source, hub_split, self.hub_config, asked=split)
             examples = self.parse_rows(rows, label, hub_split)
             if carve_as is not None:
                 hub_fractions = SplitFractions(validation=self.fractions.validation, test=0.0)
                 examples = carve(examples, carve_as, hub_fractions, salt=self.name)
-        examples = ordered(examples, self.option_order)
-        return examples[: self.limit] if self.limit else examples
+        return ordered(self.take_limit(examples, split, self.limit), self.option_order, salt=self.name)
+
+    def source_split(self, split: str) -> tuple[str, str | None]:
+        """The source split that `split` reads and the split to carve from it, if any: the hub's
+        mapping, or split for split from a local folder that holds a `test` file."""
+        if is_local(self.source) and split_file(Path(self.source).expanduser(), "test") is not None:
+            return split, None
+        return self.split_map[split]
 
 
 def letter_index(answer_key: str, labels: list[str], source: str, index: int) -> int:
     """Position of an answer letter among the row's choice labels."""
     if answer_key not in labels:
+        unlabelled = (
+            " (an unlabelled row, like the hub's test split: a folder holding a test file is read split "
+            "for split, so that file must hold answers)"
+            if not answer_key.strip()
+            else ""
+        )
         raise TaskDataError(
-            f"{source}: row {index} field 'answerKey' is {answer_key!r}; expected one of {labels}"
+            f"{source}: row {index} field 'answerKey' is {answer_key!r}; expected one of {labels}{unlabelled}"
         )
     return labels.index(answer_key)
 

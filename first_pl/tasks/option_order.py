@@ -1,13 +1,21 @@
-"""Where the right answer sits among the options: a deterministic shuffle, and its balance report.
+"""Where the right answer sits among the options: a balanced, deterministic assignment, and its
+report.
 
 Source files often list the correct option first (every example of BIG-bench `physics` does),
-so lettering options in file order lets a model that always says " A" score 100%. The shuffle
-orders each example's options by a hash of (example id, option text): it is the same on every
-run and machine, does not depend on the order in the file at all, and needs no random state.
+so lettering options in file order lets a model that always says " A" score 100%. An
+independent shuffle per example fixes that only on average: a 2-option split of 93 came out
+with the answer second 60 times, so always answering " B" scored 64.5%. `balanced` instead
+gives every position an equal share of the gold answers within each split: among the examples
+with C options, ranked by a hash of (salt, id), the gold goes to position rank mod C, and the
+left-over `n mod C` go to the positions furthest below their share in the split so far. The
+other options follow in the order of a hash of (id, option text). It needs no random state, is
+the same on every run and machine and does not depend on the order of options in the file; an
+example's letter does depend on which other examples share its split, which is what makes the
+counts exact (a changed split changes letters; a teacher store's gold check catches that).
 
 `AnswerPositions` counts the gold letter per task split and flags a letter that holds more
 than its share plus noise, so a loader whose order still carries the answer is caught in the
-data stage (the data module logs it for every task split).
+data stage (the data module logs it for every task split, with the constant-answer baseline).
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
 
 from first_pl.tasks.base import MCExample
 
-OPTION_ORDERS = ("shuffled", "source")
+OPTION_ORDERS = ("balanced", "source")
 # A letter is flagged when its count exceeds its expected count by this many standard deviations.
 SKEW_SIGMAS = 4.0
 
@@ -30,25 +39,57 @@ def check_option_order(option_order: str, owner: str) -> None:
         raise ValueError(f"{owner}.option_order must be one of {OPTION_ORDERS}, got {option_order!r}")
 
 
-def option_rank(example_id: str, text: str) -> bytes:
-    return hashlib.sha256(f"{example_id}\x00{text}".encode()).digest()
+def position_label(position: int, letters: str) -> str:
+    """The template's letter for a position, or `#n` past its letters."""
+    return letters[position] if position < len(letters) else f"#{position + 1}"
 
 
-def shuffled(example: MCExample) -> MCExample:
-    """The example with its options in a fixed pseudo-random order seeded by its id.
+def digest(*parts: str) -> bytes:
+    return hashlib.sha256("\x00".join(parts).encode()).digest()
 
-    Ties (two options with the same text) keep their source order, so the result is a
-    permutation even for duplicated texts.
-    """
-    order = sorted(range(len(example.choices)), key=lambda i: (option_rank(example.id, example.choices[i]), i))
-    return dataclasses.replace(
-        example, choices=tuple(example.choices[i] for i in order), answer=order.index(example.answer)
+
+def placed(example: MCExample, position: int) -> MCExample:
+    """The example with its gold option at `position` and the others in the order of a hash of
+    (id, text); two options with the same text keep their source order."""
+    others = sorted(
+        (i for i in range(len(example.choices)) if i != example.answer),
+        key=lambda i: (digest(example.id, example.choices[i]), i),
     )
+    order = [*others[:position], example.answer, *others[position:]]
+    return dataclasses.replace(example, choices=tuple(example.choices[i] for i in order), answer=position)
 
 
-def ordered(examples: Iterable[MCExample], option_order: str) -> list[MCExample]:
-    """Apply `option_order` ("shuffled" or "source") to every example."""
-    return [shuffled(ex) for ex in examples] if option_order == "shuffled" else list(examples)
+def gold_positions(examples: Sequence[MCExample], salt: str) -> list[int]:
+    """The balanced gold position of each example (see the module docstring), in input order.
+
+    Within each option count every position gets floor or ceil of its share; the left-overs
+    go to the positions with the largest deficit (count minus expected, exact fractions), so
+    the split as a whole stays close to its expected counts as well.
+    """
+    deficit: dict[int, Fraction] = {}
+    out = [0] * len(examples)
+    by_count: dict[int, list[int]] = {}
+    for index, ex in enumerate(examples):
+        by_count.setdefault(len(ex.choices), []).append(index)
+    for count in sorted(by_count):
+        ranked = sorted(by_count[count], key=lambda i: (digest(salt, examples[i].id), examples[i].id))
+        rounds, left = divmod(len(ranked), count)
+        spare = sorted(range(count), key=lambda p: (deficit.get(p, Fraction(0)), p))[:left]
+        positions = [p for _ in range(rounds) for p in range(count)] + spare
+        for index, position in zip(ranked, positions, strict=True):
+            out[index] = position
+        for p in range(count):
+            share = Fraction(len(ranked), count)
+            deficit[p] = deficit.get(p, Fraction(0)) + positions.count(p) - share
+    return out
+
+
+def ordered(examples: Iterable[MCExample], option_order: str, salt: str) -> list[MCExample]:
+    """Apply `option_order` ("balanced" or "source") to one split's examples."""
+    examples = list(examples)
+    if option_order == "source":
+        return examples
+    return [placed(ex, p) for ex, p in zip(examples, gold_positions(examples, salt), strict=True)]
 
 
 @dataclasses.dataclass
@@ -84,10 +125,15 @@ class AnswerPositions:
     def total(self) -> int:
         return sum(self.counts)
 
+    def constant_answer(self) -> tuple[int, float]:
+        """The best position to always answer and the accuracy that scores (a fraction)."""
+        best = max(range(len(self.counts)), key=lambda i: (self.counts[i], -i))
+        return best, self.counts[best] / self.total if self.total else 0.0
+
     def skewed(self, letters: str) -> list[str]:
         """Letters holding more than their share plus `SKEW_SIGMAS` standard deviations."""
         return [
-            letters[i] if i < len(letters) else f"#{i + 1}"
+            position_label(i, letters)
             for i, (count, mean, var) in enumerate(zip(self.counts, self.expected, self.variance, strict=True))
             if count > mean + SKEW_SIGMAS * math.sqrt(var)
         ]
@@ -95,7 +141,7 @@ class AnswerPositions:
     def summary(self, letters: str) -> str:
         """`A 26 (26.0 expected), B 27 (26.0), ...`: one line for the data-stage log."""
         parts = [
-            f"{letters[i] if i < len(letters) else f'#{i + 1}'} {count} ({mean:.1f})"
+            f"{position_label(i, letters)} {count} ({mean:.1f})"
             for i, (count, mean) in enumerate(zip(self.counts, self.expected, strict=True))
         ]
         return ", ".join(parts)

@@ -188,14 +188,17 @@ def test_more_options_than_letters_is_refused_naming_the_options(tiny_model_dir,
 
 
 def test_answer_positions_are_reported_for_every_split_and_skew_is_warned(tiny_model_dir, caplog):
-    shuffled = BigBench(str(BIGBENCH / "physics"))
+    balanced = BigBench(str(BIGBENCH / "physics"))
     in_file_order = BigBench(str(BIGBENCH / "physics"), name="physics_source", option_order="source")
-    dm = QADataModule(tokenizer=str(tiny_model_dir), eval_tasks=[shuffled, in_file_order])
+    dm = QADataModule(tokenizer=str(tiny_model_dir), eval_tasks=[balanced, in_file_order])
     with caplog.at_level("INFO"):
         dm.test_dataloader()
-    assert dm.answer_positions[("physics", "test")].counts == [27, 27, 27, 23]
+    assert dm.answer_positions[("physics", "test")].counts == [31, 31, 31, 31]
     source = dm.answer_positions[("physics_source", "test")]  # carved with its own name as salt
     assert source.counts == [source.total, 0, 0, 0]
-    assert "physics/test: gold answer position over 104 examples, count (balanced): A 27 (26.0), B 27 (26.0), C 27 (26.0), D 23 (26.0)" in caplog.text
-    with pytest.warns(UserWarning, match=r"physics_source/validation: .* letter\(s\) \['A'\] hold more than their share, .*option_order: shuffled"):
+    assert (
+        "physics/test: gold answer position over 124 examples, count (balanced): A 31 (31.1), B 31 (31.1), "
+        "C 31 (31.1), D 31 (30.8); always answering A scores 25.0%"
+    ) in caplog.text
+    with pytest.warns(UserWarning, match=r"physics_source/validation: .*; always answering A scores 100.0%; letter\(s\) \['A'\] hold more than their share, .*option_order: balanced"):
         dm.val_dataloader()

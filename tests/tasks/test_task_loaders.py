@@ -60,12 +60,14 @@ def test_obqa_parquet_and_boolq_csv(tmp_path):
     (ex,) = OpenBookQA(source=str(tmp_path), limit=1).load("test")  # a folder of split files
     assert ex.question == "Which is hot?" and ex.answer == 0 and len(ex.choices) == 4
 
-    with (tmp_path / "validation.csv").open("w", newline="") as f:  # BoolQ's test is the hub validation
+    boolq = tmp_path / "boolq"  # its own folder: one with a test file is read split for split
+    boolq.mkdir()
+    with (boolq / "validation.csv").open("w", newline="") as f:  # BoolQ's test is the hub validation
         writer = csv.DictWriter(f, fieldnames=["question", "answer", "passage"])
         writer.writeheader()
         writer.writerow({"question": "is the sky blue", "answer": "True", "passage": "The sky is blue."})
         writer.writerow({"question": "is ice hot", "answer": "False", "passage": "Ice is cold."})
-    examples = BoolQ(source=str(tmp_path)).load("test")
+    examples = BoolQ(source=str(boolq)).load("test")
     assert [e.answer for e in examples] == [0, 1]
     assert examples[0].question == "Is the sky blue?" and examples[0].choices == ("yes", "no")
 
