@@ -8,7 +8,8 @@ runs sharing a label are one method over several seeds. Every task it was tested
 column group: Acc / ECE / Trust (the task's own confidence kind) with bootstrap intervals, or
 mean ± standard deviation over seeds; a "FIRST to Fine-tune" difference row; both confidence
 kinds; each method paired with Fine-tune (paired bootstrap interval and permutation p-value,
-over examples and seeds); learning curves with a convergence verdict; reliability diagrams.
+over examples and seeds); where the gold answers sit, with the constant-answer baseline;
+learning curves with a convergence verdict; reliability diagrams.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from first_pl.report_tables import (
     main_table,
     markdown_table,
     paired_table,
+    positions_table,
     size_notes,
 )
 
@@ -109,8 +111,9 @@ def build_report(
     )
     head = Section("", [f"Test examples per task: {counts}.", *size_notes(results, tasks)])
     curves, curve_images = curves_section(results, tasks, rule, out)
-    sections = [head, main_table(groups, tasks, baseline, first), kinds_table(groups, tasks),
-                paired_table(groups, tasks, baseline, n_resamples), curves]  # fmt: skip
+    sections = [head, main_table(groups, tasks, baseline, first), positions_table(groups, tasks),
+                kinds_table(groups, tasks), paired_table(groups, tasks, baseline, n_resamples),
+                curves]  # fmt: skip
     images = []
     for task in tasks:  # the first run of each method (its first seed)
         panels = [

@@ -89,6 +89,10 @@ def main_table(
         [method] + [group_cell(runs, t, k) for t in tasks for k in FIGURES]
         for method, runs in groups.items()
     ]
+    constant = [constant_answer_of(groups, t) for t in tasks]
+    if any(c is not None for c in constant):
+        cells = ["-" if c is None else f"{c['acc']:.1f} ({c['answer']})" for c in constant]
+        rows.append(["constant answer"] + [x for c in cells for x in (c, "-", "-")])
     if baseline in groups and first in groups:
         diffs = []
         for task in tasks:
@@ -100,9 +104,57 @@ def main_table(
     notes = [
         "Acc, ECE and Trust (= Acc - ECE) in percent, each task with its own confidence kind "
         "(below); one run: 95% bootstrap interval; several seeds: mean ± standard deviation "
-        "(min to max, seeds)."
+        "(min to max, seeds). constant answer: the accuracy of always giving the one option "
+        "position that is most often right (in brackets), the floor a model must beat."
     ]
     return Section("Test results", notes, header, rows)
+
+
+def recorded_positions(groups: dict[str, list[RunResult]], task: str) -> list[dict[str, Any]]:
+    """The distinct gold-position records of a task over all runs (none from runs that predate
+    them)."""
+    found: list[dict[str, Any]] = []
+    for runs in groups.values():
+        for r in runs:
+            figures = r.tasks.get(task, {})
+            if "gold_positions" in figures:
+                record = {k: figures[k] for k in ("n", "gold_positions", "constant_answer")}
+                if record not in found:
+                    found.append(record)
+    return found
+
+
+def constant_answer_of(groups: dict[str, list[RunResult]], task: str) -> dict[str, Any] | None:
+    """The task's constant-answer baseline, when every run that records it agrees on it."""
+    found = recorded_positions(groups, task)
+    return found[0]["constant_answer"] if len(found) == 1 else None
+
+
+def positions_table(groups: dict[str, list[RunResult]], tasks: list[str]) -> Section:
+    """Where the gold answer sits in each task's test split, and what always answering the most
+    frequent position scores."""
+    section = Section(
+        "Answer positions",
+        ["Test examples whose gold answer is at each option position, and the constant-answer "
+         "baseline: the best accuracy of always giving one position."],
+        ["task", "n", "gold answers per position", "constant answer"],
+    )  # fmt: skip
+    for task in tasks:
+        found = recorded_positions(groups, task)
+        if not found:
+            section.notes.append(f"{task}: no run records its answer positions.")
+        elif len(found) > 1:
+            section.notes.append(
+                f"Warning: {task}: the runs were tested on splits with different answer positions "
+                f"({len(found)} distinct); no constant-answer baseline is given for it."
+            )
+        for record in found:
+            counts = ", ".join(f"{k} {v}" for k, v in record["gold_positions"].items())
+            best = record["constant_answer"]
+            section.rows.append(
+                [task, str(record["n"]), counts, f"{best['acc']:.1f} ({best['answer']})"]
+            )
+    return section
 
 
 def kinds_table(groups: dict[str, list[RunResult]], tasks: list[str]) -> Section:

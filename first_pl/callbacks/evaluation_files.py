@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from first_pl.fileio.run_files import CURVE_FILE, predictions_file, reliability_
 from first_pl.metrics.bootstrap import bootstrap_ci
 from first_pl.metrics.plots import reliability_diagram
 from first_pl.metrics.selective import confidence_auroc
+from first_pl.tasks.option_order import constant_answer
 
 CURVE_KEYS = ("n", "acc", "ece", "trust", "loss", "ece_full_vocab", "ece_renormalised",
               "trust_full_vocab", "trust_renormalised")  # fmt: skip
@@ -53,6 +54,29 @@ def candidate_letters(trainer: pl.Trainer, task: str, dataloader_idx: int) -> Se
     if all(isinstance(x, str) and len(x) == 1 for x in letters):
         return letters
     return letters[dataloader_idx] if dataloader_idx < len(letters) else None
+
+
+def position_labeller(trainer: pl.Trainer, task: str, dataloader_idx: int) -> Callable[[int], str | int]:
+    """Option position -> the task's letter, or the position itself when it has none."""
+    letters = candidate_letters(trainer, task, dataloader_idx)
+
+    def label(i: int) -> str | int:
+        return letters[i] if letters is not None and 0 <= i < len(letters) else i
+
+    return label
+
+
+def answer_positions(golds: Sequence[int], label: Callable[[int], str | int]) -> dict[str, Any]:
+    """The gold answer's count per option position (up to the last that holds one) and the
+    constant-answer baseline: the best accuracy, in percent, of always giving one position."""
+    counts = [0] * (max(golds) + 1)
+    for gold in golds:
+        counts[gold] += 1
+    best, accuracy = constant_answer(counts)
+    return {
+        "gold_positions": {str(label(i)): count for i, count in enumerate(counts)},
+        "constant_answer": {"answer": str(label(best)), "acc": 100 * accuracy},
+    }
 
 
 def json_number(value: Any) -> float | None:
@@ -119,6 +143,7 @@ class EvaluationFiles:
             "scoring": scoring,
             "confidence_kind": kind,
             "by_confidence": by_kind,
+            **answer_positions([row[2] for row in rows], position_labeller(trainer, self.task, idx)),
         }
 
     def write_predictions(
@@ -127,11 +152,7 @@ class EvaluationFiles:
         """example_id, pred and gold (letters when the task has them), the task's confidence."""
         path = self.out_dir / predictions_file(self.split, self.task)
         path.parent.mkdir(parents=True, exist_ok=True)
-        letters = candidate_letters(trainer, self.task, idx)
-
-        def label(i: int) -> str | int:
-            return letters[i] if letters is not None and 0 <= i < len(letters) else i
-
+        label = position_labeller(trainer, self.task, idx)
         column = 3 if kind == "full_vocab" else 4
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)

@@ -84,6 +84,14 @@ def gold_positions(examples: Sequence[MCExample], salt: str) -> list[int]:
     return out
 
 
+def constant_answer(counts: Sequence[int]) -> tuple[int, float]:
+    """The position to always answer that scores best, given the gold counts per position, and
+    its accuracy (a fraction; the first such position on a tie): the floor a model must beat."""
+    best = max(range(len(counts)), key=lambda i: (counts[i], -i))
+    total = sum(counts)
+    return best, counts[best] / total if total else 0.0
+
+
 def ordered(examples: Iterable[MCExample], option_order: str, salt: str) -> list[MCExample]:
     """Apply `option_order` ("balanced" or "source") to one split's examples."""
     examples = list(examples)
@@ -127,8 +135,7 @@ class AnswerPositions:
 
     def constant_answer(self) -> tuple[int, float]:
         """The best position to always answer and the accuracy that scores (a fraction)."""
-        best = max(range(len(self.counts)), key=lambda i: (self.counts[i], -i))
-        return best, self.counts[best] / self.total if self.total else 0.0
+        return constant_answer(self.counts)
 
     def skewed(self, letters: str) -> list[str]:
         """Letters holding more than their share plus `SKEW_SIGMAS` standard deviations."""
