@@ -3,10 +3,11 @@ report.
 
 Source files often list the correct option first (every example of BIG-bench `physics` does),
 so lettering options in file order lets a model that always says " A" score 100%. An
-independent shuffle per example fixes that only on average: a 2-option split of 93 came out
-with the answer second 60 times, so always answering " B" scored 64.5%. `balanced` instead
-gives every position an equal share of the gold answers within each split: among the examples
-with C options, ranked by a hash of (salt, id), the gold goes to position rank mod C, and the
+independent shuffle per example balances only on average: over 93 two-option questions one
+position's count has a standard deviation of 4.8, so always giving one letter can score 55% or
+more by chance, which decides whether a weak model beats a constant. `balanced` instead gives
+every position an equal share of the gold answers within each split: among the examples with
+C options, ranked by a hash of (salt, id), the gold goes to position rank mod C, and the
 left-over `n mod C` go to the positions furthest below their share in the split so far. The
 other options follow in the order of a hash of (id, option text). It needs no random state, is
 the same on every run and machine and does not depend on the order of options in the file; an
@@ -63,10 +64,10 @@ def gold_positions(examples: Sequence[MCExample], salt: str) -> list[int]:
     """The balanced gold position of each example (see the module docstring), in input order.
 
     Within each option count every position gets floor or ceil of its share; the left-overs
-    go to the positions with the largest deficit (count minus expected, exact fractions), so
-    the split as a whole stays close to its expected counts as well.
+    go to the positions with the smallest surplus so far (count minus expected count, in exact
+    fractions), so the split as a whole stays within one of its expected counts as well.
     """
-    deficit: dict[int, Fraction] = {}
+    surplus: dict[int, Fraction] = {}
     out = [0] * len(examples)
     by_count: dict[int, list[int]] = {}
     for index, ex in enumerate(examples):
@@ -74,13 +75,13 @@ def gold_positions(examples: Sequence[MCExample], salt: str) -> list[int]:
     for count in sorted(by_count):
         ranked = sorted(by_count[count], key=lambda i: (digest(salt, examples[i].id), examples[i].id))
         rounds, left = divmod(len(ranked), count)
-        spare = sorted(range(count), key=lambda p: (deficit.get(p, Fraction(0)), p))[:left]
+        spare = sorted(range(count), key=lambda p: (surplus.get(p, Fraction(0)), p))[:left]
         positions = [p for _ in range(rounds) for p in range(count)] + spare
         for index, position in zip(ranked, positions, strict=True):
             out[index] = position
+        share = Fraction(len(ranked), count)
         for p in range(count):
-            share = Fraction(len(ranked), count)
-            deficit[p] = deficit.get(p, Fraction(0)) + positions.count(p) - share
+            surplus[p] = surplus.get(p, Fraction(0)) + positions.count(p) - share
     return out
 
 
