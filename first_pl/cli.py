@@ -34,6 +34,7 @@ from first_pl.methods.checkpoint import (
     TRUST_FLAG,
     CheckpointError,
     check_ckpt_path,
+    check_finite_weights,
     check_sharded_checkpoint,
     load_checkpoint_file,
     refusal,
@@ -122,9 +123,9 @@ class FirstCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Check `--ckpt_path`, then take the model's hyper-parameters from it, as LightningCLI does.
 
-        A missing or unreadable file is refused by name (Lightning would show a traceback), and
-        so is one that a weights-only load refuses, unless `--trust_checkpoint true`
-        (LightningCLI's own reading is always weights-only, so it cannot honour that). A
+        A missing or unreadable file is refused by name (Lightning would show a traceback), as
+        are NaN weights and a file that a weights-only load refuses, unless `--trust_checkpoint
+        true` (LightningCLI's own reading is always weights-only, so it cannot honour that). A
         checkpoint of another strategy or model than the config's is refused, since the
         checkpoint's saved model replaces the config's, which would otherwise be ignored silently.
         """
@@ -157,6 +158,7 @@ class FirstCLI(LightningCLI):
                 f"--ckpt_path {ckpt_path} cannot be read (truncated, damaged or not a "
                 f"checkpoint): {reason}"
             ) from err
+        check_finite_weights(ckpt_path, checkpoint)
         self._take_hyperparameters(subcommand, checkpoint)
         class_after, model_after = _model_class(self.config), _model_identity(self.config)
         if class_before is not None and class_after is not None and class_before != class_after:

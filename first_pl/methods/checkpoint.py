@@ -134,6 +134,24 @@ def strategy_class(path: str) -> type[StudentModule]:
     return cls
 
 
+def check_finite_weights(path: str | Path, checkpoint: dict) -> None:
+    """Refuse a checkpoint whose weights hold NaN or infinity (a fit that diverged): the model
+    would answer every question with NaN confidence and fill a teacher store with NaN."""
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict):
+        return
+    bad = [
+        name for name, value in state.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(value.isfinite().all())
+    ]  # fmt: skip
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} has NaN or infinite weights in {len(bad)} of {len(state)} "
+            f"tensors (first: {bad[0]}), as a fit that diverged leaves; use a checkpoint saved "
+            f"before the loss became NaN"
+        )
+
+
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
     """The checkpoint dict (weights-only unless `trust`), with errors that name the file."""
     path = Path(path)
@@ -147,6 +165,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
         raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
     if STRATEGY_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} was not written by a first_pl strategy (no {STRATEGY_KEY!r} entry)")
+    check_finite_weights(path, checkpoint)
     return checkpoint
 
 
