@@ -30,15 +30,7 @@ from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.methods.base import StudentModule
-from first_pl.methods.checkpoint import (
-    TRUST_FLAG,
-    CheckpointError,
-    check_ckpt_path,
-    check_finite_weights,
-    check_sharded_checkpoint,
-    load_checkpoint_file,
-    refusal,
-)
+from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.sweep import Sweep
 from first_pl.report import build_report
@@ -133,32 +125,11 @@ class FirstCLI(LightningCLI):
         if subcommand is None:
             return
         config = self.config[subcommand]
-        ckpt_path, trust = config.get("ckpt_path"), bool(config.get(TRUST_FLAG))
-        weights_only = config.get("weights_only")
-        if weights_only is not None and weights_only == trust:
-            raise CheckpointError(
-                f"--weights_only {str(weights_only).lower()} contradicts --{TRUST_FLAG} "
-                f"{str(trust).lower()}: checkpoints are loaded weights-only unless --{TRUST_FLAG} "
-                f"true; drop --weights_only"
-            )
-        check_ckpt_path(ckpt_path)
-        if ckpt_path is None or not Path(ckpt_path).exists():
-            return  # `last`, `hpc` or a registry name: Lightning resolves and loads it itself
-        if Path(ckpt_path).is_dir():
-            check_sharded_checkpoint(ckpt_path, trust)
+        ckpt_path = config.get("ckpt_path")
+        checkpoint = read_ckpt_path(ckpt_path, bool(config.get(TRUST_FLAG)), config.get("weights_only"))
+        if checkpoint is None:
             return
         class_before, model_before = _model_class(self.config), _model_identity(self.config)
-        try:
-            checkpoint = load_checkpoint_file(ckpt_path, trust)
-        except CheckpointError:
-            raise
-        except Exception as err:  # torch.load raises several types for a damaged file
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(
-                f"--ckpt_path {ckpt_path} cannot be read (truncated, damaged or not a "
-                f"checkpoint): {reason}"
-            ) from err
-        check_finite_weights(ckpt_path, checkpoint)
         self._take_hyperparameters(subcommand, checkpoint)
         class_after, model_after = _model_class(self.config), _model_identity(self.config)
         if class_before is not None and class_after is not None and class_before != class_after:

@@ -126,6 +126,40 @@ def check_ckpt_path(ckpt_path: str | Path | None) -> None:
         raise CheckpointError(f"--ckpt_path {ckpt_path} does not exist")
 
 
+def read_ckpt_path(
+    ckpt_path: str | Path | None, trust: bool, weights_only: bool | None = None
+) -> dict | None:
+    """The checkpoint a `--ckpt_path` names, vetted before Lightning touches it; None for a
+    name Lightning resolves itself (`last`, ...) or a sharded folder (its pickle vetted here).
+
+    Refused by name: a path that does not exist, a damaged file, one that a weights-only load
+    refuses (unless `trust`), NaN weights, and a `--weights_only` contradicting `trust`.
+    """
+    if weights_only is not None and weights_only == trust:
+        raise CheckpointError(
+            f"--weights_only {str(weights_only).lower()} contradicts --{TRUST_FLAG} "
+            f"{str(trust).lower()}: checkpoints are loaded weights-only unless --{TRUST_FLAG} "
+            f"true; drop --weights_only"
+        )
+    check_ckpt_path(ckpt_path)
+    if ckpt_path is None or not Path(ckpt_path).exists():
+        return None
+    if Path(ckpt_path).is_dir():
+        check_sharded_checkpoint(ckpt_path, trust)
+        return None
+    try:
+        checkpoint = load_checkpoint_file(ckpt_path, trust)
+    except CheckpointError:
+        raise
+    except Exception as err:  # torch.load raises several types for a damaged file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"--ckpt_path {ckpt_path} cannot be read (truncated, damaged or not a checkpoint): {reason}"
+        ) from err
+    check_finite_weights(ckpt_path, checkpoint)
+    return checkpoint
+
+
 def strategy_class(path: str) -> type[StudentModule]:
     module_name, _, class_name = path.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name, None)
