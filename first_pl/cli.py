@@ -9,6 +9,7 @@ that runs them, as litgpt's `__main__.py` does, so an IDE and an import graph fo
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import warnings
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.methods.base import StudentModule
-from first_pl.methods.checkpoint import CheckpointError, check_ckpt_path
+from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.sweep import Sweep
 from first_pl.report import build_report
@@ -103,30 +104,33 @@ class FirstCLI(LightningCLI):
             help="fit: write into a run folder whose config.yaml holds another config "
             "(its config.yaml is replaced; its checkpoints are kept)",
         )
+        parser.add_argument(
+            f"--{TRUST_FLAG}",
+            type=bool,
+            default=False,
+            help="unpickle whatever --ckpt_path holds (it can run code); default: a "
+            "weights-only load that refuses a checkpoint needing anything but tensors and data",
+        )
 
     def _parse_ckpt_path(self) -> None:
-        """Check `--ckpt_path` before LightningCLI reads the checkpoint's hyper-parameters.
+        """Check `--ckpt_path`, then take the model's hyper-parameters from it, as LightningCLI does.
 
-        A missing or unreadable file is refused by name (Lightning would show a traceback); a
-        checkpoint of another strategy or model than the config's is refused, since
-        LightningCLI replaces the config's model with the checkpoint's saved one, so the
-        config would otherwise be ignored silently.
+        A missing or unreadable file is refused by name (Lightning would show a traceback), as
+        are NaN weights and a file that a weights-only load refuses, unless `--trust_checkpoint
+        true` (LightningCLI's own reading is always weights-only, so it cannot honour that). A
+        checkpoint of another strategy or model than the config's is refused, since the
+        checkpoint's saved model replaces the config's, which would otherwise be ignored silently.
         """
-        parse = getattr(super(), "_parse_ckpt_path", None)
         subcommand = self.config.get("subcommand")
-        if parse is None or subcommand is None:
+        if subcommand is None:
             return
-        ckpt_path = self.config[subcommand].get("ckpt_path")
-        check_ckpt_path(ckpt_path)
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        checkpoint = read_ckpt_path(ckpt_path, bool(config.get(TRUST_FLAG)), config.get("weights_only"))
+        if checkpoint is None:
+            return
         class_before, model_before = _model_class(self.config), _model_identity(self.config)
-        try:
-            parse()
-        except Exception as err:  # torch.load raises several types for a damaged file
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(
-                f"--ckpt_path {ckpt_path} cannot be read (truncated, damaged or not a "
-                f"checkpoint): {reason}"
-            ) from err
+        self._take_hyperparameters(subcommand, checkpoint)
         class_after, model_after = _model_class(self.config), _model_identity(self.config)
         if class_before is not None and class_after is not None and class_before != class_after:
             raise CheckpointError(
@@ -139,6 +143,35 @@ class FirstCLI(LightningCLI):
                 f"--ckpt_path {ckpt_path} was trained with model {model_after} but the config "
                 f"gives model {model_before}; use the model settings the checkpoint was trained with"
             )
+
+    def _take_hyperparameters(self, subcommand: str, checkpoint: dict) -> None:
+        """The checkpoint's saved model class and init arguments replace the config's model
+        (LightningCLI's `_parse_ckpt_path`, on a checkpoint already loaded)."""
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        """The Trainer's `weights_only` follows `--trust_checkpoint` for every checkpoint it
+        loads, `--ckpt_path last` included."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            kwargs["weights_only"] = not self.config_init[subcommand].get(TRUST_FLAG)
+        return kwargs
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """A checkpoint the Trainer resolves itself (`--ckpt_path last`) that a weights-only
+        load refuses gets the same one-line refusal as one given by name."""
+        try:
+            super()._run_subcommand(subcommand)
+        except pickle.UnpicklingError as err:
+            if self.trainer.ckpt_path is None:
+                raise
+            raise refusal(self.trainer.ckpt_path, err) from err
 
     def before_fit(self) -> None:
         """Refuse a fit that trains nothing, resumes nothing, or mixes two runs in one folder."""

@@ -55,6 +55,7 @@ def coverage_figure(
     max_positions: int = 2000,
     probs_dtype: Literal["float16", "float32"] = "float16",
     batch_size: int = 8,
+    trust_checkpoint: bool = False,
 ) -> None:
     """Figure 2: cumulative top-k probability at response positions, and store size per k.
 
@@ -69,10 +70,12 @@ def coverage_figure(
             the rest are only counted, to size the whole store.
         probs_dtype: the stored probability dtype the store size assumes.
         batch_size: examples per teacher forward pass.
+        trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
+            pickle can run code): only for a file from a source you trust. Default: refused.
     """
     check_positive(max_k=max_k, max_positions=max_positions, batch_size=batch_size)
     check_output_path(output_dir, "--output_dir")
-    model = load_model(teacher, "--teacher").module.model
+    model = load_model(teacher, "--teacher", trust=trust_checkpoint).module.model
     loader = data.split_loader(split, batch_size)
     result = coverage(model.to(device_for_rank()), loader, max_k, max_positions, probs_dtype)
     paths = write_coverage(result, output_dir)

@@ -53,6 +53,7 @@ def ask(
     context: str = "",
     template: PromptTemplate | None = None,
     max_length: int = 256,
+    trust_checkpoint: bool = False,
 ) -> Answer:
     """Ask a trained model a multiple-choice question; print its answer, confidence and decision.
 
@@ -70,12 +71,14 @@ def ask(
         context: optional passage shown before the question (as BoolQ's).
         template: the prompt template the model was trained with (default: first_pl's).
         max_length: longer prompts lose tokens from the left.
+        trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
+            pickle can run code): only for a file from a source you trust. Default: refused.
     """
     if not 0 <= threshold <= 1:
         raise AskError(f"--threshold must be in [0, 1], got {threshold}")
     template = template or PromptTemplate()
     check_question(question, choices, template.letters)  # before loading a model
-    module = load_model(checkpoint, "--checkpoint").module
+    module = load_model(checkpoint, "--checkpoint", trust=trust_checkpoint).module
     if torch.cuda.is_available():
         module = module.cuda()
     source = tokenizer or module.model_spec.name_or_path

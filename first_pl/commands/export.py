@@ -55,7 +55,11 @@ def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
 
 
 def export(
-    checkpoint: str, output_dir: str, tokenizer: str | None = None, overwrite: bool = False
+    checkpoint: str,
+    output_dir: str,
+    tokenizer: str | None = None,
+    overwrite: bool = False,
+    trust_checkpoint: bool = False,
 ) -> Path:
     """Save a checkpoint's model and tokenizer as a Hugging Face folder.
 
@@ -69,12 +73,14 @@ def export(
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
         overwrite: replace an earlier export at output_dir (never any other folder).
+        trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
+            pickle can run code): only for a file from a source you trust. Default: refused.
     """
     source, out = Path(checkpoint), Path(output_dir)
     check_output_dir(out, source, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        loaded = load_model(checkpoint, "--checkpoint", workdir=tmp)  # beside out: room for it
+        loaded = load_model(checkpoint, "--checkpoint", workdir=tmp, trust=trust_checkpoint)  # beside out: room for it
         module = loaded.module
         where = str(source.resolve()) if source.exists() else checkpoint
         record = {"checkpoint": where, "strategy": loaded.strategy}

@@ -52,6 +52,7 @@ def extract(
     progress: bool = True,
     backend: Literal["transformers", "vllm"] = "transformers",
     vllm_args: dict[str, Any] | None = None,
+    trust_checkpoint: bool = False,
 ) -> None:
     """Extract the teacher's top-k next-token distribution at every response position of a split.
 
@@ -78,6 +79,8 @@ def extract(
             log-probabilities, for large teachers on GPUs (the optional extra ``vllm``;
             first_pl/teacher/vllm_backend.py). It writes the same store.
         vllm_args: arguments of ``vllm.LLM`` (``tensor_parallel_size``, ``dtype``, ...).
+        trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
+            pickle can run code): only for a file from a source you trust. Default: refused.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -100,7 +103,7 @@ def extract(
                           vllm_args=vllm_args or {}, compression=compression)  # fmt: skip
         print(summary(out, resumed, time.perf_counter() - start))
         return
-    loaded = load_model(teacher, "--teacher")
+    loaded = load_model(teacher, "--teacher", trust=trust_checkpoint)
     model = loaded.module.model
     vocab_size = model.get_output_embeddings().weight.shape[0]
     if k > vocab_size:  # refused before a partial store is started

@@ -9,7 +9,8 @@ at response positions, candidate-restricted evaluation, the optimiser and its sc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import PurePath
 from typing import Any
 
 import lightning as L
@@ -51,6 +52,20 @@ def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def plain(value: Any) -> Any:
+    """A hyper-parameter as data that a weights-only load reads back (`methods.checkpoint`):
+    dataclasses as dicts, paths as strings, inside lists, tuples and dicts too."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    return value
+
+
 def candidate_output(log_probs: torch.Tensor, batch: EvalBatch) -> EvalOutput:
     """Prediction restricted to the candidate tokens at the answer position (token scorings).
 
@@ -83,6 +98,7 @@ class StudentModule(L.LightningModule):
             else optimizer or OptimizerConfig()
         )
         self.save_hyperparameters()
+        self.hparams.update({key: plain(value) for key, value in self.hparams.items()})
         self.model = None
 
     def configure_model(self) -> None:

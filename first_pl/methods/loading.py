@@ -27,7 +27,12 @@ from lightning.fabric.utilities.load import _METADATA_FILENAME
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from first_pl.methods.base import StudentModule
-from first_pl.methods.checkpoint import CheckpointError, load_strategy
+from first_pl.methods.checkpoint import (
+    CheckpointError,
+    check_sharded_checkpoint,
+    load_checkpoint_file,
+    load_strategy,
+)
 from first_pl.methods.finetune import FineTune
 from first_pl.models import TOKENIZER_FILES, ModelSourceError, ModelSpec
 
@@ -111,21 +116,22 @@ def source_kind(source: str, option: str) -> SourceKind:
     return "model"
 
 
-def consolidate(folder: Path, out_file: Path) -> Path:
+def consolidate(folder: Path, out_file: Path, trust: bool = False) -> Path:
     """One `.ckpt` file from a sharded checkpoint folder (weights + the rank-0 metadata file).
 
     ModelParallelStrategy stores the weights under `state_dict`, FSDPStrategy under `model`;
-    the optimizer shards are dropped, since loading a model needs only the weights.
+    the optimizer shards are dropped, since loading a model needs only the weights. Every
+    pickle in the folder is vetted first unless `trust` (`first_pl.methods.checkpoint`).
     """
     if not (folder / _METADATA_FILENAME).is_file():
         raise CheckpointError(
             f"{folder} is not a sharded Lightning checkpoint (no {_METADATA_FILENAME})"
         )
+    check_sharded_checkpoint(folder, trust)
+    metadata = load_checkpoint_file(folder / _METADATA_FILENAME, trust)
     dcp_to_torch_save(folder, out_file)
-    checkpoint = torch.load(out_file, map_location="cpu", weights_only=False)
-    checkpoint.update(
-        torch.load(folder / _METADATA_FILENAME, map_location="cpu", weights_only=False)
-    )
+    checkpoint = load_checkpoint_file(out_file, trust)
+    checkpoint.update(metadata)
     if "state_dict" not in checkpoint and "model" in checkpoint:
         checkpoint["state_dict"] = checkpoint.pop("model")
     for key in [k for k in checkpoint if _OPTIMIZER_KEY.fullmatch(k)]:
@@ -134,20 +140,24 @@ def consolidate(folder: Path, out_file: Path) -> Path:
     return out_file
 
 
-def load_model(source: str, option: str, workdir: str | Path | None = None) -> LoadedModel:
+def load_model(
+    source: str, option: str, workdir: str | Path | None = None, trust: bool = False
+) -> LoadedModel:
     """Load any source of the module docstring as a module in eval mode, on the CPU.
 
     `option` is the command's name for the argument (`--teacher`, `--checkpoint`), used in
     every error. A sharded checkpoint is consolidated into a temporary file under `workdir`
     (the system's temporary folder by default; give one on the disk that has room for it).
+    A checkpoint is loaded weights-only unless `trust` (the command's `--trust_checkpoint`).
     """
     kind = source_kind(source, option)
     try:
         if kind == "checkpoint":
-            module = load_strategy(source)
+            module = load_strategy(source, trust=trust)
         elif kind == "sharded_checkpoint":
             with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-                module = load_strategy(consolidate(Path(source), Path(tmp) / "consolidated.ckpt"))
+                consolidated = consolidate(Path(source), Path(tmp) / "consolidated.ckpt", trust)
+                module = load_strategy(consolidated, trust=trust)
         else:
             module = FineTune(model=ModelSpec(name_or_path=source))
             module.configure_model()

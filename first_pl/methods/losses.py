@@ -35,10 +35,45 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(x)) for x <= 0, accurate on both sides of -ln 2 (Maechler 2012)."""
-    x = x.clamp_max(-torch.finfo(x.dtype).eps)  # x = 0 (no tail left) would give log 0 = -inf
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+# Elements per chunk when masking the top-k out of `[P, V]` logits (85 rows of a 49k vocab,
+# 16 MB in float32), so the masked copy never grows with the batch.
+_TAIL_CHUNK_ELEMENTS = 1 << 22
+
+
+class _OutsideLogSumExp(torch.autograd.Function):
+    """logsumexp of each row's logits outside the ids `[P, k]`: `[P, V]` -> `[P, 1]`.
+
+    The student's tail bucket is this minus the full logsumexp. Written this way the tail
+    keeps its relative precision however small it is, where log(1 - sum top-k) cancels to
+    noise below about 1e-7 in float32 and its gradient vanishes. Autograd through a masked
+    copy would keep one more `[P, V]` tensor until backward; this Function saves only the
+    logits (already kept by the full logsumexp) and the `[P, 1]` result, masks chunk by
+    chunk in forward, and forms the gradient, softmax over the outside logits, in place.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        out = logits.new_empty(logits.shape[0], 1)
+        rows_per_chunk = max(1, _TAIL_CHUNK_ELEMENTS // max(1, logits.shape[-1]))
+        chunks = zip(
+            logits.split(rows_per_chunk),
+            ids.split(rows_per_chunk),
+            out.split(rows_per_chunk),
+            strict=True,
+        )
+        for rows, row_ids, row_out in chunks:
+            row_out.copy_(rows.scatter(-1, row_ids, -math.inf).logsumexp(-1, keepdim=True))
+        ctx.save_for_backward(logits, ids, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, ids, out = ctx.saved_tensors
+        # A row with no finite logit outside the ids (k = V) has out = -inf and no gradient;
+        # flooring it keeps exp finite for the outside entries (exp(-inf) = 0).
+        floor = out.clamp_min(torch.finfo(out.dtype).min)
+        grad = (logits - floor).exp_().mul_(grad_out).scatter_(-1, ids, 0.0)
+        return grad, None
 
 
 def student_topk_log_probs(
@@ -53,9 +88,11 @@ def student_topk_log_probs(
     logit minus the logsumexp so no `[P, V]` log-prob tensor is kept. Option: log-softmax over
     the k gathered logits only, i.e. the student renormalised over the teacher's ids. With
     `tail`, a (k+1)-th column holds the log of the student's mass outside the k ids, the
-    counterpart of the teacher's tail bucket (`first_pl.teacher.transforms.with_tail`); it
-    is floored at float eps below 1 of top-k mass, so a student certain of the top-k still has
-    a finite loss.
+    counterpart of the teacher's tail bucket (`first_pl.teacher.transforms.with_tail`):
+    the logsumexp of the logits outside the ids minus the full one (`_OutsideLogSumExp`),
+    exact in value and gradient down to the smallest tail the dtype holds. It is finite
+    whenever one logit outside the ids is; only k = V gives log 0 = -inf, floored at the
+    dtype's lowest value so that a zero teacher tail times it stays 0.
     """
     if tail and renormalize_student:
         raise ValueError(
@@ -66,9 +103,13 @@ def student_topk_log_probs(
     gathered = logits.gather(-1, teacher_ids.long())
     if renormalize_student:
         return gathered.log_softmax(-1)
-    log_ps = gathered - logits.logsumexp(-1, keepdim=True)
+    log_partition = logits.logsumexp(-1, keepdim=True)
+    log_ps = gathered - log_partition
     if tail:
-        log_ps = torch.cat([log_ps, log1mexp(log_ps.logsumexp(-1, keepdim=True))], dim=-1)
+        rows = (-1, logits.shape[-1])
+        outside = _OutsideLogSumExp.apply(logits.reshape(rows), teacher_ids.long().flatten(0, -2))
+        outside = outside.reshape(log_partition.shape) - log_partition
+        log_ps = torch.cat([log_ps, outside.clamp_min(torch.finfo(logits.dtype).min)], dim=-1)
     return log_ps
 
 
