@@ -106,6 +106,5 @@ def check_export_output(path: Path, overwrite: bool, option: str = "--output") -
         ) from None
     if not overwrite:
         raise TeacherStoreError(
-            f"{path} already exists (a first_pl store export); pass --overwrite true to "
-            f"replace it"
+            f"{path} already exists (a first_pl store export); pass --overwrite true to replace it"
         )
