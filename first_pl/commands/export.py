@@ -108,7 +108,7 @@ def export(
         def write(staging: Path) -> None:
             module.model.save_pretrained(staging)
             load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
-            marker = {**record, "files": [*exported_files(staging), EXPORT_MARKER]}
+            marker = {**record, "files": sorted([*exported_files(staging), EXPORT_MARKER])}
             (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
         atomic_folder(out, write)  # a whole folder or none (check_output_dir allowed replacing it)
