@@ -173,8 +173,8 @@ class RunLogWriter(ExperimentWriter):
     Lightning's writer deletes `metrics.csv` from any non-empty folder it opens. This one
     writes `metrics_<command>.csv` and `hparams_<command>.yaml` for test / validate / predict
     (beside the fit's files, as `config_<command>.yaml` is), and for a resumed fit appends to
-    the interrupted run's `metrics.csv` under its header (rows logged after the resumed
-    checkpoint and before the interruption stay too, by their step).
+    the interrupted run's `metrics.csv` under its header. Rows the interrupted run logged after
+    the checkpoint it resumes from are kept, so such a step appears twice.
     """
 
     def __init__(self, log_dir: str, command: str) -> None:
@@ -200,5 +200,4 @@ def keep_fit_logs(trainer: Trainer, command: str) -> None:
         return
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger) and logger._experiment is None:
-            logger._fs.makedirs(logger.log_dir, exist_ok=True)
             logger._experiment = RunLogWriter(logger.log_dir, command)

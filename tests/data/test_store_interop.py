@@ -256,7 +256,8 @@ def test_export_to_datasets_parquet_and_back(tmp_path, tiny_model_dir, truth):
             np.testing.assert_array_equal(a, b)
     assert back.metadata == original.metadata
     with pytest.raises(
-        TeacherStoreError, match=r"already exists \(a first_pl store export\); pass --overwrite true"
+        TeacherStoreError,
+        match=r"already exists \(a first_pl store export\); pass --overwrite true",
     ):
         main(
             [
