@@ -16,6 +16,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import yaml
 from robustness_helpers import kill9, spawn, wait_for
 from robustness_world import CONFIGS, World
 from test_bad_inputs import error_message, fit, write
@@ -277,3 +278,15 @@ def test_fit_rerun_after_kill_is_refused_and_resume_keeps_the_metrics(
     assert [{k: d[k] for k in killed_header} for d in as_dicts[: len(kept)]] == kept
     steps = {int(d["step"]) for d in as_dicts if d.get("train/loss")}
     assert steps == set(range(6))  # 2 epochs of 3 steps: the killed run's 3, the resume's 3
+
+
+def test_overwrite_run_opts_in_once_and_is_not_saved(world: World, tmp_path: Path) -> None:
+    """`--overwrite_run true` writes into a folder that is no run folder; the config.yaml it
+    saves says false, so a rerun from that config is checked again (and refused: results)."""
+    user_run_files(world, tmp_path)
+    run = tmp_path / "run"
+    main(world.fit_args(run, "--trainer.max_steps", "1", "--overwrite_run", "true"))
+    assert list((run / "checkpoints").glob("*.ckpt"))
+    assert yaml.safe_load((run / "config.yaml").read_text())["overwrite_run"] is False
+    with pytest.raises(RunFolderError, match=r"already holds the results of this run"):
+        main(["fit", "--config", str(run / "config.yaml")])
