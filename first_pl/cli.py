@@ -39,6 +39,7 @@ from first_pl.run_folder import (
     check_last_checkpoint,
     check_run_folder,
     check_trains,
+    keep_fit_logs,
 )
 from first_pl.trainer import Trainer
 
@@ -67,6 +68,8 @@ class SaveConfigPerCommand(SaveConfigCallback):
 
     So a later `test` in a run folder never replaces the fit config that
     `first-pl fit --config <run>/config.yaml` reruns and the run-folder check compares with.
+    `--overwrite_run` is saved as false: it allows one invocation to write into a folder, and a
+    rerun from the saved config must not inherit it.
     """
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -74,6 +77,9 @@ class SaveConfigPerCommand(SaveConfigCallback):
         stage = TrainerFn(stage).value
         if stage != "fit":
             self.config_filename = f"config_{stage}.yaml"
+        if self.config.get(OVERWRITE_FLAG):
+            self.config = self.config.clone()
+            self.config[OVERWRITE_FLAG] = False
         super().setup(trainer, pl_module, stage)
 
 
@@ -101,8 +107,9 @@ class FirstCLI(LightningCLI):
             f"--{OVERWRITE_FLAG}",
             type=bool,
             default=False,
-            help="fit: write into a run folder whose config.yaml holds another config "
-            "(its config.yaml is replaced; its checkpoints are kept)",
+            help="fit: write into a folder that holds another run, this run's results or other "
+            "files (its config.yaml, metrics.csv and hparams.yaml are replaced; its checkpoints "
+            "are kept)",
         )
         parser.add_argument(
             f"--{TRUST_FLAG}",
@@ -180,13 +187,24 @@ class FirstCLI(LightningCLI):
         check_trains(self.trainer)
         if config.get("ckpt_path") == "last":
             check_last_checkpoint(self.trainer)
+        resuming = config.get("ckpt_path") is not None
         if not config.get(OVERWRITE_FLAG):
-            resuming = config.get("ckpt_path") is not None
             check_run_folder(self._parser("fit"), config, log_dir, resuming)
+        if resuming:
+            keep_fit_logs(self.trainer, "fit")
         if self.trainer.global_rank == 0:  # one fit at a time per run folder
             log_dir.mkdir(parents=True, exist_ok=True)
             lock_folder(log_dir)
             self._locked = log_dir
+
+    def before_test(self) -> None:
+        keep_fit_logs(self.trainer, "test")
+
+    def before_validate(self) -> None:
+        keep_fit_logs(self.trainer, "validate")
+
+    def before_predict(self) -> None:
+        keep_fit_logs(self.trainer, "predict")
 
     def after_fit(self) -> None:
         if getattr(self, "_locked", None) is not None:

@@ -2,17 +2,27 @@
 
 A run folder holds one fit: its `config.yaml` (written by LightningCLI's SaveConfigCallback),
 its checkpoints, metrics and predictions. `fit` refuses a folder whose `config.yaml` holds another
-config, a `--ckpt_path last` with no last checkpoint to resume (Lightning would only warn and
-start from scratch into the same folder), and a fit that would train no step at all.
+config, a folder holding the results of this very config (a new fit would replace its
+`metrics.csv`: resume it instead), a non-empty folder that is no run folder at all, a
+`--ckpt_path last` with no last checkpoint to resume (Lightning would only warn and start from
+scratch into the same folder), and a fit that would train no step at all.
+
+Lightning's CSV logger deletes `metrics.csv` from any non-empty folder it opens; `RunLogWriter`
+keeps a resumed fit's rows and gives test / validate / predict their own file names, so they
+never touch the fit's `metrics.csv` and `hparams.yaml`.
 """
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Collection
 from pathlib import Path
 
 import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from first_pl.fileio.run_files import CONFIG_FILE, HPARAMS_FILE, LOCK_FILE
@@ -54,16 +64,38 @@ def produced_nothing(log_dir: Path) -> bool:
     return all(p.name in _NOTHING_YET for p in log_dir.iterdir())
 
 
-def check_run_folder(parser, config, log_dir: Path, resuming: bool = False) -> None:
-    """Raise `RunFolderError` if `log_dir` holds the config.yaml of a run with another config.
+def _listing(log_dir: Path, leave_out: Collection[str] = (), most: int = 6) -> str:
+    """Up to `most` files under `log_dir` (relative paths), for a message naming what is there."""
+    found = sorted(
+        str(p.relative_to(log_dir))
+        for p in log_dir.rglob("*")
+        if not p.is_dir() and p.relative_to(log_dir).parts[0] not in leave_out
+    )
+    more = f" and {len(found) - most} more" if len(found) > most else ""
+    return ", ".join(found[:most]) + more
 
-    The same config (a rerun, or the pipeline's own config.yaml written before `fit`) passes,
-    and so does the config.yaml of a fit that produced nothing. A resume (`resuming`, from
-    `--ckpt_path`) must give the run's config too, except for how long to train.
+
+def check_run_folder(parser, config, log_dir: Path, resuming: bool = False) -> None:
+    """Raise `RunFolderError` unless `fit` may write into `log_dir` without destroying a file.
+
+    Passes: a missing or empty folder, the leftover of a fit that produced nothing (its
+    config.yaml, the logger's hparams.yaml, the lock), and a resume (`resuming`, from
+    `--ckpt_path`) of the run whose config.yaml is there, whose config may differ only in how
+    long to train. Refused: a non-empty folder without a config.yaml (not a run folder: the
+    logger would delete its metrics.csv and replace its hparams.yaml), a config.yaml that is
+    no fit config or holds another config, and a fresh fit (no `--ckpt_path`) over a run that
+    saved results (a killed or finished fit: a new fit would delete its metrics.csv).
     `--overwrite_run true` skips the check.
     """
     saved = log_dir / CONFIG_FILE
     if not saved.is_file():
+        if log_dir.is_dir() and any(p.name != LOCK_FILE for p in log_dir.iterdir()):
+            raise RunFolderError(
+                f"run folder {log_dir} is not empty and holds no {CONFIG_FILE} of a first_pl "
+                f"fit ({_listing(log_dir)}): a fit there would delete its metrics.csv and "
+                f"replace its hparams.yaml; choose another --trainer.default_root_dir (and "
+                f"logger save_dir), or pass --{OVERWRITE_FLAG} true to write into it anyway"
+            )
         return
     hint = (
         f"choose another --trainer.default_root_dir (and logger save_dir), resume it with its "
@@ -84,7 +116,16 @@ def check_run_folder(parser, config, log_dir: Path, resuming: bool = False) -> N
         k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in ignored
     )
     if not differ:
-        return
+        if resuming or produced_nothing(log_dir):
+            return
+        raise RunFolderError(
+            f"run folder {log_dir} already holds the results of this run "
+            f"({_listing(log_dir, _NOTHING_YET)}): a new fit would delete its metrics.csv; "
+            f"resume it with --ckpt_path last (saved by a ModelCheckpoint with save_last: "
+            f"true, as in configs/trainer/resumable.yaml) or --ckpt_path <its checkpoint>, "
+            f"choose another --trainer.default_root_dir (and logger save_dir), or pass "
+            f"--{OVERWRITE_FLAG} true to train it again from the start there"
+        )
     if produced_nothing(log_dir):
         rank_zero_info(
             f"run folder {log_dir}: replacing {saved} of an earlier fit that saved no "
@@ -124,3 +165,39 @@ def check_last_checkpoint(trainer: Trainer) -> None:
         f"configs/trainer/resumable.yaml). Give the checkpoint file to resume from, or drop "
         f"--ckpt_path to start a new run"
     )
+
+
+class RunLogWriter(ExperimentWriter):
+    """The CSV logger's writer, keeping what is not its to delete.
+
+    Lightning's writer deletes `metrics.csv` from any non-empty folder it opens. This one
+    writes `metrics_<command>.csv` and `hparams_<command>.yaml` for test / validate / predict
+    (beside the fit's files, as `config_<command>.yaml` is), and for a resumed fit appends to
+    the interrupted run's `metrics.csv` under its header. Rows the interrupted run logged after
+    the checkpoint it resumes from are kept, so such a step appears twice.
+    """
+
+    def __init__(self, log_dir: str, command: str) -> None:
+        self.resume = command == "fit"
+        suffix = "" if self.resume else f"_{command}"
+        self.NAME_METRICS_FILE = f"metrics{suffix}.csv"
+        self.NAME_HPARAMS_FILE = f"hparams{suffix}.yaml"
+        super().__init__(log_dir)
+        if self.resume and self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.metrics_keys = next(csv.reader(handle), [])
+
+    def _check_log_dir_exists(self) -> None:
+        """Replace only an earlier file of the same command; never touch a fit's files."""
+        if not self.resume and self._fs.isfile(self.metrics_file_path):
+            self._fs.rm_file(self.metrics_file_path)
+
+
+def keep_fit_logs(trainer: Trainer, command: str) -> None:
+    """Give every CSV logger of `trainer` a `RunLogWriter` for `command` (`fit` for a resume),
+    before Lightning creates its own writer at the first log."""
+    if trainer.global_rank != 0:
+        return
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger) and logger._experiment is None:
+            logger._experiment = RunLogWriter(logger.log_dir, command)

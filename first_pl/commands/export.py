@@ -52,6 +52,31 @@ def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
             f"--output_dir {out} was not written by first-pl export (it has no {EXPORT_MARKER}); "
             f"--overwrite true replaces only an earlier export: choose a new folder"
         )
+    added = files_not_exported(out)
+    if added:
+        shown = ", ".join(added[:8]) + (f" and {len(added) - 8} more" if len(added) > 8 else "")
+        raise OutputPathError(
+            f"--output_dir {out} holds files that first-pl export did not write: {shown}; "
+            f"--overwrite true replaces only an export's own files (listed in its "
+            f"{EXPORT_MARKER}): move these out first or choose a new folder"
+        )
+
+
+def exported_files(folder: Path) -> list[str]:
+    """Every file under `folder`, as paths relative to it, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+
+
+def files_not_exported(folder: Path) -> list[str]:
+    """Files in an export folder that its `EXPORT_MARKER` does not list: a user's additions,
+    which replacing the folder would delete. An export whose marker lists no files (written
+    by an older first_pl) cannot tell its own files from others, so all of them count."""
+    try:
+        listed = json.loads((folder / EXPORT_MARKER).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    own = set(listed if isinstance(listed, list) else []) | {EXPORT_MARKER}
+    return [name for name in exported_files(folder) if name not in own]
 
 
 def export(
@@ -68,11 +93,12 @@ def export(
             (also a Hugging Face folder, .gguf file or hub id: `first_pl.methods.loading`;
             a .gguf file becomes a plain float32 folder).
         output_dir: the folder to write (config.json, weights, tokenizer files, and
-            `first_pl_export.json`, which records the source and its strategy: null for a
-            plain model).
+            `first_pl_export.json`, which records the source, its strategy (null for a plain
+            model) and the files written).
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
-        overwrite: replace an earlier export at output_dir (never any other folder).
+        overwrite: replace an earlier export at output_dir (never any other folder, nor one
+            holding files the export did not write).
         trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
             pickle can run code): only for a file from a source you trust. Default: refused.
     """
@@ -88,7 +114,8 @@ def export(
         def write(staging: Path) -> None:
             module.model.save_pretrained(staging)
             load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
-            (staging / EXPORT_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+            marker = {**record, "files": sorted([*exported_files(staging), EXPORT_MARKER])}
+            (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
         atomic_folder(out, write)  # a whole folder or none (check_output_dir allowed replacing it)
     print(

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from first_pl.commands.output_path import check_output_path
+from first_pl.commands.replace import check_store_output
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
-from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError, partial_path
+from first_pl.data.store import StoreMetadata, TeacherStore, partial_path
 from first_pl.methods.loading import load_model
 from first_pl.teacher.extract_launch import committed, extract_in_process_group
 from first_pl.teacher.vllm_backend import check_backend_options
@@ -73,7 +74,8 @@ def extract(
         precision: ``auto`` runs the teacher under bf16 autocast only where the hardware
             multiplies bf16 natively (``first_pl.precision``), else in float32; stored
             probabilities are float32 softmaxes either way.
-        overwrite: replace a complete store at ``output`` (kept until the new one is complete).
+        overwrite: replace a first_pl store at ``output`` (kept until the new one is complete);
+            any other file there is refused.
         progress: show a progress bar (rank 0).
         backend: ``transformers`` (this process group) or ``vllm``: vLLM's prompt
             log-probabilities, for large teachers on GPUs (the optional extra ``vllm``;
@@ -88,10 +90,7 @@ def extract(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = Path(output)
     check_output_path(out, "--output")
-    if out.exists() and not overwrite:
-        raise TeacherStoreError(
-            f"{out} already exists as a complete store; pass --overwrite true to replace it"
-        )
+    check_store_output(out, overwrite)
     check_backend_options(backend, precision, vllm_args)
     examples = data.split_examples(split)
     if backend == "vllm":  # vLLM shards the teacher over GPUs itself: one process

@@ -13,16 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from first_pl.commands.replace import check_export_output, check_not_an_input, check_store_output
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
-from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError
+from first_pl.data.store import StoreMetadata, TeacherStore
 from first_pl.data.store.interop import import_store as import_records
 from first_pl.data.store.parquet import export_parquet
-
-
-def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise TeacherStoreError(f"{path} already exists; pass --overwrite true to replace it")
 
 
 def import_store(
@@ -54,10 +50,11 @@ def import_store(
         k: top tokens to keep per position (the source must hold at least k).
         probs_dtype: dtype of the stored probabilities.
         logprobs_field: axolotl's field holding the log-probabilities.
-        overwrite: replace an existing store.
+        overwrite: replace an existing store (only a first_pl store).
     """
     out = Path(output)
-    _refuse_existing(out, overwrite)
+    check_not_an_input(out, "--output", source=source)
+    check_store_output(out, overwrite)
     metadata = StoreMetadata(
         k=k,
         vocab_size=len(data.tokenizer),
@@ -80,9 +77,11 @@ def export_store(store: str, output: str, overwrite: bool = False) -> None:
     Args:
         store: the HDF5 store.
         output: the .parquet file; load it with ``datasets.Dataset.from_parquet(output)``.
-        overwrite: replace an existing file.
+        overwrite: replace an existing file (only a first_pl store export); the new file is
+            written under a temporary name and renamed, so a failure leaves the old one.
     """
     out = Path(output)
-    _refuse_existing(out, overwrite)
+    check_not_an_input(out, "--output", store=store)
+    check_export_output(out, overwrite)
     export_parquet(store, out)
     print(f"exported {store} to {out}")

@@ -47,6 +47,7 @@ from first_pl.pipeline.stage_logging import finish_wandb_run, log_report_run, st
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import analysis_stage, calibrate_stage, extract_stage
 from first_pl.pipeline.upstream import Upstream
+from first_pl.run_folder import OVERWRITE_FLAG
 from first_pl.run_metrics import read_task_metrics
 
 __all__ = ["DEFAULT_STUDENTS", "Pipeline", "TrainStage", "Upstream"]
@@ -157,7 +158,10 @@ class Pipeline(PipelineSettings):
             test_args += ["--config", str(write_yaml(folder / "test_logger.yaml", test_logger))]
             processes = self.processes()
             if stage.max_steps != 0:
-                run_first_pl(["fit", "--config", str(config)], processes, folder / "fit.log")
+                # The stage folder is the pipeline's: it holds the stage's own files written
+                # above and, after a kill, the unfinished attempt, which this fit replaces.
+                fit_args = ["fit", "--config", str(config), f"--{OVERWRITE_FLAG}", "true"]
+                run_first_pl(fit_args, processes, folder / "fit.log")
                 finish_wandb_run()
                 checkpoint = last_checkpoint(folder)
                 outputs["checkpoint"] = str(single_file_checkpoint(checkpoint, folder))

@@ -81,13 +81,16 @@ def test_overwrite_replaces_an_earlier_export_only(checkpoint, tmp_path):
 
     (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
     main(export_args(checkpoint, out, "--overwrite", "true"))
-    assert json.loads((out / EXPORT_MARKER).read_text()) == {
+    marker = json.loads((out / EXPORT_MARKER).read_text())
+    assert marker == {
         "checkpoint": str(checkpoint.resolve()),
         "strategy": "FineTune",
+        "files": sorted(marker["files"]),
     }
-    (out / "stale.bin").write_text("from the earlier export")
+    assert set(marker["files"]) == set(snapshot(out)) and "config.json" in marker["files"]
+    (out / "config.json").write_text("{}")  # an export's own file: replaced
     main(export_args(checkpoint, out, "--overwrite", "true"))
-    assert not (out / "stale.bin").exists() and (out / "config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -255,7 +255,10 @@ def test_export_to_datasets_parquet_and_back(tmp_path, tiny_model_dir, truth):
         for a, b in zip(original.positions(i), back.positions(i), strict=True):
             np.testing.assert_array_equal(a, b)
     assert back.metadata == original.metadata
-    with pytest.raises(TeacherStoreError, match="already exists; pass --overwrite true"):
+    with pytest.raises(
+        TeacherStoreError,
+        match=r"already exists \(a first_pl store export\); pass --overwrite true",
+    ):
         main(
             [
                 "export-store",

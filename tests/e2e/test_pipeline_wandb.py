@@ -47,7 +47,7 @@ def test_tiny_pipeline_logs_each_stage_to_its_own_offline_wandb_run(tiny_model_d
         if job == "fit":  # the training curve
             assert "train/loss" in keys
     (teacher,) = out.glob("teacher-*")
-    assert (teacher / "metrics.csv").is_file() and (teacher / "test" / "metrics.csv").is_file()
+    assert (teacher / "metrics.csv").is_file() and (teacher / "test" / "metrics_test.csv").is_file()
 
 
 def test_markdown_tables_by_heading():

@@ -12,6 +12,7 @@ import numpy as np
 
 from first_pl.data.store.format import StoreMetadata, TeacherStoreError
 from first_pl.data.store.reader import TeacherStore
+from first_pl.fileio.atomic import atomic_write
 
 PARQUET_METADATA_KEY = b"first_pl_store"
 
@@ -33,7 +34,9 @@ def export_parquet(
 ) -> Path:
     """One row per example: example_id, teacher_ids [n][k], teacher_probs [n][k], gold [n];
     the store's metadata in the schema (key ``first_pl_store``). Loads with
-    ``datasets.Dataset.from_parquet``."""
+    ``datasets.Dataset.from_parquet``. Written under a temporary name and renamed: a failed
+    export leaves no half file, and an earlier file at ``out_path`` stays until the new one is
+    whole."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -49,18 +52,24 @@ def export_parquet(
         metadata={PARQUET_METADATA_KEY: json.dumps(meta).encode()},
     )
     out = Path(out_path)
-    with pq.ParquetWriter(out, schema) as writer:
-        for start in range(0, len(store), batch_examples):
-            batch = range(start, min(start + batch_examples, len(store)))
-            columns: dict[str, list] = {name: [] for name in schema.names}
-            for i in batch:
-                ids, probs, gold = store.positions(i)
-                columns["example_id"].append(store.example_ids[i])
-                columns["teacher_ids"].append(ids.astype(np.int32).tolist())
-                columns["teacher_probs"].append(probs.astype(np.float32).tolist())
-                columns["gold"].append(gold.astype(np.int32).tolist())
-            writer.write_table(pa.table(columns, schema=schema))
-    store.close()
+
+    def write(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, len(store), batch_examples):
+                batch = range(start, min(start + batch_examples, len(store)))
+                columns: dict[str, list] = {name: [] for name in schema.names}
+                for i in batch:
+                    ids, probs, gold = store.positions(i)
+                    columns["example_id"].append(store.example_ids[i])
+                    columns["teacher_ids"].append(ids.astype(np.int32).tolist())
+                    columns["teacher_probs"].append(probs.astype(np.float32).tolist())
+                    columns["gold"].append(gold.astype(np.int32).tolist())
+                writer.write_table(pa.table(columns, schema=schema))
+
+    try:
+        atomic_write(out, write)
+    finally:
+        store.close()
     return out
 
 
