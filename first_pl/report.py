@@ -8,7 +8,8 @@ runs sharing a label are one method over several seeds. Every task it was tested
 column group: Acc / ECE / Trust (the task's own confidence kind) with bootstrap intervals, or
 mean ± standard deviation over seeds; a "FIRST to Fine-tune" difference row; both confidence
 kinds; each method paired with Fine-tune (paired bootstrap interval and permutation p-value,
-over examples and seeds); learning curves with a convergence verdict; reliability diagrams.
+over examples and seeds); evaluation checks (scoring, prompts cut, predictions that follow one
+option form); learning curves with a convergence verdict; reliability diagrams.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from first_pl.fileio.run_files import REPORT_FILE, safe_name
 from first_pl.metrics.plots import reliability_grid
+from first_pl.report_checks import checks_section
 from first_pl.report_curves import ConvergenceRule, curve_figure
 from first_pl.report_runs import ReportError, RunResult, expand_runs
 from first_pl.report_tables import (
@@ -110,7 +112,8 @@ def build_report(
     head = Section("", [f"Test examples per task: {counts}.", *size_notes(results, tasks)])
     curves, curve_images = curves_section(results, tasks, rule, out)
     sections = [head, main_table(groups, tasks, baseline, first), kinds_table(groups, tasks),
-                paired_table(groups, tasks, baseline, n_resamples), curves]  # fmt: skip
+                paired_table(groups, tasks, baseline, n_resamples), checks_section(results, tasks),
+                curves]  # fmt: skip
     images = []
     for task in tasks:  # the first run of each method (its first seed)
         panels = [
