@@ -69,7 +69,7 @@ def ask(
             holds its tokenizer; students share their teacher's).
         context: optional passage shown before the question (as BoolQ's).
         template: the prompt template the model was trained with (default: first_pl's).
-        max_length: longer prompts lose tokens from the left.
+        max_length: longer prompts lose tokens from the middle of the context and question.
     """
     if not 0 <= threshold <= 1:
         raise AskError(f"--threshold must be in [0, 1], got {threshold}")
