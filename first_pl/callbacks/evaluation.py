@@ -251,7 +251,7 @@ class CalibrationEvaluation(Callback):
                 pl_module.log(
                     f"{split}/{task}/{key}", value, sync_dist=True, add_dataloader_idx=False
                 )
-            checks = self.checks(f"{split}/{task}", rows, trainer, idx)
+            checks = self.checks(split, task, rows, candidate_letters(trainer, task, idx))
             if trainer.is_global_zero and self.write_files:
                 files = EvaluationFiles(out_dir, split, task, self.n_bins, self.n_resamples,
                                         self.seed, self.level)  # fmt: skip
@@ -269,15 +269,18 @@ class CalibrationEvaluation(Callback):
             write_json_atomic(out_dir / metrics_file(split), summary)
         self._metrics, self._rows, self._scoring = {}, {}, {}
 
-    def checks(self, what: str, rows: list[tuple], trainer: pl.Trainer, idx: int) -> dict[str, Any]:
+    def checks(
+        self, split: str, task: str, rows: list[tuple], letters: Sequence[str] | None
+    ) -> dict[str, Any]:
         """What the task's figures stand on: prompts cut to fit the length, and predictions
-        that follow an option's form (`first_pl.metrics.prediction_bias`, warned about)."""
+        that follow an option's form (`first_pl.metrics.prediction_bias`, warned about; a
+        position named by its letter when the task has `letters`)."""
         cut = [row[TRUNCATED] for row in rows if row[TRUNCATED]]
         biases = prediction_bias(
             [row[1] for row in rows], [row[2] for row in rows],
             [row[CHOICES] for row in rows], [row[CHOICE_TOKENS] for row in rows],
         )  # fmt: skip
-        letters = candidate_letters(trainer, what.split("/", 1)[1], idx)
+        what = f"{split}/{task}"
 
         def label(position: int) -> str:
             return letters[position] if letters and position < len(letters) else str(position)

@@ -89,5 +89,6 @@ def test_a_task_cut_in_5_percent_or_fewer_is_not_flagged(tmp_path, tiny_model_di
 
 def test_outputs_without_example_facts_still_report_position_only():
     rows = [("x", 0, 0, 0.9, 0.9, True, -0.1, 0, (), [])] * 25
-    checks = CalibrationEvaluation().checks("test/t", rows, trainer=None, idx=0)
+    checks = CalibrationEvaluation().checks("test", "t", rows, letters="AB")
     assert checks["truncated_examples"] == 0 and [b["kind"] for b in checks["prediction_bias"]] == ["position"]
+    assert checks["prediction_bias"][0]["description"] == "option A in 100% of 25 examples (gold answer: 100%)"
