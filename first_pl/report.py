@@ -9,7 +9,8 @@ column group: Acc / ECE / Trust (the task's own confidence kind) with bootstrap 
 mean ± standard deviation over seeds; a "FIRST to Fine-tune" difference row; both confidence
 kinds; each method paired with Fine-tune (paired bootstrap interval and permutation p-value,
 over examples and seeds); where the gold answers sit, with the constant-answer baseline;
-learning curves with a convergence verdict; reliability diagrams.
+evaluation checks (scoring, prompts cut, predictions that follow one option form); learning
+curves with a convergence verdict; reliability diagrams.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from first_pl.fileio.run_files import REPORT_FILE, safe_name
 from first_pl.metrics.plots import reliability_grid
+from first_pl.report_checks import checks_section
 from first_pl.report_curves import ConvergenceRule, curve_figure
 from first_pl.report_runs import ReportError, RunResult, expand_runs
 from first_pl.report_tables import (
@@ -113,6 +115,7 @@ def build_report(
     curves, curve_images = curves_section(results, tasks, rule, out)
     sections = [head, main_table(groups, tasks, baseline, first), positions_table(groups, tasks),
                 kinds_table(groups, tasks), paired_table(groups, tasks, baseline, n_resamples),
+                checks_section(results, tasks),
                 curves]  # fmt: skip
     images = []
     for task in tasks:  # the first run of each method (its first seed)

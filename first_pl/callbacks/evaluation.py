@@ -30,13 +30,22 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from first_pl.callbacks.evaluation_files import EvaluationFiles, task_name
+from first_pl.callbacks.evaluation_files import (
+    CHOICE_TOKENS,
+    CHOICES,
+    GOLD_SCORE,
+    TRUNCATED,
+    EvaluationFiles,
+    candidate_letters,
+    task_name,
+)
 from first_pl.callbacks.sampler_padding import SamplerPadding, eval_dataloader, select
 from first_pl.data.batch import EvalOutput
 from first_pl.data.template import OPTION_SCORINGS
 from first_pl.fileio.atomic import write_json_atomic
 from first_pl.fileio.run_files import metrics_file
 from first_pl.metrics.calibration import CONFIDENCES, MultipleChoiceCalibration
+from first_pl.metrics.prediction_bias import prediction_bias
 
 REQUIRED_KEYS = ("candidate_probs", "candidate_mask", "gold", "pred", "confidence", "correct")
 LOGGED = ("acc", "ece", "trust", "brier", "nll")
@@ -187,6 +196,8 @@ class CalibrationEvaluation(Callback):
         self._scoring[dataloader_idx] = outputs.get("scoring")
         n = pred.shape[0]
         ids = outputs.get("example_id") or [""] * n
+        truncated = outputs.get("truncated_tokens")
+        lengths = outputs.get("choice_tokens")
         self._rows[dataloader_idx].extend(
             zip(
                 [str(i) for i in ids],
@@ -196,6 +207,9 @@ class CalibrationEvaluation(Callback):
                 softmax.gather(1, pred.unsqueeze(1)).squeeze(1).tolist(),
                 outputs["correct"].bool().tolist(),
                 scores.gather(1, gold.unsqueeze(1)).squeeze(1).tolist(),
+                truncated.tolist() if truncated is not None else [0] * n,
+                [tuple(choices) for choices in outputs.get("choices") or [()] * n],
+                lengths.tolist() if lengths is not None else [[]] * n,
                 strict=True,
             )
         )
@@ -229,7 +243,7 @@ class CalibrationEvaluation(Callback):
             scoring = seen[0] if seen else None
             kind = self.primary_kind(scoring)
             figures = {key: float(results[kind][key]) for key in LOGGED}
-            figures["loss"] = -sum(row[-1] for row in rows) / len(rows)
+            figures["loss"] = -sum(row[GOLD_SCORE] for row in rows) / len(rows)
             for other in CONFIDENCES:
                 for key in BY_KIND:
                     figures[f"{key}_{other}"] = float(results[other][key])
@@ -237,10 +251,12 @@ class CalibrationEvaluation(Callback):
                 pl_module.log(
                     f"{split}/{task}/{key}", value, sync_dist=True, add_dataloader_idx=False
                 )
+            checks = self.checks(split, task, rows, candidate_letters(trainer, task, idx))
             if trainer.is_global_zero and self.write_files:
                 files = EvaluationFiles(out_dir, split, task, self.n_bins, self.n_resamples,
                                         self.seed, self.level)  # fmt: skip
                 report[task] = files.write(trainer, idx, results, kind, scoring, figures, rows)
+                report[task].update(checks)
                 if split == "val" and trainer.state.fn == "fit":
                     files.append_curve(trainer, report[task])
         if report and trainer.is_global_zero and self.write_files:
@@ -252,6 +268,32 @@ class CalibrationEvaluation(Callback):
             }
             write_json_atomic(out_dir / metrics_file(split), summary)
         self._metrics, self._rows, self._scoring = {}, {}, {}
+
+    def checks(
+        self, split: str, task: str, rows: list[tuple], letters: Sequence[str] | None
+    ) -> dict[str, Any]:
+        """What the task's figures stand on: prompts cut to fit the length, and predictions
+        that follow an option's form (`first_pl.metrics.prediction_bias`, warned about; a
+        position named by its letter when the task has `letters`)."""
+        cut = [row[TRUNCATED] for row in rows if row[TRUNCATED]]
+        biases = prediction_bias(
+            [row[1] for row in rows], [row[2] for row in rows],
+            [row[CHOICES] for row in rows], [row[CHOICE_TOKENS] for row in rows],
+        )  # fmt: skip
+        what = f"{split}/{task}"
+
+        def label(position: int) -> str:
+            return letters[position] if letters and position < len(letters) else str(position)
+
+        found = [{**bias.as_dict(), "description": bias.describe(label)} for bias in biases]
+        for bias in found:
+            self._warn_once(
+                f"{what}/{bias['kind']}",
+                f"CalibrationEvaluation: {what}: the predictions follow {bias['description']}; "
+                "the accuracy may measure the scoring or the answer format rather than the task "
+                "(compare another template.scoring, e.g. option_loglik_norm_bytes or option_pmi)",
+            )
+        return {"truncated_examples": len(cut), "truncated_tokens": sum(cut), "prediction_bias": found}
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

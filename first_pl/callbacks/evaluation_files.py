@@ -26,6 +26,9 @@ from first_pl.metrics.plots import reliability_diagram
 from first_pl.metrics.selective import confidence_auroc
 from first_pl.tasks.option_order import constant_answer
 
+# Fields of a per-example row (`CalibrationEvaluation._update`) read by position: the gold
+# option's log-score, the prompt tokens cut, the option texts and their token counts.
+GOLD_SCORE, TRUNCATED, CHOICES, CHOICE_TOKENS = 6, 7, 8, 9
 CURVE_KEYS = ("n", "acc", "ece", "trust", "loss", "ece_full_vocab", "ece_renormalised",
               "trust_full_vocab", "trust_renormalised")  # fmt: skip
 
@@ -113,7 +116,7 @@ class EvaluationFiles:
 
         `results` holds a `MultipleChoiceCalibration.compute()` per confidence kind, `kind` is
         the task's own; `rows` are (id, pred, gold, full_vocab, renormalised, correct, gold
-        log-score) per example.
+        log-score, prompt tokens cut, option texts, option token counts) per example.
         """
         by_kind = {}
         for other, result in results.items():
@@ -149,18 +152,19 @@ class EvaluationFiles:
     def write_predictions(
         self, trainer: pl.Trainer, idx: int, rows: list[tuple], kind: str
     ) -> Path:
-        """example_id, pred and gold (letters when the task has them), the task's confidence."""
+        """example_id, pred and gold (letters when the task has them), the task's confidence,
+        and the prompt tokens cut to fit `eval_max_length` (0: the example was scored whole)."""
         path = self.out_dir / predictions_file(self.split, self.task)
         path.parent.mkdir(parents=True, exist_ok=True)
         label = position_labeller(trainer, self.task, idx)
         column = 3 if kind == "full_vocab" else 4
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["example_id", "pred", "gold", "confidence", "correct"])
+            writer.writerow(["example_id", "pred", "gold", "confidence", "correct", "truncated_tokens"])
             for row in rows:
                 example_id, pred, gold, ok = row[0], row[1], row[2], row[5]
                 writer.writerow(
-                    [example_id, label(pred), label(gold), f"{row[column]:.6g}", int(ok)]
+                    [example_id, label(pred), label(gold), f"{row[column]:.6g}", int(ok), row[TRUNCATED]]
                 )
         return path
 

@@ -70,7 +70,7 @@ def ask(
             holds its tokenizer; students share their teacher's).
         context: optional passage shown before the question (as BoolQ's).
         template: the prompt template the model was trained with (default: first_pl's).
-        max_length: longer prompts lose tokens from the left.
+        max_length: longer prompts lose tokens from the middle of the context and question.
         trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
             pickle can run code): only for a file from a source you trust. Default: refused.
     """

@@ -47,7 +47,9 @@ class EvalBatch(TrainBatch):
     """A training batch plus what scoring a multiple-choice question needs.
 
     Token scorings (`letter`, `first_token`) add `candidate_ids`; option scorings
-    (`option_loglik`, `option_loglik_norm`) add one `prompt + option` row per option, R in all.
+    (`option_loglik`, ...) add one `prompt + option` row per option (two for `option_pmi`), R
+    in all. The collate also adds the per-example facts (`EXAMPLE_FACTS`) that the evaluation
+    reports: prompt tokens cut, option lengths and texts.
     """
 
     answer_position: Tensor  # long [B], whose logits predict the answer
@@ -59,6 +61,10 @@ class EvalBatch(TrainBatch):
     option_labels: NotRequired[Tensor]  # long [R, L'], shifted like labels
     option_example: NotRequired[Tensor]  # long [R]: row r is option option_choice[r]
     option_choice: NotRequired[Tensor]  # long [R]   of example option_example[r]
+    option_scale: NotRequired[Tensor]  # float32 [R], factor of the row's summed log-likelihood
+    truncated_tokens: NotRequired[Tensor]  # long [B], prompt tokens cut to fit the length
+    choice_tokens: NotRequired[Tensor]  # long [B, C], tokens of answer_prefix + option, 0 where absent
+    choices: NotRequired[list[tuple[str, ...]]]  # the options' texts
 
 
 class EvalOutput(TypedDict):
@@ -74,6 +80,13 @@ class EvalOutput(TypedDict):
     correct: Tensor  # bool [B]
     example_id: list[str]
     scoring: NotRequired[str]
+    truncated_tokens: NotRequired[Tensor]  # the batch's EXAMPLE_FACTS, passed on
+    choice_tokens: NotRequired[Tensor]
+    choices: NotRequired[list[tuple[str, ...]]]
+
+
+# Per-example facts an evaluation batch carries to the evaluation callback, through the output.
+EXAMPLE_FACTS = ("truncated_tokens", "choice_tokens", "choices")
 
 
 def response_mask(labels: Tensor) -> Tensor:

@@ -2,10 +2,17 @@
 
 lm-evaluation-harness scores a multiple-choice question by the log-likelihood of each option's
 text as a continuation of the prompt. That needs the logits at every option token, so each
-option is its own row: `[R, L]` with R the number of options in the batch, labels (already
-shifted, as in the training batch) on the option's tokens only, and two index vectors that
-place row r at example `option_example[r]`, option `option_choice[r]`. Rows of one example share
-its prompt tokens, so an option's score depends on nothing but its own tokens.
+option is its own row: `[R, L]` with R the number of rows in the batch, labels (already
+shifted, as in the training batch) on the option's tokens only, and index vectors that place
+row r at example `option_example[r]`, option `option_choice[r]`, with the factor
+`option_scale[r]` its summed log-likelihood enters the option's score with. Rows of one
+example share its prompt tokens, so an option's score depends on nothing but its own tokens.
+
+`option_pmi` adds a second row per option, `domain premise + option`, at scale -1: the
+option's score is then log P(option | prompt) - log P(option | premise), the
+domain-conditional PMI of Holtzman et al. 2021 ("Surface Form Competition"), which takes away
+how likely the option's words are as an answer to anything (their surface form: a common or
+short phrase) and leaves what the question adds.
 """
 
 from __future__ import annotations
@@ -13,6 +20,33 @@ from __future__ import annotations
 import torch
 
 from first_pl.data.batch import IGNORE_INDEX
+
+
+def option_divisor(scoring: str, text: str, tokens: int) -> float:
+    """What an option's summed log-likelihood is divided by under `scoring`.
+
+    `text` is the option as the task gives it (without `template.answer_prefix`), `tokens` the
+    number of tokens of its continuation `answer_prefix + text`:
+
+    - ``option_loglik`` / ``option_pmi``: 1, the sum (lm-evaluation-harness's acc; PMI is a
+      difference of sums);
+    - ``option_loglik_norm_tokens``: `tokens`, so it depends on the tokenizer and favours an
+      option split into many likely pieces (a long word after its first token is cheap);
+    - ``option_loglik_norm_chars``: `len(text)` in characters, exactly lm-evaluation-harness's
+      acc_norm (`lls / [len(choice) for choice in doc_to_choice(doc)]`: the delimiter " " it
+      puts before each continuation is not counted);
+    - ``option_loglik_norm_bytes``: `len(text.encode("utf-8"))`, lm-evaluation-harness's
+      acc_bytes (the same as characters for ASCII text).
+    """
+    if scoring in ("option_loglik", "option_pmi"):
+        return 1.0
+    if scoring == "option_loglik_norm_tokens":
+        return float(tokens)
+    if scoring == "option_loglik_norm_chars":
+        return float(len(text))
+    if scoring == "option_loglik_norm_bytes":
+        return float(len(text.encode("utf-8")))
+    raise ValueError(f"{scoring!r} is not an option scoring")
 
 
 def option_rows(prompt: list[int], options: list[list[int]]) -> list[tuple[list[int], list[int]]]:
@@ -26,15 +60,22 @@ def option_rows(prompt: list[int], options: list[list[int]]) -> list[tuple[list[
 
 
 def collate_options(
-    prompts: list[list[int]], options: list[list[list[int]]], pad_id: int
+    prompts: list[list[int]],
+    options: list[list[list[int]]],
+    scales: list[list[float]],
+    domains: list[list[int]],
+    pad_id: int,
 ) -> dict[str, torch.Tensor]:
     """The `option_*` keys of an evaluation batch (`first_pl.data.batch.EvalBatch`),
-    right-padded with `pad_id`."""
-    rows, example, choice = [], [], []
-    for index, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
-        rows += option_rows(prompt, opts)
-        example += [index] * len(opts)
-        choice += list(range(len(opts)))
+    right-padded with `pad_id`: a row per option at its scale, and where an example has a
+    domain premise a row `premise + option` at minus that scale."""
+    rows, example, choice, scale = [], [], [], []
+    for index, (prompt, opts, factors, domain) in enumerate(zip(prompts, options, scales, domains, strict=True)):
+        for context, sign in ((prompt, 1.0), (domain, -1.0)) if domain else ((prompt, 1.0),):
+            rows += option_rows(context, opts)
+            example += [index] * len(opts)
+            choice += list(range(len(opts)))
+            scale += [sign * factor for factor in factors]
     length = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), length), dtype=torch.long)
@@ -49,4 +90,5 @@ def collate_options(
         "option_labels": labels,
         "option_example": torch.tensor(example),
         "option_choice": torch.tensor(choice),
+        "option_scale": torch.tensor(scale, dtype=torch.float32),
     }

@@ -6,8 +6,9 @@ names are therefore keys: two evaluation tasks under one name are refused, since
 scored with the other's examples and logged over it.
 
 Every multiple-choice split is reported when first encoded: how many examples, how many lost
-tokens to `max_length`, and at which letter the gold answer sits (warned about when one letter
-holds more than its share plus noise, which lets an "always A" model score above chance).
+tokens to `max_length` (training) or `eval_max_length` (evaluation), and at which letter the
+gold answer sits (warned about when one letter holds more than its share plus noise, which lets
+an "always A" model score above chance).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from first_pl.tasks.option_order import AnswerPositions, position_label
 
 log = logging.getLogger(__name__)
 
+NO_LIMIT = 2**62  # `eval_max_length: null`: a length no prompt reaches
+
 
 class QADataModule(L.LightningDataModule):
     """Serves a training task and evaluation tasks in the batch contract of docs/ARCHITECTURE.md.
@@ -42,7 +45,12 @@ class QADataModule(L.LightningDataModule):
         task_templates: templates for particular tasks, by task name, overriding `template`
             (the offline default answers its generated task with option text and the
             out-of-domain BIG-bench tasks, whose options often share a first token, with letters).
-        max_length: prompt + response tokens; longer prompts lose tokens from the left (counted).
+        max_length: prompt + response tokens of training (and of teacher extraction, which reads
+            what training reads); a longer prompt loses tokens from the middle of its context
+            and question, keeping the instruction and the options (counted, reported).
+        eval_max_length: the same for the evaluation splits (validation, test, predict), whose
+            option rows hold a whole question; None never cuts one. Apart from `max_length`
+            so that evaluating a long out-of-domain task does not make training pay for it.
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class QADataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int = 32,
         max_length: int = 256,
+        eval_max_length: int | None = 2048,
         num_workers: int = 0,
         shuffle: bool = True,
     ) -> None:
@@ -63,6 +72,8 @@ class QADataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
         if max_length < 8:
             raise ValueError(f"data.max_length must be >= 8, got {max_length}")
+        if eval_max_length is not None and eval_max_length < 8:
+            raise ValueError(f"data.eval_max_length must be >= 8 or null (never cut), got {eval_max_length}")
         self.tokenizer_name = tokenizer
         self.train_task = train_task
         self.eval_tasks = list(eval_tasks) if eval_tasks else []
@@ -79,10 +90,12 @@ class QADataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.max_length = max_length
+        self.eval_max_length = eval_max_length
         self.num_workers = num_workers
         self.shuffle = shuffle
-        # keyed by the task's settings: a training task may share its name with an evaluation task
-        self.encoded: dict[tuple[str, str], list[Encoded]] = {}
+        # keyed by the task's settings and the length: a training task may share its name with an
+        # evaluation task, and a split may be read for training and for evaluation
+        self.encoded: dict[tuple[str, str, int | None], list[Encoded]] = {}
         self.truncation: dict[tuple[str, str], TruncationReport] = {}
         self.answer_positions: dict[tuple[str, str], AnswerPositions] = {}
 
@@ -108,10 +121,12 @@ class QADataModule(L.LightningDataModule):
         """Option letters per evaluation task (labels for predictions and diagrams)."""
         return {task.name: self.template_for(task).letters for task in self.evaluation_tasks}
 
-    def examples(self, task: Task, split: str) -> list[Encoded]:
-        """Tokenised examples of one task split, computed once and reported (see the module doc)."""
+    def examples(self, task: Task, split: str, max_length: int | None = None) -> list[Encoded]:
+        """Tokenised examples of one task split within `max_length` (default: the training
+        `max_length`), computed once and reported (see the module doc)."""
+        max_length = self.max_length if max_length is None else max_length
         key = (task.name, split)
-        cache_key = (task.fingerprint(), split)
+        cache_key = (task.fingerprint(), split, max_length)
         if cache_key not in self.encoded:
             report = TruncationReport()
             examples = task.load(split)
@@ -123,7 +138,7 @@ class QADataModule(L.LightningDataModule):
                 )
             template = self.template_for(task)
             check_letters(task, split, examples, template.letters)
-            self.encoded[cache_key] = [encode(ex, self.tokenizer, template, self.max_length, report) for ex in examples]
+            self.encoded[cache_key] = [encode(ex, self.tokenizer, template, max_length, report) for ex in examples]
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
             self.truncation[key] = report
@@ -191,9 +206,14 @@ class QADataModule(L.LightningDataModule):
 
     def eval_dataloaders(self, split: str) -> list[DataLoader]:
         return [
-            self.loader(self.examples(task, split), self.eval_batch_size, False, self.collate_eval)
+            self.loader(self.examples(task, split, self.eval_length), self.eval_batch_size, False, self.collate_eval)
             for task in self.evaluation_tasks
         ]
+
+    @property
+    def eval_length(self) -> int:
+        """`eval_max_length` as a length: None never cuts a prompt."""
+        return self.eval_max_length if self.eval_max_length is not None else NO_LIMIT
 
     def val_dataloader(self) -> list[DataLoader]:
         return self.eval_dataloaders("validation")

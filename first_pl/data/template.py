@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 
 from transformers import PreTrainedTokenizerBase
@@ -37,11 +38,19 @@ class PromptTemplate:
     - ``"letter"`` / ``"first_token"``: the full-vocab probability of one token at the answer
       position (the letter; the first token of the option text); `None` picks the one that
       matches `answer`. Confidence: that probability (the paper's).
-    - ``"option_loglik"`` / ``"option_loglik_norm"``: the log-likelihood of the continuation
-      `answer_prefix + option text` after the prompt, summed over its tokens or divided by their
-      number (lm-evaluation-harness's acc / acc_norm; acc_norm there divides by characters).
-      Options sharing a first token are told apart. Confidence: the softmax over the options'
-      scores.
+    - option scorings (`OPTION_SCORINGS`, `first_pl.data.option_batch.option_divisor`): the
+      log-likelihood of the continuation `answer_prefix + option text` after the prompt, summed
+      (``"option_loglik"``, lm-evaluation-harness's acc), per token
+      (``"option_loglik_norm_tokens"``, also accepted as ``"option_loglik_norm"``), per
+      character or per UTF-8 byte of the option text (``"option_loglik_norm_chars"`` /
+      ``"option_loglik_norm_bytes"``, lm-evaluation-harness's acc_norm / acc_bytes), or less
+      the option's log-likelihood after `domain_premise` alone (``"option_pmi"``). Options
+      sharing a first token are told apart. Confidence: the softmax over the options' scores.
+
+    `domain_premise` is the task-independent text that `option_pmi` conditions the
+    unconditional likelihood on (Holtzman et al. 2021's x_domain); None takes the text of
+    `question` after its last field (``"Answer:"`` by default), the words that introduce an
+    answer in every prompt.
     """
 
     question: str = "{context}Question: {question}\n{options}\nAnswer:"
@@ -54,6 +63,7 @@ class PromptTemplate:
     response_prefix: str = " "
     answer: str = "letter"
     scoring: str | None = None
+    domain_premise: str | None = None
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_FORMATS:
@@ -69,8 +79,16 @@ class PromptTemplate:
 
     @property
     def resolved_scoring(self) -> str:
-        """`scoring`, or the answer token's scoring when it is None."""
-        return self.scoring or ("letter" if self.answer == "letter" else "first_token")
+        """`scoring` under its canonical name, or the answer token's scoring when it is None."""
+        scoring = self.scoring or ("letter" if self.answer == "letter" else "first_token")
+        return SCORING_ALIASES.get(scoring, scoring)
+
+    @property
+    def domain_premise_text(self) -> str:
+        """`domain_premise`, or the text after the last field of `question`, stripped on the left."""
+        if self.domain_premise is not None:
+            return self.domain_premise
+        return re.split(r"\{[^{}]*\}", self.question)[-1].lstrip()
 
     def mc_prompt(self, example: MCExample) -> str:
         if len(example.choices) > len(self.letters):
@@ -106,6 +124,17 @@ class PromptTemplate:
             raise TemplateError(f"example {example.id!r} has an empty option {example.choices}")
         return options
 
+    def domain_premise_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+        """Tokens of `domain_premise_text`: the context of `option_pmi`'s unconditional rows."""
+        ids = tokenizer.encode(self.domain_premise_text, add_special_tokens=False)
+        if not ids:
+            raise TemplateError(
+                f"template.scoring='option_pmi' needs a domain premise, but template.domain_premise is "
+                f"{self.domain_premise!r} and template.question {self.question!r} has no text after its last "
+                "field; set template.domain_premise to the words that introduce an answer (e.g. 'Answer:')"
+            )
+        return ids
+
     def instruction_prompt(self, example: InstructionExample) -> str:
         extra = self.instruction_input.format(input=example.input) if example.input else ""
         return self.instruction.format(instruction=example.instruction, input=extra)
@@ -116,14 +145,22 @@ class PromptTemplate:
     def fingerprint(self) -> str:
         """Identity of the template, stored with teacher distributions extracted under it."""
         fields = asdict(self)
-        del fields["scoring"]  # evaluation only: the prompts and responses do not depend on it
+        # evaluation only: the prompts and responses do not depend on them
+        del fields["scoring"], fields["domain_premise"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 ANSWER_FORMATS = ("letter", "text")
 TOKEN_SCORINGS = ("letter", "first_token")
-OPTION_SCORINGS = ("option_loglik", "option_loglik_norm")
-SCORINGS = TOKEN_SCORINGS + OPTION_SCORINGS
+OPTION_SCORINGS = (
+    "option_loglik",
+    "option_loglik_norm_tokens",
+    "option_loglik_norm_chars",
+    "option_loglik_norm_bytes",
+    "option_pmi",
+)
+SCORING_ALIASES = {"option_loglik_norm": "option_loglik_norm_tokens"}  # a shorter name, same scoring
+SCORINGS = TOKEN_SCORINGS + OPTION_SCORINGS + tuple(SCORING_ALIASES)
 
 
 @functools.lru_cache(maxsize=64)

@@ -179,8 +179,8 @@ class StudentModule(L.LightningModule):
             select.nonzero()[:, 0],  # the row of each selected position, in logits_at's order
             batch["option_example"],
             batch["option_choice"],
+            batch["option_scale"],
             batch["gold"].shape[0],
-            normalise=batch["scoring"] == "option_loglik_norm",
         )
         return choice_output(scores, mask, batch, batch["scoring"])
 

@@ -5,9 +5,11 @@ option, `[B, C]`:
 
 - token scorings ('letter', 'first_token'): the full-vocab log-probability of the option's
   token at the answer position;
-- option scorings ('option_loglik', 'option_loglik_norm'): the sum of the log-probabilities of
-  the option's tokens after the prompt, or that sum divided by their number
-  (lm-evaluation-harness's acc / acc_norm).
+- option scorings (`first_pl.data.template.OPTION_SCORINGS`): the sum of the log-probabilities
+  of the option's tokens after the prompt (lm-evaluation-harness's acc), divided by the
+  option's tokens, characters (acc_norm) or UTF-8 bytes (acc_bytes), or less its sum after a
+  task-independent domain premise (domain-conditional PMI). The data side says how, per row
+  (`option_scale`, `first_pl.data.option_batch`), so one reduction serves every form.
 
 Everything after that is shared (`choice_output`): the prediction is the argmax in log space
 (probabilities of every option can underflow to 0 in float32), `candidate_probs` is the
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from first_pl.data.batch import EvalBatch, EvalOutput
+from first_pl.data.batch import EXAMPLE_FACTS, EvalBatch, EvalOutput
 
 
 def token_scores(
@@ -46,34 +48,33 @@ def option_scores(
     position_row: torch.Tensor,
     option_example: torch.Tensor,
     option_choice: torch.Tensor,
+    option_scale: torch.Tensor,
     batch_size: int,
-    normalise: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(scores [B, C], mask [B, C])` from the log-probabilities of the option tokens.
 
     `position_log_probs [P]` belong to option rows `position_row [P]`; row r is option
-    `option_choice[r]` of example `option_example[r]`. A row's score is the sum of its
-    positions, divided by their number when `normalise`.
+    `option_choice[r]` of example `option_example[r]`. A row contributes the sum of its
+    positions times `option_scale[r]`; an option's score is the sum over its rows (one row,
+    or two for PMI: the conditional one at +1 and the domain-premise one at -1).
     """
     rows = option_example.shape[0]
     total = torch.zeros(rows, dtype=torch.float32, device=position_log_probs.device)
     total.index_add_(0, position_row, position_log_probs.float())
-    if normalise:
-        ones = torch.ones_like(position_log_probs, dtype=torch.float32)
-        count = torch.zeros_like(total).index_add_(0, position_row, ones)
-        total = total / count.clamp_min(1.0)
+    total = total * option_scale.float()
     width = int(option_choice.max()) + 1 if rows else 0
-    scores = torch.full((batch_size, width), float("-inf"), device=total.device)
+    scores = torch.zeros((batch_size, width), device=total.device)
+    scores.index_put_((option_example, option_choice), total, accumulate=True)
     mask = torch.zeros((batch_size, width), dtype=torch.bool, device=total.device)
-    scores[option_example, option_choice] = total
     mask[option_example, option_choice] = True
-    return scores, mask
+    return scores.masked_fill(~mask, float("-inf")), mask
 
 
 def choice_output(
     scores: torch.Tensor, mask: torch.Tensor, batch: EvalBatch, scoring: str | None = None
 ) -> EvalOutput:
-    """The `EvalOutput` (`first_pl.data.batch`) of log-space option scores."""
+    """The `EvalOutput` (`first_pl.data.batch`) of log-space option scores, with the batch's
+    per-example facts (`EXAMPLE_FACTS`) passed on for the evaluation's checks."""
     scores = scores.float().masked_fill(~mask, float("-inf"))
     pred = scores.argmax(dim=1)
     probs = scores.exp()
@@ -89,4 +90,7 @@ def choice_output(
     )
     if scoring is not None:
         output["scoring"] = scoring
+    for key in EXAMPLE_FACTS:
+        if key in batch:
+            output[key] = batch[key]
     return output

@@ -57,7 +57,7 @@ def test_fit_and_test_log_and_write_everything(tmp_path):
     log_dir = tmp_path / "lightning_logs" / "version_0"
     rows = read_csv(log_dir / "predictions" / "test_easy.csv")
     assert len(rows) == 150
-    assert rows[0].keys() == {"example_id", "pred", "gold", "confidence", "correct"}
+    assert rows[0].keys() == {"example_id", "pred", "gold", "confidence", "correct", "truncated_tokens"}
     assert {r["pred"] for r in rows} <= set("ABC") and rows[3]["example_id"] == "easy-3"
     assert sum(int(r["correct"]) for r in rows) / 150 * 100 == pytest.approx(ref["acc"])
     for split in ("val", "test"):

@@ -8,6 +8,7 @@ import torch
 
 from first_pl.data.batch import (
     CANDIDATE_PAD,
+    EXAMPLE_FACTS,
     IGNORE_INDEX,
     TEACHER_KEYS,
     DistillBatch,
@@ -21,7 +22,7 @@ from first_pl.methods.base import StudentModule
 from first_pl.tasks import InstructionExample, MCExample
 
 OPTION_KEYS = {"option_input_ids", "option_attention_mask", "option_labels", "option_example",
-               "option_choice"}  # fmt: skip
+               "option_choice", "option_scale"}  # fmt: skip
 QUESTIONS = [
     MCExample("q0", "Which of these is a fruit?", ("apple", "dog", "red"), 0),
     MCExample("q1", "Which of these is an animal?", ("apple", "dog"), 1),
@@ -37,7 +38,8 @@ def batch_of(examples, tokenizer, template=None):
 def test_declared_keys():
     assert TrainBatch.__required_keys__ == {"input_ids", "attention_mask", "labels", "example_id"}
     assert DistillBatch.__required_keys__ == TrainBatch.__required_keys__ | set(TEACHER_KEYS)
-    assert EvalBatch.__optional_keys__ == OPTION_KEYS | {"candidate_ids"}
+    assert EvalBatch.__optional_keys__ == OPTION_KEYS | {"candidate_ids"} | set(EXAMPLE_FACTS)
+    assert EvalOutput.__optional_keys__ == {"scoring"} | set(EXAMPLE_FACTS)
     assert IGNORE_INDEX == -100 == torch.nn.CrossEntropyLoss().ignore_index
 
 
@@ -50,14 +52,14 @@ def test_a_training_batch_has_exactly_the_train_keys(tiny_tokenizer):
 
 def test_a_token_scored_batch_has_the_eval_keys_and_candidates(tiny_tokenizer):
     batch = batch_of(QUESTIONS, tiny_tokenizer)
-    assert set(batch) == EvalBatch.__required_keys__ | {"candidate_ids"}
+    assert set(batch) == EvalBatch.__required_keys__ | {"candidate_ids"} | set(EXAMPLE_FACTS)
     assert batch["candidate_ids"][1, 2] == CANDIDATE_PAD  # q1 has two options
 
 
 def test_an_option_scored_batch_has_the_eval_keys_and_option_rows(tiny_tokenizer):
     template = PromptTemplate(answer="text", scoring="option_loglik")
     batch = batch_of(QUESTIONS, tiny_tokenizer, template)
-    assert set(batch) == EvalBatch.__required_keys__ | OPTION_KEYS
+    assert set(batch) == EvalBatch.__required_keys__ | OPTION_KEYS | set(EXAMPLE_FACTS)
 
 
 class Uniform(StudentModule):

@@ -60,7 +60,7 @@ def test_unknown_answer_format_is_refused():
         PromptTemplate(answer="word")
 
 
-def test_truncation_drops_prompt_from_the_left_and_is_counted(tiny_tokenizer):
+def test_truncation_fits_the_prompt_and_is_counted(tiny_tokenizer):
     template = PromptTemplate()
     example = MCExample(id="x", question="apple " * 40, choices=("apple", "dog"), answer=1)
     report = TruncationReport()

@@ -108,7 +108,7 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
     report = folders["report"]
     assert (report / "curves_generated.png").stat().st_size > 10_000
     assert "generated: scoring first_token, its own confidence full_vocab" in text
-    assert "physics: scoring option_loglik_norm, its own confidence renormalised" in text
+    assert "physics: scoring option_loglik_norm_tokens, its own confidence renormalised" in text
     physics = json.loads((folders["student-first"] / "test" / "metrics_test.json").read_text())["tasks"]["physics"]
     assert physics["ece"] == physics["by_confidence"]["renormalised"]["ece"] != physics["ece_full_vocab"]
 

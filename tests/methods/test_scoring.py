@@ -25,7 +25,8 @@ def hand_scores(normalise: bool) -> tuple[torch.Tensor, torch.Tensor]:
     position_log_probs = torch.tensor([-1.0, -2.0, -2.5, -0.5, -3.0, -1.0, -1.0, -1.0])
     position_row = torch.tensor([0, 0, 1, 2, 3, 4, 4, 4])
     example, choice = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 1, 0, 1, 2])
-    return option_scores(position_log_probs, position_row, example, choice, 2, normalise)
+    scale = 1 / torch.tensor([2.0, 1.0, 1.0, 1.0, 3.0]) if normalise else torch.ones(5)
+    return option_scores(position_log_probs, position_row, example, choice, scale, 2)
 
 
 def test_option_loglik_sums_and_normalises_by_tokens():
@@ -39,7 +40,7 @@ def test_option_loglik_sums_and_normalises_by_tokens():
 
 def test_length_normalisation_changes_the_prediction_and_confidences_follow_the_scoring():
     summed = choice_output(*hand_scores(normalise=False), BATCH, "option_loglik")
-    per_token = choice_output(*hand_scores(normalise=True), BATCH, "option_loglik_norm")
+    per_token = choice_output(*hand_scores(normalise=True), BATCH, "option_loglik_norm_tokens")
     assert summed["pred"].tolist() == [1, 0] and per_token["pred"].tolist() == [0, 0]
     assert summed["correct"].tolist() == [False, False] and per_token["correct"].tolist() == [True, False]
     # full-vocab confidence: the chosen option's probability, exp(-2.5) and exp(-0.5)
@@ -84,7 +85,7 @@ def reference_loglik(table, prompt, option) -> float:
     return sum(log_probs[tokens[len(prompt) - 1 + j], option[j]].item() for j in range(len(option)))
 
 
-@pytest.mark.parametrize("scoring", ["option_loglik", "option_loglik_norm"])
+@pytest.mark.parametrize("scoring", ["option_loglik", "option_loglik_norm_tokens", "option_loglik_norm"])
 def test_module_scores_multi_token_options_sharing_a_first_token(tiny_tokenizer, scoring):
     # "red apple" and "red" share their first token: first_token scoring refuses them,
     # option log-likelihood tells them apart by the whole continuation.
@@ -97,7 +98,7 @@ def test_module_scores_multi_token_options_sharing_a_first_token(tiny_tokenizer,
     template = PromptTemplate(answer="text", scoring=scoring)
     items = [encode(ex, tiny_tokenizer, template, 128, TruncationReport()) for ex in examples]
     batch = collate(items, tiny_tokenizer.pad_token_id)
-    assert batch["scoring"] == scoring and "candidate_ids" not in batch
+    assert batch["scoring"] == template.resolved_scoring and "candidate_ids" not in batch
     assert batch["option_example"].tolist() == [0, 0, 0, 1, 1]
     assert batch["option_choice"].tolist() == [0, 1, 2, 0, 1]
     module = Bigram(len(tiny_tokenizer))
@@ -107,7 +108,7 @@ def test_module_scores_multi_token_options_sharing_a_first_token(tiny_tokenizer,
         for c, choice in enumerate(example.choices):
             option = tiny_tokenizer.encode(" " + choice, add_special_tokens=False)
             expected = reference_loglik(module.table, prompt, option)
-            if scoring == "option_loglik_norm":
+            if scoring != "option_loglik":  # the per-token form, under either name
                 expected /= len(option)
             assert out["candidate_logprobs"][b, c].item() == pytest.approx(expected, abs=1e-4)
     assert out["candidate_mask"].tolist() == [[True, True, True], [True, True, False]]
@@ -134,9 +135,10 @@ def test_long_option_drops_more_prompt_for_its_rows_and_counts_it(tiny_tokenizer
     example = MCExample("q", "apple " * 20, ("dog", "red apple red apple red apple"), 0)
     report = TruncationReport()
     item = encode(example, tiny_tokenizer, template, 40, report)
-    prompt = item.input_ids[item.option_start : item.answer_position + 1]
-    assert len(prompt) + 6 == 40 and item.option_start > 0
-    assert report.truncated == 1 and report.tokens_dropped >= item.option_start
+    prompt = item.option_prompt
+    assert len(prompt) + 6 == 40 and len(prompt) < item.answer_position + 1
+    assert item.truncated_tokens == item.answer_position + 1 - len(prompt)
+    assert report.truncated == 1 and report.tokens_dropped == item.truncated_tokens
 
 
 def test_scoring_option_is_validated_by_name():
