@@ -1,12 +1,14 @@
 """`first-pl ask`: one multiple-choice question to a trained model (the paper's case study).
 
 The model answers as `first-pl test` would score the question (`first_pl.methods.answer`): the
-confidence is the chosen letter's full-vocab probability (the paper's semantics, used for the
-abstention decision by default); the value renormalised over the candidate letters is printed
-beside it.
+confidence is the full-vocab probability of the chosen answer token (the paper's semantics,
+used for the abstention decision by default); the value renormalised over the candidates is
+printed beside it. The prompt template and `max_length` default to the ones the checkpoint (or
+the `first-pl export` folder) records, so a model trained to answer with the option's text is
+asked for text, not for a letter; `--template` / `--max_length` still win.
 
 Batch predictions with confidences come from `first-pl predict` with the writer callback:
-``first-pl predict --config <run config> --ckpt_path <ckpt>
+``first-pl predict --ckpt_path <ckpt>
 --trainer.callbacks+=first_pl.callbacks.prediction_writer.PredictionWriter``.
 """
 
@@ -16,6 +18,8 @@ from typing import Literal
 
 import torch
 
+from first_pl.commands.export import exported_record
+from first_pl.data.record import recorded_max_length, recorded_template
 from first_pl.data.template import PromptTemplate
 from first_pl.methods.answer import (
     Answer,
@@ -29,18 +33,33 @@ from first_pl.models import load_tokenizer
 
 __all__ = ["Answer", "AskError", "ask"]
 
+DEFAULT_MAX_LENGTH = 256  # for a model that records none
+
 
 def answer_lines(answer: Answer, threshold: float, on: str) -> list[str]:
     """What `ask` prints: one `field: value` line each."""
     choices = "  ".join(f"{k}: {v:.4f}" for k, v in answer.probabilities.items())
     relation = ">=" if answer.decision == "answer" else "<"
+    scored = (
+        f"full-vocab probability of {answer.token!r}"
+        if answer.token is not None
+        else f"softmax over the options' {answer.scoring} scores"
+    )
     return [
         f"answer: {answer.letter}. {answer.text}",
-        f"confidence: {answer.confidence:.4f} (full-vocab probability of {answer.letter!r})",
+        f"confidence: {answer.confidence:.4f} ({scored})",
         f"confidence over the candidates: {answer.renormalized:.4f}",
         f"candidate probabilities: {choices}",
         f"decision: {answer.decision} ({on} confidence {relation} threshold {threshold})",
     ]
+
+
+def template_line(template: PromptTemplate, max_length: int, source: str) -> str:
+    """The `template:` line: how the question was put, and where that came from."""
+    return (
+        f"template: answer={template.answer}, scoring={template.resolved_scoring}, "
+        f"max_length={max_length} ({source})"
+    )
 
 
 def ask(
@@ -52,7 +71,7 @@ def ask(
     tokenizer: str | None = None,
     context: str = "",
     template: PromptTemplate | None = None,
-    max_length: int = 256,
+    max_length: int | None = None,
 ) -> Answer:
     """Ask a trained model a multiple-choice question; print its answer, confidence and decision.
 
@@ -64,25 +83,34 @@ def ask(
         choices: the options, e.g. '["Oslo", "Rome"]'; lettered A, B, ... by the template.
         threshold: answer when the confidence is at least this, else abstain.
         abstain_on: which confidence the threshold applies to: `full` (full-vocab probability,
-            the paper's) or `renormalized` (over the candidate letters).
+            the paper's) or `renormalized` (over the candidates).
         tokenizer: tokenizer name or folder; default: the model's source (an exported folder
             holds its tokenizer; students share their teacher's).
         context: optional passage shown before the question (as BoolQ's).
-        template: the prompt template the model was trained with (default: first_pl's).
-        max_length: longer prompts lose tokens from the left.
+        template: the prompt template; default: the one the checkpoint's training task used
+            (recorded in it), else first_pl's.
+        max_length: longer prompts lose tokens from the left; default: the checkpoint's
+            training max_length, else 256.
     """
     if not 0 <= threshold <= 1:
         raise AskError(f"--threshold must be in [0, 1], got {threshold}")
-    template = template or PromptTemplate()
-    check_question(question, choices, template.letters)  # before loading a model
+    if template is not None:
+        check_question(question, choices, template.letters)  # before loading a model
     module = load_model(checkpoint, "--checkpoint").module
+    record = module.data_record or exported_record(checkpoint)
+    source = "given" if template is not None else "recorded in the checkpoint"
+    template = template or recorded_template(record, f"--checkpoint {checkpoint}")
+    if template is None:
+        template, source = PromptTemplate(), "first_pl's default: the checkpoint records none"
+    max_length = max_length or recorded_max_length(record) or DEFAULT_MAX_LENGTH
     if torch.cuda.is_available():
         module = module.cuda()
-    source = tokenizer or module.model_spec.name_or_path
-    loaded = load_tokenizer(source)
-    check_vocabulary(loaded, module, source)
+    tokenizer_source = tokenizer or module.model_spec.name_or_path
+    loaded = load_tokenizer(tokenizer_source)
+    check_vocabulary(loaded, module, tokenizer_source)
     result = answer_question(
         module, loaded, question, choices, template, threshold, abstain_on, context, max_length
     )
-    print("\n".join(answer_lines(result, threshold, abstain_on)))
+    lines = [template_line(template, max_length, source), *answer_lines(result, threshold, abstain_on)]
+    print("\n".join(lines))
     return result

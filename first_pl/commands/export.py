@@ -1,9 +1,10 @@
 """`first-pl export`: turn a training checkpoint into a plain Hugging Face model folder.
 
 The result loads with `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`
-anywhere (no first_pl, no Lightning) and gives the trained module's logits exactly. A sharded
-checkpoint (a folder written by ModelParallelStrategy / FSDPStrategy with sharded state) is
-consolidated into one file first.
+anywhere (no first_pl, no Lightning) and gives the trained module's logits exactly; its
+`README.md` is a model card saying how it was trained, how it answers and what it scored. A
+sharded checkpoint (a folder written by ModelParallelStrategy / FSDPStrategy with sharded
+state) is consolidated into one file first.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from first_pl.commands.model_card import model_card, teacher_transform
 from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.fileio.atomic import atomic_folder
 from first_pl.methods.loading import load_model
@@ -54,18 +57,29 @@ def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
         )
 
 
+def exported_record(source: str | Path) -> dict[str, Any] | None:
+    """The data record (`first_pl.data.record`) an export folder carries; None for any other
+    source, or an export of a model that records none."""
+    marker = Path(source) / EXPORT_MARKER
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("data")
+
+
 def export(
     checkpoint: str, output_dir: str, tokenizer: str | None = None, overwrite: bool = False
 ) -> Path:
-    """Save a checkpoint's model and tokenizer as a Hugging Face folder.
+    """Save a checkpoint's model and tokenizer as a Hugging Face folder with a model card.
 
     Args:
         checkpoint: a `.ckpt` file of any first_pl strategy, or a sharded checkpoint folder
             (also a Hugging Face folder, .gguf file or hub id: `first_pl.methods.loading`;
             a .gguf file becomes a plain float32 folder).
-        output_dir: the folder to write (config.json, weights, tokenizer files, and
-            `first_pl_export.json`, which records the source and its strategy: null for a
-            plain model).
+        output_dir: the folder to write: config.json, weights, tokenizer files, `README.md`
+            (the model card: `first_pl.commands.model_card`) and `first_pl_export.json`, which
+            records the source, its strategy (null for a plain model), its teacher transform
+            (FIRST's c, label smoothing's delta) and its data record (the template and
+            max_length it answers with, read back by `first-pl ask`).
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
         overwrite: replace an earlier export at output_dir (never any other folder).
@@ -77,12 +91,21 @@ def export(
         loaded = load_model(checkpoint, "--checkpoint", workdir=tmp)  # beside out: room for it
         module = loaded.module
         where = str(source.resolve()) if source.exists() else checkpoint
-        record = {"checkpoint": where, "strategy": loaded.strategy}
+        data = module.data_record or exported_record(source)
+        record = {
+            "checkpoint": where,
+            "strategy": loaded.strategy,
+            "teacher_transform": teacher_transform(module),
+            "data": data,
+        }
+        tested = source if loaded.kind != "model" else None
+        card = model_card(module, data, out, tested)
 
         def write(staging: Path) -> None:
             module.model.save_pretrained(staging)
             load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
             (staging / EXPORT_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+            (staging / "README.md").write_text(card)
 
         atomic_folder(out, write)  # a whole folder or none (check_output_dir allowed replacing it)
     print(

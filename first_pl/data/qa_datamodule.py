@@ -81,6 +81,9 @@ class QADataModule(L.LightningDataModule):
         self.max_length = max_length
         self.num_workers = num_workers
         self.shuffle = shuffle
+        # The `data` config this module was built from, as plain data (set by the CLI, which
+        # alone knows it); checkpoints record it (`first_pl.data.record`).
+        self.config: dict | None = None
         # keyed by the task's settings: a training task may share its name with an evaluation task
         self.encoded: dict[tuple[str, str], list[Encoded]] = {}
         self.truncation: dict[tuple[str, str], TruncationReport] = {}
@@ -164,6 +167,7 @@ class QADataModule(L.LightningDataModule):
         for template in [self.template, *self.task_templates.values()]:
             if template.answer == "letter":  # fail early on letters that are not single tokens
                 letter_token_ids(self.tokenizer, template.letters, template.answer_prefix)
+            template.chat_prompt(self.tokenizer, "")  # and on chat without a chat template
 
     def collate_train(self, items: list[Encoded]) -> TrainBatch:
         return collate(items, self.tokenizer.pad_token_id)

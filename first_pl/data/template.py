@@ -29,7 +29,10 @@ class PromptTemplate:
       copy the right option within a few dozen steps, while binding an option to its letter
       stayed at chance after 120 (README, "Why the generated task answers with text").
 
-    Either way the response ends with the tokenizer's EOS. `scoring` says how an evaluation
+    Either way the response ends with the tokenizer's EOS. `chat: true` puts the rendered
+    prompt as the user's message into the tokenizer's chat template (an instruct model's),
+    which then opens the assistant's turn; the response follows it as above, so the loss and
+    the scores still fall on the answer tokens only. `scoring` says how an evaluation
     scores the options (the training response is `answer`'s either way):
 
     - ``"letter"`` / ``"first_token"``: the full-vocab probability of one token at the answer
@@ -52,6 +55,7 @@ class PromptTemplate:
     response_prefix: str = " "
     answer: str = "letter"
     scoring: str | None = None
+    chat: bool = False
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_FORMATS:
@@ -102,6 +106,20 @@ class PromptTemplate:
             raise TemplateError(f"example {example.id!r} has an empty option {example.choices}")
         return options
 
+    def chat_prompt(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+        """`prompt` as the user's turn of the tokenizer's chat template, ending where the
+        assistant's answer starts; `prompt` itself when `chat` is false."""
+        if not self.chat:
+            return prompt
+        if not getattr(tokenizer, "chat_template", None):
+            name = tokenizer.name_or_path or type(tokenizer).__name__
+            raise TemplateError(
+                f"template.chat is true but the tokenizer of {name!r} has no chat template; "
+                "use an instruct model's tokenizer or set template.chat: false"
+            )
+        messages = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     def instruction_prompt(self, example: InstructionExample) -> str:
         extra = self.instruction_input.format(input=example.input) if example.input else ""
         return self.instruction.format(instruction=example.instruction, input=extra)
@@ -113,6 +131,8 @@ class PromptTemplate:
         """Identity of the template, stored with teacher distributions extracted under it."""
         fields = asdict(self)
         del fields["scoring"]  # evaluation only: the prompts and responses do not depend on it
+        if not self.chat:  # changes no prompt: the stores extracted under the template still fit
+            del fields["chat"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -78,6 +78,7 @@ def encode(
         prompt, response = template.mc_prompt(example), template.mc_response(example)
     else:
         prompt, response = template.instruction_prompt(example), template.instruction_response(example)
+    prompt = template.chat_prompt(tokenizer, prompt)
     prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
     full_response = tokenizer.encode(response, add_special_tokens=False) + [tokenizer.eos_token_id]
     response_ids = full_response[: max(1, max_length - 1)]

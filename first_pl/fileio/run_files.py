@@ -32,6 +32,12 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+def command_config_file(command: str) -> str:
+    """The config a LightningCLI command saves: `config.yaml` for `fit`, `config_<command>.yaml`
+    for validate / test / predict (which must not replace the fit config)."""
+    return CONFIG_FILE if command == "fit" else f"config_{command}.yaml"
+
+
 def metrics_file(split: str) -> str:
     """`metrics_{split}.json`: the evaluation callback's figures of one split, all tasks."""
     return f"metrics_{split}.json"

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.utilities.model_registry import _is_registry
 
+from first_pl.data.record import DATA_KEY
 from first_pl.methods.base import STRATEGY_KEY, StudentModule
 
 
@@ -70,4 +71,5 @@ def load_strategy(path: str | Path, expect: type[StudentModule] | None = None) -
         raise CheckpointError(
             f"checkpoint {path} does not fit the model its hyper-parameters describe: {err}"
         ) from err
+    module.data_record = checkpoint.get(DATA_KEY)
     return module.eval()
