@@ -14,7 +14,7 @@ Batch predictions with confidences come from `first-pl predict` with the writer 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 
@@ -34,6 +34,7 @@ from first_pl.models import load_tokenizer
 __all__ = ["Answer", "AskError", "ask"]
 
 DEFAULT_MAX_LENGTH = 256  # for a model that records none
+T = TypeVar("T")
 
 
 def answer_lines(answer: Answer, threshold: float, on: str) -> list[str]:
@@ -54,12 +55,22 @@ def answer_lines(answer: Answer, threshold: float, on: str) -> list[str]:
     ]
 
 
-def template_line(template: PromptTemplate, max_length: int, source: str) -> str:
-    """The `template:` line: how the question was put, and where that came from."""
+def template_line(template: PromptTemplate, max_length: int, sources: tuple[str, str]) -> str:
+    """The `template:` line: how the question was put, and where each setting came from."""
+    chat = ", chat" if template.chat else ""
     return (
-        f"template: answer={template.answer}, scoring={template.resolved_scoring}, "
-        f"max_length={max_length} ({source})"
+        f"template: answer={template.answer}, scoring={template.resolved_scoring}{chat} "
+        f"({sources[0]}); max_length={max_length} ({sources[1]})"
     )
+
+
+def setting(given: T | None, recorded: T | None, default: T, what: str) -> tuple[T, str]:
+    """`(value, where it came from)`: the given value, else the recorded one, else the default."""
+    if given is not None:
+        return given, "given"
+    if recorded is not None:
+        return recorded, "recorded in the checkpoint"
+    return default, f"first_pl's default: the checkpoint records no {what}"
 
 
 def ask(
@@ -98,11 +109,13 @@ def ask(
         check_question(question, choices, template.letters)  # before loading a model
     module = load_model(checkpoint, "--checkpoint").module
     record = module.data_record or exported_record(checkpoint)
-    source = "given" if template is not None else "recorded in the checkpoint"
-    template = template or recorded_template(record, f"--checkpoint {checkpoint}")
-    if template is None:
-        template, source = PromptTemplate(), "first_pl's default: the checkpoint records none"
-    max_length = max_length or recorded_max_length(record) or DEFAULT_MAX_LENGTH
+    recorded = (
+        None if template is not None else recorded_template(record, f"--checkpoint {checkpoint}")
+    )
+    template, template_source = setting(template, recorded, PromptTemplate(), "template")
+    max_length, length_source = setting(
+        max_length, recorded_max_length(record), DEFAULT_MAX_LENGTH, "max_length"
+    )
     if torch.cuda.is_available():
         module = module.cuda()
     tokenizer_source = tokenizer or module.model_spec.name_or_path
@@ -111,6 +124,6 @@ def ask(
     result = answer_question(
         module, loaded, question, choices, template, threshold, abstain_on, context, max_length
     )
-    lines = [template_line(template, max_length, source), *answer_lines(result, threshold, abstain_on)]
-    print("\n".join(lines))
+    header = template_line(template, max_length, (template_source, length_source))
+    print("\n".join([header, *answer_lines(result, threshold, abstain_on)]))
     return result

@@ -118,7 +118,7 @@ def model_card(
     header["tags"] = ["first_pl", method.lower(), "multiple-choice", "calibration"]
     cut = (
         f"; layers kept: {spec.keep_layers}" if spec.keep_layers
-        else f"; every {spec.keep_every}th layer kept" if spec.keep_every else ""
+        else f"; layers 0, {spec.keep_every}, {2 * spec.keep_every}, ... kept" if spec.keep_every else ""
     )  # fmt: skip
     transform = teacher_transform(module)
     transform_text = (
