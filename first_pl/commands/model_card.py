@@ -74,12 +74,14 @@ def metrics_section(checkpoint: Path | None) -> list[str]:
                 "in its run folder).", ""]  # fmt: skip
     path, tasks = found
     lines = [f"Measured by `first-pl test` on this checkpoint ({path}); Acc, ECE and Trust "
-             "(= Acc - ECE) in percent, ECE over 10 bins of the full-vocab confidence.", "",
-             "| task | n | Acc | ECE | Trust |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+             "(= Acc - ECE) in percent, ECE of the confidence named per task.", "",
+             "| task | n | scoring | confidence | Acc | ECE | Trust |",
+             "|---|---:|---|---|---:|---:|---:|"]  # fmt: skip
     for task, figures in sorted(tasks.items()):
         lines.append(
-            f"| {task} | {figures['n']} | {figures['acc']:.2f} | {figures['ece']:.2f} | "
-            f"{figures['trust']:.2f} |"
+            f"| {task} | {figures['n']} | {figures.get('scoring', '?')} | "
+            f"{figures.get('confidence_kind', '?')} | {figures['acc']:.2f} | "
+            f"{figures['ece']:.2f} | {figures['trust']:.2f} |"
         )
     return [*lines, ""]
 
