@@ -44,7 +44,7 @@ def answer_lines(answer: Answer, threshold: float, on: str) -> list[str]:
     scored = (
         f"full-vocab probability of {answer.token!r}"
         if answer.token is not None
-        else f"softmax over the options' {answer.scoring} scores"
+        else f"exp of the option's {answer.scoring} score"
     )
     return [
         f"answer: {answer.letter}. {answer.text}",

@@ -5,8 +5,9 @@ and the same `StudentModule.evaluate` as `first-pl test`, so the answer and its 
 what `first-pl test` would report for this question (`first-pl ask` prints them). Under the
 token scorings the confidence is the full-vocab probability of the chosen answer token (the
 letter, or the option's first token for text answers: the paper's semantics); under the option
-scorings it is the softmax over the options' log-likelihoods. The value renormalised over the
-candidates is kept beside it.
+scorings it is the exponential of the chosen option's score (the probability of its tokens,
+per token for `option_loglik_norm`). The value renormalised over the candidates is kept
+beside it.
 """
 
 from __future__ import annotations
