@@ -18,8 +18,7 @@ from typing import Literal, TypeVar
 
 import torch
 
-from first_pl.commands.export import exported_record
-from first_pl.data.record import recorded_max_length, recorded_template
+from first_pl.data.record import exported_record, recorded_max_length, recorded_template
 from first_pl.data.template import PromptTemplate
 from first_pl.methods.answer import (
     Answer,

@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from first_pl.commands.model_card import model_card, teacher_transform
 from first_pl.commands.output_path import OutputPathError, check_output_path
+from first_pl.data.record import exported_record
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.fileio.run_files import EXPORT_MARKER
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 
-# Written into every export: `--overwrite true` replaces only a folder that holds it.
-EXPORT_MARKER = "first_pl_export.json"
+# EXPORT_MARKER is written into every export: `--overwrite true` replaces only a folder that
+# holds it.
 
 
 def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
@@ -55,15 +56,6 @@ def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
             f"--output_dir {out} was not written by first-pl export (it has no {EXPORT_MARKER}); "
             f"--overwrite true replaces only an earlier export: choose a new folder"
         )
-
-
-def exported_record(source: str | Path) -> dict[str, Any] | None:
-    """The data record (`first_pl.data.record`) an export folder carries; None for any other
-    source, or an export of a model that records none."""
-    marker = Path(source) / EXPORT_MARKER
-    if not marker.is_file():
-        return None
-    return json.loads(marker.read_text()).get("data")
 
 
 def export(

@@ -2,8 +2,9 @@
 
 A model trained to answer with the option's text, scored by its first token, must be asked the
 same way: asked for a letter it answers at chance. The strategies write `data_record` into every
-checkpoint they save (`StudentModule.on_save_checkpoint`), and `ask`, `test`, `predict` and
-`export` read it back (`recorded_template`, `recorded_max_length`) as their defaults.
+checkpoint they save (`StudentModule.on_save_checkpoint`), `export` copies it into its folder,
+and `ask`, `test`, `predict` and `export` read it back (`recorded_template`,
+`recorded_max_length`, `exported_record`) as their defaults.
 
 The record is plain data (dicts, lists, strings, numbers), so a checkpoint stays loadable with
 `torch.load(weights_only=True)`:
@@ -20,10 +21,13 @@ The record is plain data (dicts, lists, strings, numbers), so a checkpoint stays
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from first_pl.data.template import PromptTemplate, TemplateError
+from first_pl.fileio.run_files import EXPORT_MARKER
 
 if TYPE_CHECKING:
     from first_pl.data.qa_datamodule import QADataModule
@@ -74,3 +78,12 @@ def recorded_template(record: dict[str, Any] | None, where: str) -> PromptTempla
 def recorded_max_length(record: dict[str, Any] | None) -> int | None:
     """The training `max_length` a record holds; None when there is no record."""
     return int(record["max_length"]) if record and record.get("max_length") else None
+
+
+def exported_record(source: str | Path) -> dict[str, Any] | None:
+    """The record a `first-pl export` folder carries in its `EXPORT_MARKER`; None for any other
+    source, or for an export of a model that records none."""
+    marker = Path(source) / EXPORT_MARKER
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text()).get("data")

@@ -25,6 +25,7 @@ CALIBRATION_FIGURE = "calibration_curve.png"
 COVERAGE_STEM = "coverage"  # `first-pl coverage`: .json, .csv, .png
 RANK_CALIBRATION_STEM = "rank_calibration"
 REPORT_FILE = "report.md"  # `first-pl report`, beside report.html and its figures
+EXPORT_MARKER = "first_pl_export.json"  # `first-pl export`: what it exported, read by `ask`
 
 
 def safe_name(name: str) -> str:
