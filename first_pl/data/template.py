@@ -32,7 +32,8 @@ class PromptTemplate:
     Either way the response ends with the tokenizer's EOS. `chat: true` puts the rendered
     prompt as the user's message into the tokenizer's chat template (an instruct model's),
     which then opens the assistant's turn; the response follows it as above, so the loss and
-    the scores still fall on the answer tokens only. `scoring` says how an evaluation
+    the scores still fall on the answer tokens only. A turn starts without a space: give it
+    `answer_prefix: ""` (README, "Chat templates", measures both). `scoring` says how an evaluation
     scores the options (the training response is `answer`'s either way):
 
     - ``"letter"`` / ``"first_token"``: the full-vocab probability of one token at the answer
