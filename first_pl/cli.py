@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from jsonargparse import CLI, ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.trainer.states import TrainerFn
@@ -26,9 +27,11 @@ from first_pl.commands.calibrate import calibrate
 from first_pl.commands.export import export
 from first_pl.commands.extract import extract
 from first_pl.commands.plan import plan
+from first_pl.commands.recorded_config import checkpoint_defaults
 from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
+from first_pl.fileio.run_files import command_config_file
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
 from first_pl.pipeline.offline import Pipeline
@@ -76,7 +79,7 @@ class SaveConfigPerCommand(SaveConfigCallback):
         # Lightning passes a TrainerFn, whose f-string is "TrainerFn.TESTING", not "test".
         stage = TrainerFn(stage).value
         if stage != "fit":
-            self.config_filename = f"config_{stage}.yaml"
+            self.config_filename = command_config_file(stage)
         if self.config.get(OVERWRITE_FLAG):
             self.config = self.config.clone()
             self.config[OVERWRITE_FLAG] = False
@@ -118,6 +121,29 @@ class FirstCLI(LightningCLI):
             help="unpickle whatever --ckpt_path holds (it can run code); default: a "
             "weights-only load that refuses a checkpoint needing anything but tensors and data",
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse with the evaluated checkpoint's recorded model and data config as defaults
+        (`first_pl.commands.recorded_config`), so `test --ckpt_path X` needs no config."""
+        found = checkpoint_defaults(list(sys.argv[1:] if args is None else args))
+        if found is not None:
+            subcommand, defaults = found
+            self._parser(subcommand).set_defaults(defaults)
+            if "data" in defaults:
+                print(
+                    f"{subcommand}: data config as the checkpoint records it (explicit --config "
+                    "/ --data options override it)",
+                    flush=True,
+                )
+        super().parse_arguments(parser, args)
+
+    def after_instantiate_classes(self) -> None:
+        """Hand the data module its config as plain data, for the checkpoints to record."""
+        super().after_instantiate_classes()
+        subcommand = self.config.get("subcommand")
+        if subcommand is not None and isinstance(self.datamodule, QADataModule):
+            dump = self.parser.dump(self.config, skip_none=False, skip_link_targets=False)
+            self.datamodule.config = yaml.safe_load(dump)[subcommand]["data"]
 
     def _parse_ckpt_path(self) -> None:
         """Check `--ckpt_path`, then take the model's hyper-parameters from it, as LightningCLI does.

@@ -1,9 +1,10 @@
 """`first-pl export`: turn a training checkpoint into a plain Hugging Face model folder.
 
 The result loads with `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`
-anywhere (no first_pl, no Lightning) and gives the trained module's logits exactly. A sharded
-checkpoint (a folder written by ModelParallelStrategy / FSDPStrategy with sharded state) is
-consolidated into one file first.
+anywhere (no first_pl, no Lightning) and gives the trained module's logits exactly; its
+`README.md` is a model card saying how it was trained, how it answers and what it scored. A
+sharded checkpoint (a folder written by ModelParallelStrategy / FSDPStrategy with sharded
+state) is consolidated into one file first.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import json
 import tempfile
 from pathlib import Path
 
+from first_pl.commands.model_card import model_card, teacher_transform
 from first_pl.commands.output_path import OutputPathError, check_output_path
+from first_pl.data.record import exported_record
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.fileio.run_files import EXPORT_MARKER
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 
-# Written into every export: `--overwrite true` replaces only a folder that holds it.
-EXPORT_MARKER = "first_pl_export.json"
+# EXPORT_MARKER is written into every export: `--overwrite true` replaces only a folder that
+# holds it.
 
 
 def check_output_dir(out: Path, source: Path, overwrite: bool) -> None:
@@ -86,15 +90,17 @@ def export(
     overwrite: bool = False,
     trust_checkpoint: bool = False,
 ) -> Path:
-    """Save a checkpoint's model and tokenizer as a Hugging Face folder.
+    """Save a checkpoint's model and tokenizer as a Hugging Face folder with a model card.
 
     Args:
         checkpoint: a `.ckpt` file of any first_pl strategy, or a sharded checkpoint folder
             (also a Hugging Face folder, .gguf file or hub id: `first_pl.methods.loading`;
             a .gguf file becomes a plain float32 folder).
-        output_dir: the folder to write (config.json, weights, tokenizer files, and
-            `first_pl_export.json`, which records the source, its strategy (null for a plain
-            model) and the files written).
+        output_dir: the folder to write: config.json, weights, tokenizer files, `README.md`
+            (the model card: `first_pl.commands.model_card`) and `first_pl_export.json`, which
+            records the source, its strategy (null for a plain model), its teacher transform
+            (FIRST's c, label smoothing's delta) and its data record (the template and
+            max_length it answers with, read back by `first-pl ask`) and the files written.
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
         overwrite: replace an earlier export at output_dir (never any other folder, nor one
@@ -109,11 +115,20 @@ def export(
         loaded = load_model(checkpoint, "--checkpoint", workdir=tmp, trust=trust_checkpoint)  # beside out: room for it
         module = loaded.module
         where = str(source.resolve()) if source.exists() else checkpoint
-        record = {"checkpoint": where, "strategy": loaded.strategy}
+        data = module.data_record or exported_record(source)
+        record = {
+            "checkpoint": where,
+            "strategy": loaded.strategy,
+            "teacher_transform": teacher_transform(module),
+            "data": data,
+        }
+        tested = source if loaded.kind != "model" else None
+        card = model_card(module, data, out, tested)
 
         def write(staging: Path) -> None:
             module.model.save_pretrained(staging)
             load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
+            (staging / "README.md").write_text(card)
             marker = {**record, "files": sorted([*exported_files(staging), EXPORT_MARKER])}
             (staging / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 

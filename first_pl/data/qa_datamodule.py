@@ -93,6 +93,9 @@ class QADataModule(L.LightningDataModule):
         self.eval_max_length = eval_max_length
         self.num_workers = num_workers
         self.shuffle = shuffle
+        # The `data` config this module was built from, as plain data (set by the CLI, which
+        # alone knows it); checkpoints record it (`first_pl.data.record`).
+        self.config: dict | None = None
         # keyed by the task's settings and the length: a training task may share its name with an
         # evaluation task, and a split may be read for training and for evaluation
         self.encoded: dict[tuple[str, str, int | None], list[Encoded]] = {}
@@ -181,6 +184,7 @@ class QADataModule(L.LightningDataModule):
         for template in [self.template, *self.task_templates.values()]:
             if template.answer == "letter":  # fail early on letters that are not single tokens
                 letter_token_ids(self.tokenizer, template.letters, template.answer_prefix)
+            template.chat_prompt(self.tokenizer, "")  # and on chat without a chat template
 
     def collate_train(self, items: list[Encoded]) -> TrainBatch:
         return collate(items, self.tokenizer.pad_token_id)

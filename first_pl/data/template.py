@@ -32,7 +32,11 @@ class PromptTemplate:
       copy the right option within a few dozen steps, while binding an option to its letter
       stayed at chance after 120 (README, "Why the generated task answers with text").
 
-    Either way the response ends with the tokenizer's EOS. `scoring` says how an evaluation
+    Either way the response ends with the tokenizer's EOS. `chat: true` puts the rendered
+    prompt as the user's message into the tokenizer's chat template (an instruct model's),
+    which then opens the assistant's turn; the response follows it as above, so the loss and
+    the scores still fall on the answer tokens only. A turn starts without a space: give it
+    `answer_prefix: ""` (README, "Chat templates", measures both). `scoring` says how an evaluation
     scores the options (the training response is `answer`'s either way):
 
     - ``"letter"`` / ``"first_token"``: the full-vocab probability of one token at the answer
@@ -64,6 +68,7 @@ class PromptTemplate:
     answer: str = "letter"
     scoring: str | None = None
     domain_premise: str | None = None
+    chat: bool = False
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_FORMATS:
@@ -135,6 +140,20 @@ class PromptTemplate:
             )
         return ids
 
+    def chat_prompt(self, tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+        """`prompt` as the user's turn of the tokenizer's chat template, ending where the
+        assistant's answer starts; `prompt` itself when `chat` is false."""
+        if not self.chat:
+            return prompt
+        if not getattr(tokenizer, "chat_template", None):
+            name = tokenizer.name_or_path or type(tokenizer).__name__
+            raise TemplateError(
+                f"template.chat is true but the tokenizer of {name!r} has no chat template; "
+                "use an instruct model's tokenizer or set template.chat: false"
+            )
+        messages = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     def instruction_prompt(self, example: InstructionExample) -> str:
         extra = self.instruction_input.format(input=example.input) if example.input else ""
         return self.instruction.format(instruction=example.instruction, input=extra)
@@ -147,6 +166,8 @@ class PromptTemplate:
         fields = asdict(self)
         # evaluation only: the prompts and responses do not depend on them
         del fields["scoring"], fields["domain_premise"]
+        if not self.chat:  # changes no prompt: the stores extracted under the template still fit
+            del fields["chat"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

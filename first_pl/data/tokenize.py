@@ -96,6 +96,7 @@ def encode(
     else:
         prompt, response = template.instruction_prompt(example), template.instruction_response(example)
         fields = (example.instruction, example.input)
+    prompt = template.chat_prompt(tokenizer, prompt)
     full_response = tokenizer.encode(response, add_special_tokens=False) + [tokenizer.eos_token_id]
     response_ids = full_response[: max(1, max_length - 1)]
     response_cut = len(full_response) - len(response_ids)

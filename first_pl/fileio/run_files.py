@@ -25,11 +25,18 @@ CALIBRATION_FIGURE = "calibration_curve.png"
 COVERAGE_STEM = "coverage"  # `first-pl coverage`: .json, .csv, .png
 RANK_CALIBRATION_STEM = "rank_calibration"
 REPORT_FILE = "report.md"  # `first-pl report`, beside report.html and its figures
+EXPORT_MARKER = "first_pl_export.json"  # `first-pl export`: what it exported, read by `ask`
 
 
 def safe_name(name: str) -> str:
     """A task name as a file name: anything but letters, digits, `.`, `_`, `-` becomes `_`."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def command_config_file(command: str) -> str:
+    """The config a LightningCLI command saves: `config.yaml` for `fit`, `config_<command>.yaml`
+    for validate / test / predict (which must not replace the fit config)."""
+    return CONFIG_FILE if command == "fit" else f"config_{command}.yaml"
 
 
 def metrics_file(split: str) -> str:

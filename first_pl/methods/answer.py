@@ -2,9 +2,12 @@
 
 The question goes through the same `PromptTemplate`, `encode` and `collate` as the data modules
 and the same `StudentModule.evaluate` as `first-pl test`, so the answer and its confidence are
-what `first-pl test` would report for this question (`first-pl ask` prints them). The
-confidence is the chosen letter's full-vocab probability (the paper's semantics); the value
-renormalised over the candidate letters is kept beside it.
+what `first-pl test` would report for this question (`first-pl ask` prints them). Under the
+token scorings the confidence is the full-vocab probability of the chosen answer token (the
+letter, or the option's first token for text answers: the paper's semantics); under the option
+scorings it is the exponential of the chosen option's score (the probability of its tokens,
+per token for `option_loglik_norm`). The value renormalised over the candidates is kept
+beside it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ class Answer:
     renormalized: float
     decision: Literal["answer", "abstain"]
     probabilities: dict[str, float]
+    scoring: str = "letter"
+    # The token whose full-vocab probability is the confidence (the letter's, or the option's
+    # first token for text answers); None for option scorings, which score whole options.
+    token: str | None = None
 
 
 def check_question(question: str, choices: list[str], letters: str) -> None:
@@ -98,6 +105,7 @@ def answer_question(
     output = module.evaluate(batch)
     probs = output["candidate_probs"][0].float().cpu()
     pred = int(output["pred"][0])
+    token = tokenizer.decode([item.candidate_ids[pred]]) if item.candidate_ids else None
     confidence = float(output["confidence"][0])
     renormalized = confidence / float(probs.sum())
     decisive = confidence if abstain_on == "full" else renormalized
@@ -108,4 +116,6 @@ def answer_question(
         renormalized=renormalized,
         decision="answer" if decisive >= threshold else "abstain",
         probabilities={template.letters[i]: float(p) for i, p in enumerate(probs)},
+        scoring=item.scoring,
+        token=token,
     )

@@ -18,6 +18,8 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from first_pl.data.batch import EvalBatch, EvalOutput, TrainBatch, response_mask
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.record import DATA_KEY, data_record
 from first_pl.data.template import OPTION_SCORINGS
 from first_pl.methods.scoring import choice_output, option_scores, target_log_probs, token_scores
 from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
@@ -85,6 +87,10 @@ class StudentModule(L.LightningModule):
         model: which model to train (hub id, folder, GGUF, the offline default, layer-dropped).
         optimizer: Adam and schedule settings.
     """
+
+    # What the checkpoint this module was loaded from records about its data (the template it
+    # answers with, its max_length: `first_pl.data.record`); None when it records nothing.
+    data_record: dict[str, Any] | None = None
 
     def __init__(
         self, model: ModelSpec | None = None, optimizer: OptimizerConfig | None = None
@@ -200,8 +206,13 @@ class StudentModule(L.LightningModule):
         return self.evaluate(batch)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the strategy class so any checkpoint can be reloaded without its config."""
+        """Record the strategy class, so any checkpoint can be reloaded without its config, and
+        how the data taught the model to answer (`first_pl.data.record`), so it is asked and
+        tested that way."""
         checkpoint[STRATEGY_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if isinstance(datamodule, QADataModule):
+            checkpoint[DATA_KEY] = data_record(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, naming both models, a checkpoint whose weights do not fit this module's model.
@@ -209,6 +220,7 @@ class StudentModule(L.LightningModule):
         Without this, `--ckpt_path` of a checkpoint trained with another `model` fails deep in
         `load_state_dict` with a list of tensor names.
         """
+        self.data_record = checkpoint.get(DATA_KEY)
         state = checkpoint.get("state_dict")
         if not isinstance(state, dict) or self.model is None:
             return  # sharded checkpoints are restored by the strategy, which checks them itself

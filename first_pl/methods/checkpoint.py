@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.utilities.model_registry import _is_registry
 
+from first_pl.data.record import DATA_KEY
 from first_pl.methods.base import STRATEGY_KEY, OptimizerConfig, StudentModule
 from first_pl.models import ModelSpec
 
@@ -224,4 +225,5 @@ def load_strategy(
         raise CheckpointError(
             f"checkpoint {path} does not fit the model its hyper-parameters describe: {err}"
         ) from err
+    module.data_record = checkpoint.get(DATA_KEY)
     return module.eval()

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from first_pl.cli import main
 from first_pl.commands.ask import AskError, ask
+from first_pl.data.record import DATA_KEY
+from first_pl.data.template import PromptTemplate
+from first_pl.tasks import GeneratedMC
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-QUESTION = ["--question", "Which city is farther north?", "--choices", '["Oslo", "Rome"]']
+# Words of the tiny tokenizer: the checkpoint answers with the option's text (generated.yaml),
+# whose first tokens must differ.
+CHOICES = ["apple", "tiger"]
+QUESTION = ["--question", "Which of these is a fruit?", "--choices", json.dumps(CHOICES)]
 
 
 def run_args(model_dir: Path, run: Path) -> list[str]:
@@ -54,7 +63,7 @@ def test_ask_checkpoint_prints_answer_confidences_and_decision(trained, capsys):
     checkpoint, _ = trained
     main(["ask", "--checkpoint", str(checkpoint), *QUESTION])
     fields = printed_fields(capsys.readouterr().out)
-    assert fields["answer"] in ("A. Oslo", "B. Rome")
+    assert fields["answer"] in ("A. apple", "B. tiger")
     assert {"confidence", "confidence over the candidates", "candidate probabilities"} <= set(
         fields
     )
@@ -63,8 +72,9 @@ def test_ask_checkpoint_prints_answer_confidences_and_decision(trained, capsys):
 
 def test_exported_folder_gives_the_checkpoints_answer(trained, capsys):
     checkpoint, exported = trained
-    from_ckpt = ask(str(checkpoint), "Which city is farther north?", ["Oslo", "Rome", "Bern"])
-    from_folder = ask(str(exported), "Which city is farther north?", ["Oslo", "Rome", "Bern"])
+    three = ["apple", "tiger", "airplane"]
+    from_ckpt = ask(str(checkpoint), "Which of these is a fruit?", three)
+    from_folder = ask(str(exported), "Which of these is a fruit?", three)
     assert from_folder.letter == from_ckpt.letter
     assert from_folder.confidence == pytest.approx(from_ckpt.confidence, abs=1e-6)
     probs = from_ckpt.probabilities
@@ -72,6 +82,59 @@ def test_exported_folder_gives_the_checkpoints_answer(trained, capsys):
     assert from_ckpt.confidence == pytest.approx(max(probs.values()))
     assert from_ckpt.renormalized == pytest.approx(from_ckpt.confidence / sum(probs.values()))
     assert from_ckpt.confidence < from_ckpt.renormalized <= 1  # the vocabulary takes some mass
+
+
+def scored_token(tokenizer, text: str) -> str:
+    """How `ask` names the token scored for an answer: the first token of " " + text."""
+    return repr(tokenizer.decode(tokenizer.encode(" " + text, add_special_tokens=False)[:1]))
+
+
+def test_ask_answers_the_way_the_checkpoint_was_trained(trained, tiny_model_dir, capsys):
+    """generated.yaml trains its task to answer with the option's text: asked without
+    --template, the checkpoint and its export answer with the text and name its token."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for source in trained:
+        main(["ask", "--checkpoint", str(source), *QUESTION])
+        fields = printed_fields(capsys.readouterr().out)
+        assert fields["template"] == (
+            "answer=text, scoring=first_token (recorded in the checkpoint); "
+            "max_length=128 (recorded in the checkpoint)"
+        )
+        letter, text = fields["answer"].split(". ")
+        assert text == CHOICES["AB".index(letter)]
+        token = scored_token(tokenizer, text)
+        assert token != repr(letter)
+        assert fields["confidence"].endswith(f"(full-vocab probability of {token})")
+
+
+def test_an_explicit_template_and_max_length_win(trained, tiny_model_dir, capsys):
+    checkpoint, _ = trained
+    given = ["--template", '{"answer": "letter"}', "--max_length", "64"]
+    main(["ask", "--checkpoint", str(checkpoint), *QUESTION, *given])
+    fields = printed_fields(capsys.readouterr().out)
+    assert fields["template"] == "answer=letter, scoring=letter (given); max_length=64 (given)"
+    letter = fields["answer"].split(".")[0]
+    token = scored_token(AutoTokenizer.from_pretrained(tiny_model_dir), letter)
+    assert fields["confidence"].endswith(f"(full-vocab probability of {token})")
+
+
+def test_checkpoint_records_its_data_as_plain_data(trained):
+    """weights_only=True loads nothing but plain data: no Path, Namespace or template object."""
+    checkpoint, _ = trained
+    record = torch.load(checkpoint, map_location="cpu", weights_only=True)[DATA_KEY]
+    template = {**asdict(PromptTemplate()), "answer": "text"}
+    assert record["template"] == template
+    assert record["task_templates"] == {"generated": template}
+    assert record["max_length"] == 128
+    config = record["config"]
+    assert config["class_path"] == "first_pl.data.qa_datamodule.QADataModule"
+    assert config["init_args"]["train_task"]["init_args"]["test_size"] == 12
+    task = GeneratedMC(**config["init_args"]["train_task"]["init_args"])
+    assert record["train_task"] == {
+        "name": "generated",
+        "fingerprint": task.fingerprint(),
+        "template_fingerprint": PromptTemplate(answer="text").fingerprint(),
+    }
 
 
 def test_threshold_decides_answer_or_abstain(trained, capsys):
@@ -102,8 +165,8 @@ def test_a_tokenizer_saved_alone_is_a_tokenizer(trained, tiny_model_dir, tmp_pat
     checkpoint, _ = trained
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "tokenizer")
     assert not (tmp_path / "tokenizer" / "config.json").exists()
-    alone = ask(str(checkpoint), "Which city?", ["Oslo", "Rome"], tokenizer=str(tmp_path / "tokenizer"))
-    default = ask(str(checkpoint), "Which city?", ["Oslo", "Rome"])
+    alone = ask(str(checkpoint), "Which city?", CHOICES, tokenizer=str(tmp_path / "tokenizer"))
+    default = ask(str(checkpoint), "Which city?", CHOICES)
     assert alone == default
 
 

@@ -6,19 +6,25 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
 from first_pl.commands.export import EXPORT_MARKER
+from first_pl.commands.model_card import base_model, teacher_transform
 from first_pl.commands.output_path import OutputPathError
-from first_pl.methods import FIRST
+from first_pl.data.record import DATA_KEY
+from first_pl.data.template import PromptTemplate
+from first_pl.methods import FIRST, FineTune, LabelSmoothingDistill
 from first_pl.methods.checkpoint import CheckpointError, load_strategy
 from first_pl.methods.loading import consolidate
-from first_pl.models import ModelSpec
+from first_pl.models import SMOLLM2_ALIAS, ModelSpec
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -82,12 +88,9 @@ def test_overwrite_replaces_an_earlier_export_only(checkpoint, tmp_path):
     (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
     main(export_args(checkpoint, out, "--overwrite", "true"))
     marker = json.loads((out / EXPORT_MARKER).read_text())
-    assert marker == {
-        "checkpoint": str(checkpoint.resolve()),
-        "strategy": "FineTune",
-        "files": sorted(marker["files"]),
-    }
-    assert set(marker["files"]) == set(snapshot(out)) and "config.json" in marker["files"]
+    assert marker["checkpoint"] == str(checkpoint.resolve()) and marker["strategy"] == "FineTune"
+    assert marker["files"] == sorted(marker["files"])
+    assert set(marker["files"]) == set(snapshot(out)) and {"config.json", "README.md"} <= set(marker["files"])
     (out / "config.json").write_text("{}")  # an export's own file: replaced
     main(export_args(checkpoint, out, "--overwrite", "true"))
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
@@ -157,3 +160,80 @@ def test_first_checkpoint_reloads_without_its_calibration_file(tiny_model_dir, t
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
     assert load_strategy(path, expect=FIRST).temperature == 0.3
+
+
+def test_export_records_c_and_template_and_writes_a_model_card(tiny_model_dir, tmp_path):
+    """A FIRST checkpoint's export names its c in first_pl_export.json and in README.md, whose
+    YAML header is Hugging Face model-card metadata."""
+    module = FIRST(model=ModelSpec(name_or_path=str(tiny_model_dir)), temperature=0.3)
+    module.configure_model()
+    path = tmp_path / "first.ckpt"
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    checkpoint[DATA_KEY] = {"template": asdict(PromptTemplate(answer="text")), "max_length": 96}
+    torch.save(checkpoint, path)
+    out = tmp_path / "hf"
+    main(["export", "--checkpoint", str(path), "--output_dir", str(out)])
+    record = json.loads((out / EXPORT_MARKER).read_text())
+    assert record["teacher_transform"] == {"transform": "prob_temperature", "c": 0.3}
+    assert record["data"]["template"]["answer"] == "text"
+    card = (out / "README.md").read_text()
+    _, header, body = card.split("---\n", 2)
+    assert yaml.safe_load(header) == {
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["first_pl", "first", "multiple-choice", "calibration"],
+    }  # a local base model has no hub id for `base_model`, and no known license
+    assert f"- Base model: {tiny_model_dir}\n" in body
+    assert "- Method: FIRST; teacher transform: transform = prob_temperature, c = 0.3\n" in body
+    assert "- Training data: not recorded in the checkpoint\n" in body
+    assert "Test Acc / ECE / Trust: not measured" in body
+    assert "answer with the option's text" in body and "max_length=96" in body
+    assert "Question: Which city is farther north?\nA. Oslo\nB. Rome\nAnswer: Oslo\n" in body
+    assert f'AutoModelForCausalLM.from_pretrained("{out}")' in body
+    assert f"first-pl ask --checkpoint {out} " in body
+
+
+def test_model_card_reports_the_test_figures_of_this_checkpoint(checkpoint, tmp_path):
+    """`first-pl test` in the checkpoint's run folder (with no config: the checkpoint records
+    its data) leaves metrics_test.json, which the card quotes; another checkpoint of the same
+    run folder was not tested, and its card says so."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    tested = shutil.copy(checkpoint, run / "checkpoints" / "tested.ckpt")
+    other = shutil.copy(checkpoint, run / "checkpoints" / "other.ckpt")
+    main([
+        "test", "--ckpt_path", str(tested),
+        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+        "--trainer.default_root_dir", str(run),
+        "--trainer.logger.init_args.save_dir", str(run),
+        "--trainer.enable_progress_bar", "false",
+        "--data.init_args.train_task.init_args.test_size", "6",
+        "--evaluation.n_resamples", "20",
+    ])  # fmt: skip
+    figures = json.loads((run / "metrics_test.json").read_text())["tasks"]["generated"]
+    assert figures["n"] == 6
+    main(["export", "--checkpoint", str(tested), "--output_dir", str(tmp_path / "hf")])
+    card = (tmp_path / "hf" / "README.md").read_text()
+    row = (
+        f"| generated | 6 | first_token | full_vocab | {figures['acc']:.2f} | "
+        f"{figures['ece']:.2f} | {figures['trust']:.2f} |"
+    )
+    assert row in card and "not measured" not in card
+    main(["export", "--checkpoint", str(other), "--output_dir", str(tmp_path / "hf_other")])
+    assert (
+        "Test Acc / ECE / Trust: not measured" in (tmp_path / "hf_other" / "README.md").read_text()
+    )
+
+
+def test_a_known_base_model_gets_its_hub_id_and_license():
+    assert base_model(SMOLLM2_ALIAS) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")
+    assert (
+        base_model("/models/SmolLM2-135M-Instruct.Q4_1.gguf")[0]
+        == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    assert base_model("org/model") == ("org/model", None)
+    assert base_model("/no/such/folder") == (None, None)
+    delta = LabelSmoothingDistill(model=ModelSpec(name_or_path="x"), delta=0.2)
+    assert teacher_transform(delta) == {"transform": "label_smoothing", "delta": 0.2}
+    assert teacher_transform(FineTune(model=ModelSpec(name_or_path="x"))) == {}

@@ -13,8 +13,13 @@ import first_pl.commands
 from first_pl.cli import COMMANDS, main
 
 COMMANDS_DIR = Path(first_pl.commands.__file__).parent
-# Not a command: the check every command that writes makes on its output path.
-SHARED_HELPERS = {"first_pl.commands.output_path"}
+# Not commands: the check every command that writes makes on its output path; the model card
+# `export` writes; the checkpoint's recorded config, the defaults of `test` (cli.py).
+SHARED_HELPERS = {
+    "first_pl.commands.output_path",
+    "first_pl.commands.model_card",
+    "first_pl.commands.recorded_config",
+}
 
 
 def test_every_subcommand_is_registered_by_its_function_or_class() -> None:
