@@ -48,6 +48,7 @@ def extract(
     compression: Literal["gzip", "none"] = "gzip",
     batch_size: int = 8,
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto",
     overwrite: bool = False,
     progress: bool = True,
     backend: Literal["transformers", "vllm"] = "transformers",
@@ -72,6 +73,9 @@ def extract(
         precision: ``auto`` runs the teacher under bf16 autocast only where the hardware
             multiplies bf16 natively (``first_pl.precision``), else in float32; stored
             probabilities are float32 softmaxes either way.
+        accelerator: ``auto`` runs the teacher on this rank's GPU when one is visible, else
+            on the CPU; ``cpu`` or ``gpu`` force one (the pipeline passes its trainer's choice,
+            so a stage's extraction runs where its fit and test run).
         overwrite: replace a complete store at ``output`` (kept until the new one is complete).
         progress: show a progress bar (rank 0).
         backend: ``transformers`` (this process group) or ``vllm``: vLLM's prompt
@@ -121,6 +125,7 @@ def extract(
         out,
         metadata,
         precision=precision,
+        accelerator=accelerator,
         batch_size=batch_size,
         progress=progress,
         overwrite=overwrite,

@@ -92,7 +92,8 @@ def log_report_run(report: Path, figures: list[Path], group: str) -> None:
     mode = None if "WANDB_MODE" in os.environ or wandb_has_credentials() else "offline"
     if mode == "offline":
         print(
-            "W&B: no WANDB_API_KEY, netrc entry or WANDB_MODE; logging offline (`wandb sync` later)."
+            "W&B: no WANDB_API_KEY, netrc entry or WANDB_MODE; logging offline (`wandb sync` later).",
+            flush=True,
         )
     run = wandb.init(
         project="first-pl", group=group, name="report", job_type="report",
