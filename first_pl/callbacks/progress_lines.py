@@ -53,13 +53,14 @@ def task_figures(metrics: Mapping[str, Any], split: str) -> dict[str, dict[str, 
     return tasks
 
 
+def figure(key: str, value: float, width: int = 0) -> str:
+    """A loss with 4 decimals, a percentage with 2."""
+    return f"{value:>{width}.4f}" if key == "loss" else f"{value:>{width}.2f}"
+
+
 def figures_text(figures: Mapping[str, float]) -> str:
     """`Acc 61.25 ECE 8.40 Trust 52.85 loss 0.9120` (Acc, ECE and Trust in percent)."""
-    return " ".join(
-        f"{label} {figures[key]:.4f}" if key == "loss" else f"{label} {figures[key]:.2f}"
-        for key, label in FIGURES
-        if key in figures
-    )
+    return " ".join(f"{label} {figure(key, figures[key])}" for key, label in FIGURES if key in figures)
 
 
 def results_table(results: list[Mapping[str, Any]], split: str) -> str:
@@ -75,13 +76,9 @@ def results_table(results: list[Mapping[str, Any]], split: str) -> str:
     header = f"{'task':<{width}}" + "".join(f"{label:>9}" for _, label in FIGURES)
     rows = [
         f"{task:<{width}}"
-        + "".join(
-            f"{figures[key]:>9.4f}" if key == "loss" else f"{figures[key]:>9.2f}"
-            if key in figures else f"{'-':>9}"
-            for key, _ in FIGURES
-        )
+        + "".join(figure(key, figures[key], 9) if key in figures else f"{'-':>9}" for key, _ in FIGURES)
         for task, figures in tasks.items()
-    ]  # fmt: skip
+    ]
     title = f"{split} results (Acc, ECE, Trust in %; loss: NLL of the gold option)"
     return "\n".join([title, header, *rows])
 

@@ -76,7 +76,7 @@ class OfflineAwareWandbLogger(WandbLogger):
         group: str | None = None,
         tags: Sequence[str] | None = None,
         offline: bool = False,
-        id: str | None = None,  # noqa: A002 (W&B's and WandbLogger's name for it)
+        id: str | None = None,  # W&B's and WandbLogger's name for the run id
         resume: str | bool | None = "allow",
         save_dir: str = ".",
         job_type: str | None = None,
