@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.common import Row  # noqa: E402
+from benchmarks.fig_bucketing import bucketing_rows  # noqa: E402
 from benchmarks.fig_data import data_rows  # noqa: E402
 from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
@@ -46,6 +47,7 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     train_rows,
     precision_rows,
     data_rows,
+    bucketing_rows,
     metric_rows,
     calibrate_rows,
     memory_rows,

@@ -47,6 +47,7 @@ class Settings:
         (640: the offline default's train split).
     offline_examples, offline_epochs: the split (its first examples) and the epochs of the
         offline FIRST vs online KD comparison.
+    bucket_batches: training batches per epoch of the bucketing figure (one sorted window).
     """
 
     teacher: str = SMOLLM2_ALIAS
@@ -66,6 +67,7 @@ class Settings:
     store_examples: int = 640
     offline_examples: int = 32
     offline_epochs: int = 3
+    bucket_batches: int = 8
 
 
 class Workbench:

@@ -34,6 +34,7 @@ from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.fileio.run_files import command_config_file
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
+from first_pl.noise import VERBOSE_ENV, configure_third_party_noise
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.sweep import Sweep
 from first_pl.report import build_report
@@ -279,6 +280,8 @@ def run_command(name: str, args: list[str]) -> None:
 
 
 USER_ERRORS = (ValueError, OSError, RuntimeError)
+# `first-pl --verbose <command>`: show the third-party messages first_pl.noise hides
+VERBOSE_FLAG = "--verbose"
 
 
 def user_error(err: BaseException) -> BaseException | None:
@@ -319,19 +322,25 @@ def main(args: list[str] | None = None) -> None:
         cause = user_error(err)
         if cause is None:
             raise
-        prog = f"first-pl {argv[0]}" if argv and not argv[0].startswith("-") else "first-pl"
+        command = argv[1:] if argv[:1] == [VERBOSE_FLAG] else argv
+        prog = f"first-pl {command[0]}" if command and not command[0].startswith("-") else "first-pl"
         print(f"{prog}: error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 
 def _main(argv: list[str]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv[:1] == [VERBOSE_FLAG]:  # before the command: Lightning's test has its own --verbose
+        os.environ[VERBOSE_ENV] = "1"  # the pipeline's torchrun ranks inherit it
+        argv = argv[1:]
+    configure_third_party_noise()
     if argv and argv[0] in COMMANDS:
         run_command(argv[0], argv[1:])
         return
     if argv and argv[0] in ("-h", "--help") and COMMANDS:
         print(
             "first_pl subcommands: " + ", ".join(sorted(COMMANDS)) + " (first-pl <command> --help)"
+            f"; first-pl {VERBOSE_FLAG} <command> shows the third-party messages hidden by default"
         )
     with warnings.catch_warnings():
         # `args` is always given (the pipeline calls fit/test in-process); Lightning's warning

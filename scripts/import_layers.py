@@ -5,7 +5,7 @@ own floor or below, never above. An import up a floor, even one inside a functio
 change to the pipeline breaks the data module; a loop is how importing one file imports half
 the package. The floors, lowest first:
 
-    0  fileio precision          the ground floor for files; dtype policy
+    0  fileio precision devices noise  the ground floor: files, dtype, device, log noise
     1  tasks models metrics lm_head
     2  data                      tokens, store, batches, data modules
     3  teacher                   the teacher side: extraction, transforms, choice of c
@@ -28,7 +28,7 @@ from pathlib import Path
 
 PACKAGE = "first_pl"
 FLOORS: dict[str, int] = {
-    "fileio": 0, "precision": 0,
+    "fileio": 0, "precision": 0, "devices": 0, "noise": 0,
     "tasks": 1, "models": 1, "metrics": 1, "lm_head": 1,
     "data": 2,
     "teacher": 3,

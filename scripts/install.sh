@@ -2,7 +2,9 @@
 # Build (or reuse) the project's virtual environment from the lock files in requirements/.
 #
 #   FIRST_PL_VENV   where the environment lives (default: .venv in the repository root)
-#   FIRST_PL_TORCH  cpu (default: torch 2.13.0+cpu) or gpu (PyPI's CUDA build of torch 2.13.0)
+#   FIRST_PL_TORCH  cpu (torch 2.13.0+cpu) or gpu (PyPI's CUDA build of torch 2.13.0); default:
+#                   gpu when `nvidia-smi -L` lists a GPU, else cpu (scripts/torch_flavour.sh,
+#                   which prints the choice and why)
 #   PYTHON          the interpreter the environment is made from (default: python3; must be 3.11,
 #                   the version the locks are resolved for)
 #
@@ -13,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${FIRST_PL_VENV:-.venv}
-flavour=${FIRST_PL_TORCH:-cpu}
+flavour=$(bash scripts/torch_flavour.sh)
 python=${PYTHON:-python3}
 lock=requirements/$flavour.txt
 [[ -f "$lock" ]] || { echo "install.sh: FIRST_PL_TORCH=$flavour has no lock file $lock (expected cpu or gpu)" >&2; exit 2; }

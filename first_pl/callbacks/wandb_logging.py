@@ -6,6 +6,8 @@ W&B is optional at every step: without an API key the logger runs offline (sync 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import netrc
 import os
 import re
@@ -19,6 +21,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from first_pl.noise import wandb_settings
+
 
 def wandb_has_credentials() -> bool:
     """True when `WANDB_API_KEY` is set or the netrc file has an entry for the W&B host."""
@@ -30,6 +34,15 @@ def wandb_has_credentials() -> bool:
         return path.is_file() and netrc.netrc(path).authenticators(host or "") is not None
     except (OSError, netrc.NetrcParseError):
         return False
+
+
+def stable_run_id(save_dir: str | Path, name: str | None, job_type: str | None) -> str:
+    """A W&B run id that is the same every time a run writes to the same place: its name, then
+    a hash of the absolute `save_dir`, the name and the job type (so two output folders with the
+    same stage names, or the fit and the test of one stage, get different runs)."""
+    place = json.dumps([str(Path(save_dir).resolve()), name, job_type])
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", name or "run").strip("-")[:48] or "run"
+    return f"{readable}-{hashlib.sha256(place.encode()).hexdigest()[:12]}"
 
 
 @rank_zero_only
@@ -45,6 +58,12 @@ class OfflineAwareWandbLogger(WandbLogger):
     has no W&B entry and `WANDB_MODE` is unset; an explicit `WANDB_MODE` or `offline=True`
     is always respected. The run name defaults to `{method}-{task}-seed{seed}`, the group to
     `{method}-{task}` (so seeds of one setting group together) and the three become tags.
+
+    The run id defaults to `stable_run_id(save_dir, name, job_type)` with `resume="allow"`, so a
+    fit resumed into the same run folder continues its W&B run instead of starting another (a
+    fit restarted from step 0 there appends to it too: its `trainer/global_step` starts again).
+    W&B's history and summary at the end of a run are hidden unless `first-pl --verbose`
+    (`first_pl.noise`).
     """
 
     def __init__(
@@ -57,6 +76,10 @@ class OfflineAwareWandbLogger(WandbLogger):
         group: str | None = None,
         tags: Sequence[str] | None = None,
         offline: bool = False,
+        id: str | None = None,  # W&B's and WandbLogger's name for the run id
+        resume: str | bool | None = "allow",
+        save_dir: str = ".",
+        job_type: str | None = None,
         **kwargs: Any,
     ) -> None:
         parts = [str(p) for p in (method, task) if p] + (
@@ -69,12 +92,18 @@ class OfflineAwareWandbLogger(WandbLogger):
             _say(
                 "W&B: no WANDB_API_KEY, netrc entry or WANDB_MODE; logging offline (`wandb sync` later)."
             )
+        name = name or ("-".join(parts) or None)
         super().__init__(
-            name=name or ("-".join(parts) or None),
+            name=name,
             project=project,
             group=group or ("-".join(parts[:2]) or None),
             tags=tags or None,
             offline=offline,
+            id=id or stable_run_id(save_dir, name, job_type),
+            resume=resume,
+            save_dir=save_dir,
+            job_type=job_type,
+            settings=wandb_settings(kwargs.pop("settings", None)),
             **kwargs,
         )
 

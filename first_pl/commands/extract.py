@@ -49,6 +49,7 @@ def extract(
     compression: Literal["gzip", "none"] = "gzip",
     batch_size: int = 8,
     precision: Literal["auto", "32-true", "bf16-mixed"] = "auto",
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto",
     overwrite: bool = False,
     progress: bool = True,
     backend: Literal["transformers", "vllm"] = "transformers",
@@ -74,6 +75,9 @@ def extract(
         precision: ``auto`` runs the teacher under bf16 autocast only where the hardware
             multiplies bf16 natively (``first_pl.precision``), else in float32; stored
             probabilities are float32 softmaxes either way.
+        accelerator: ``auto`` runs the teacher on this rank's GPU when one is visible, else
+            on the CPU; ``cpu`` or ``gpu`` force one (the pipeline passes its trainer's choice,
+            so a stage's extraction runs where its fit and test run).
         overwrite: replace a first_pl store at ``output`` (kept until the new one is complete);
             any other file there is refused.
         progress: show a progress bar (rank 0).
@@ -123,6 +127,7 @@ def extract(
         out,
         metadata,
         precision=precision,
+        accelerator=accelerator,
         batch_size=batch_size,
         progress=progress,
         overwrite=overwrite,

@@ -154,9 +154,9 @@ class DistillDataModule(QADataModule):
         ]
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader(
-            self.distill_items(), self.batch_size, self.shuffle, self.collate_distill
-        )
+        items = self.distill_items()
+        lengths = [len(item.example.input_ids) for item in items]
+        return self.train_loader(items, lengths, self.collate_distill)
 
     def collate_distill(self, items: list[DistillItem]) -> DistillBatch:
         """A training batch with the teacher's top-k placed at the response positions."""

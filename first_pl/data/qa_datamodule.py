@@ -18,10 +18,12 @@ import logging
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from first_pl.data.batch import EvalBatch, TrainBatch
+from first_pl.data.bucketing import LengthGroupedSampler
 from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
@@ -51,6 +53,9 @@ class QADataModule(L.LightningDataModule):
         eval_max_length: the same for the evaluation splits (validation, test, predict), whose
             option rows hold a whole question; None never cuts one. Apart from `max_length`
             so that evaluating a long out-of-domain task does not make training pay for it.
+        bucket_by_length: training batches of examples of similar length, grouped within
+            shuffled windows of `bucket_window` batches (less padding; first_pl/data/bucketing.py);
+            one process only.
     """
 
     def __init__(
@@ -66,6 +71,8 @@ class QADataModule(L.LightningDataModule):
         eval_max_length: int | None = 2048,
         num_workers: int = 0,
         shuffle: bool = True,
+        bucket_by_length: bool = False,
+        bucket_window: int = 50,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -93,6 +100,9 @@ class QADataModule(L.LightningDataModule):
         self.eval_max_length = eval_max_length
         self.num_workers = num_workers
         self.shuffle = shuffle
+        if bucket_window < 1:
+            raise ValueError(f"data.bucket_window must be >= 1, got {bucket_window}")
+        self.bucket_by_length, self.bucket_window = bucket_by_length, bucket_window
         # The `data` config this module was built from, as plain data (set by the CLI, which
         # alone knows it); checkpoints record it (`first_pl.data.record`).
         self.config: dict | None = None
@@ -202,8 +212,33 @@ class QADataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def train_loader(self, items: list[Any], lengths: list[int], collate_fn) -> DataLoader:
+        """The training DataLoader over `items` (of token `lengths`): shuffled, or
+        length-grouped with `bucket_by_length`."""
+        if not self.bucket_by_length:
+            return self.loader(items, self.batch_size, self.shuffle, collate_fn)
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        if processes > 1:
+            raise ValueError(
+                f"data.bucket_by_length groups batches in one process, but the trainer runs "
+                f"{processes}; a distributed sampler would replace the grouping, so set "
+                "data.bucket_by_length false or train on one device"
+            )
+        # the base seed from torch's generator, which seed_everything has set: one per run seed
+        seed = int(torch.randint(2**31 - 1, (1,)))
+        sampler = LengthGroupedSampler(lengths, self.batch_size, self.bucket_window, self.shuffle, seed)
+        return DataLoader(
+            items,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_fn,
+            persistent_workers=self.num_workers > 0,
+        )
+
     def train_dataloader(self) -> DataLoader:
-        return self.loader(self.train_items(), self.batch_size, self.shuffle, self.collate_train)
+        items = self.train_items()
+        return self.train_loader(items, [len(ex.input_ids) for ex in items], self.collate_train)
 
     def train_items(self) -> list[Any]:
         return self.examples(self.train_task, "train")

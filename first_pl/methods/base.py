@@ -255,4 +255,6 @@ class StudentModule(L.LightningModule):
         schedule = LambdaLR(
             optimizer, lambda step: warmup_cosine(step, total, warmup, self.optim.min_lr_ratio)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        # `name`: the key under which LearningRateMonitor logs the rate (beside train/loss)
+        scheduler = {"scheduler": schedule, "interval": "step", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

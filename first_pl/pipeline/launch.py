@@ -18,13 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from first_pl.devices import DeviceChoice, choose_devices
 
-def trainer_processes(trainer: dict[str, Any], source: str) -> int:
-    """The number of processes a trainer section asks for (`devices` on one node).
+
+def stage_devices(trainer: dict[str, Any], source: str, gpus: int | None = None) -> DeviceChoice:
+    """The device and processes of every fit / test / extract a trainer section runs.
 
     The pipeline launches each stage on this machine, so `num_nodes` > 1 is refused (a cluster
-    runs its stages with torchrun or SLURM, docs/slurm/); `devices: auto` counts as one process
-    on the CPU and must be a number elsewhere, since the pipeline cannot see the accelerators.
+    runs its stages with torchrun or SLURM, docs/slurm/). `devices: auto` or `-1` counts the
+    visible GPUs (`gpus`, default: as torch sees them) when the stage runs on CUDA, and `auto`
+    is one process on the CPU (`first_pl.devices.choose_devices`).
     """
     nodes = trainer.get("num_nodes", 1)
     if nodes not in (None, 1):
@@ -32,19 +35,12 @@ def trainer_processes(trainer: dict[str, Any], source: str) -> int:
             f"trainer {source}: num_nodes is {nodes}, but first-pl pipeline launches its stages on "
             "one node; run the stages of a multi-node setting with torchrun or SLURM (docs/slurm/)"
         )
-    devices = trainer.get("devices", "auto")
-    if isinstance(devices, list):
-        return len(devices)
-    if isinstance(devices, str) and devices.isdigit():
-        devices = int(devices)
-    if devices in ("auto", None) and trainer.get("accelerator", "auto") == "cpu":
-        return 1
-    if isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1:
-        return devices
-    raise ValueError(
-        f"trainer {source}: devices is {devices!r}; first-pl pipeline needs the number of "
-        "processes per stage (a positive integer, or a list of device indices)"
-    )
+    return choose_devices(trainer, source, gpus)
+
+
+def trainer_processes(trainer: dict[str, Any], source: str, gpus: int | None = None) -> int:
+    """The number of processes a trainer section asks for (`stage_devices`)."""
+    return stage_devices(trainer, source, gpus).processes
 
 
 def run_first_pl(args: list[str], processes: int, log: Path) -> None:

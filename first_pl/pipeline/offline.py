@@ -87,12 +87,13 @@ class Pipeline(PipelineSettings):
         summary.write_text(
             Path(report.outputs["report"]).read_text().replace("](", f"]({report.folder.name}/")
         )
-        print(f"[{runner.elapsed()}] report: {summary}")
+        print(f"[{runner.elapsed()}] report: {summary}", flush=True)
         return summary
 
     def upstream(self, runner: StageRunner) -> Upstream:
         """Every stage before the students: model, data, zero-shot, teacher, its stores, the
         calibration and the analysis."""
+        runner.log(f"[{runner.elapsed()}] every fit / test / extract: {self.devices().reason}")
         prepare, data = self.prepare_stage(runner), self.data_stage(runner)
         zero_shot = self.zero_shot_stage(runner, [prepare, data])
         teacher = self.train_and_test(runner, "teacher", self.teacher, [prepare, data], {})

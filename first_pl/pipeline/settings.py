@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from first_pl.devices import DeviceChoice
 from first_pl.pipeline.files import (
     deep_merge,
     instantiate_task,
@@ -21,7 +22,7 @@ from first_pl.pipeline.files import (
     run_dir_overrides,
     validation_overrides,
 )
-from first_pl.pipeline.launch import trainer_processes
+from first_pl.pipeline.launch import stage_devices
 from first_pl.pipeline.stage_logging import check_logger
 
 
@@ -49,7 +50,7 @@ class PipelineSettings:
     output_dir: str = "runs/offline"
     # One trainer config, or several merged in order (e.g. cpu.yaml then ddp.yaml). With more
     # than one process each fit / test / extract runs as its own torchrun group (launch.py).
-    trainer: str | list[str] = "configs/trainer/cpu.yaml"
+    trainer: str | list[str] = "configs/trainer/auto.yaml"
     data: str = "configs/data/generated.yaml"
     data_overrides: dict[str, Any] = field(default_factory=dict)
     ood_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -147,9 +148,14 @@ class PipelineSettings:
             init["task_templates"] = {k: v for k, v in init["task_templates"].items() if k == own}
         return config, test
 
+    def devices(self) -> DeviceChoice:
+        """The device and processes of every fit / test / extract stage, from the trainer
+        config(s) and the GPUs this machine shows (so extraction runs where fit and test do)."""
+        return stage_devices(load_merged(self.trainer).get("trainer", {}), str(self.trainer))
+
     def processes(self) -> int:
-        """Processes per fit / test / extract stage, from the trainer config(s)."""
-        return trainer_processes(load_merged(self.trainer).get("trainer", {}), str(self.trainer))
+        """Processes per fit / test / extract stage."""
+        return self.devices().processes
 
     def data_section(self) -> dict[str, Any]:
         return deep_merge(load_yaml(self.data)["data"], self.data_overrides)

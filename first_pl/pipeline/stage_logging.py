@@ -88,15 +88,17 @@ def log_report_run(report: Path, figures: list[Path], group: str) -> None:
     import wandb
 
     from first_pl.callbacks.wandb_logging import wandb_has_credentials
+    from first_pl.noise import wandb_settings
 
     mode = None if "WANDB_MODE" in os.environ or wandb_has_credentials() else "offline"
     if mode == "offline":
         print(
-            "W&B: no WANDB_API_KEY, netrc entry or WANDB_MODE; logging offline (`wandb sync` later)."
+            "W&B: no WANDB_API_KEY, netrc entry or WANDB_MODE; logging offline (`wandb sync` later).",
+            flush=True,
         )
     run = wandb.init(
         project="first-pl", group=group, name="report", job_type="report",
-        dir=str(report.parent), mode=mode, reinit="finish_previous",
+        dir=str(report.parent), mode=mode, reinit="finish_previous", settings=wandb_settings(),
     )  # fmt: skip
     media: dict[str, Any] = {
         f"report/{name}": wandb.Table(columns=columns, data=rows)

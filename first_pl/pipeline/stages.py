@@ -52,10 +52,15 @@ class StageResult:
     run_id: str | None = None  # None: a stage.json written before run ids were recorded
 
 
+def print_flushed(line: str) -> None:
+    """A stage line, flushed at once: a redirected log shows each stage as it starts."""
+    print(line, flush=True)
+
+
 class StageRunner:
     """Runs stages under `root/<name>-<key>/`, skipping those already done, and shows progress."""
 
-    def __init__(self, root: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, root: Path, log: Callable[[str], None] = print_flushed) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         lock_folder(self.root)

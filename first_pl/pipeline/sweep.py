@@ -162,7 +162,7 @@ class Sweep(Pipeline):
             figures.append("![k](figure_k.png)")
         write_rows(rows, out / "sweep_results.csv")
         summary = write_summary(rows, up.calibration.result, figures, out / "sweep.md")
-        print(f"[{runner.elapsed()}] sweep: {summary}")
+        print(f"[{runner.elapsed()}] sweep: {summary}", flush=True)
         return summary
 
     def grid_students(self, runner: StageRunner, up: Upstream) -> list[dict[str, Any]]:

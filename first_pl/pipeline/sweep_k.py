@@ -43,7 +43,7 @@ def source_stores(sweep: Sweep, runner: StageRunner, up: Upstream) -> dict[str, 
         split: runner.run(
             f"extract-k{k_max}-{split}",
             {"data": data_section, "split": split, "k": k_max, "batch": batch},
-            extraction(data_section, teacher, split, batch, sweep.processes(), k=k_max),
+            extraction(data_section, teacher, split, batch, sweep.devices(), k=k_max),
             [teacher],
         )
         for split in SPLITS

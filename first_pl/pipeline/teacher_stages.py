@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from first_pl.devices import DeviceChoice
 from first_pl.fileio.run_files import (
     CALIBRATION_FILE,
     COVERAGE_STEM,
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
 
 def extraction(
     data_section: dict[str, Any], teacher: StageResult, split: str, batch_size: int,
-    processes: int, **options: Any,
+    devices: DeviceChoice, **options: Any,
 ) -> Callable[[Path], dict[str, Any]]:  # fmt: skip
     """The body of a stage that extracts the teacher's top-k on `split` into
-    `<stage>/teacher_<split>.h5` on `processes` processes (`options`: further `first-pl extract`
-    options, such as k). The store does not depend on the process count (rank blocks are merged
-    in order), so neither does the stage's key."""
+    `<stage>/teacher_<split>.h5` on the device and processes of the trainer's fit and test
+    (`devices`; `options`: further `first-pl extract` options, such as k). The store does not
+    depend on the process count (rank blocks are merged in order), so neither does the stage's
+    key."""
 
     def body(folder: Path) -> dict[str, Any]:
         output = folder / f"teacher_{split}.h5"
@@ -43,9 +45,10 @@ def extraction(
             "split": split,
             **options,
             "batch_size": batch_size,
+            "accelerator": devices.accelerator,
         }
         config = write_yaml(folder / "extract.yaml", settings)
-        run_first_pl(["extract", "--config", str(config)], processes, folder / "extract.log")
+        run_first_pl(["extract", "--config", str(config)], devices.processes, folder / "extract.log")
         return {"store": str(output)}
 
     return body
@@ -56,7 +59,7 @@ def extract_stage(
 ) -> StageResult:
     """`extract-<split>`: the teacher's top-k on one split of the task, `outputs["store"]`."""
     data_section, batch = pipeline.data_section(), pipeline.extract_batch_size
-    body = extraction(data_section, teacher, split, batch, pipeline.processes())
+    body = extraction(data_section, teacher, split, batch, pipeline.devices())
     settings = {"data": data_section, "split": split, "batch": batch}
     return runner.run(f"extract-{split}", settings, body, [teacher])
 

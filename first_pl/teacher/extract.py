@@ -12,6 +12,7 @@ merges them in rank order, which is the single-process order.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ def extract_topk(
         unit="ex",
         disable=not progress,
         desc="extract",
+        # written to a file (no terminal), a bar redrawn ten times a second floods the log
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,
     )
     was_training = model.training
     model.eval()

@@ -24,27 +24,33 @@ from torch import nn
 
 from first_pl.data.store import StoreMetadata, example_id_length, partial_path
 from first_pl.data.tokenize import Encoded
+from first_pl.devices import resolve_accelerator
 from first_pl.precision import autocast_dtype
 from first_pl.teacher.extract import extract_distributed, shard_path
 
 
-def device_for_rank() -> torch.device:
-    """This rank's GPU (``LOCAL_RANK``) when there are GPUs, else the CPU."""
-    if torch.cuda.is_available():
+def device_for_rank(accelerator: str = "auto") -> torch.device:
+    """This rank's GPU (``LOCAL_RANK``) for ``gpu``, and for ``auto`` when there are GPUs;
+    else the CPU (``cpu`` keeps a run on the CPU on a machine with GPUs, as its trainer does)."""
+    kind, why = resolve_accelerator(accelerator)
+    if kind == "gpu":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--accelerator {accelerator}: no CUDA GPU is visible ({why})")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
 
 
 @contextlib.contextmanager
-def process_group() -> Iterator[tuple[int, int]]:
-    """``(rank, world_size)``; under torchrun (``WORLD_SIZE > 1``) a gloo/nccl group for the call."""
+def process_group(device: torch.device) -> Iterator[tuple[int, int]]:
+    """``(rank, world_size)``; under torchrun (``WORLD_SIZE > 1``) a group for the call (nccl
+    on GPUs, gloo on the CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1 or dist.is_initialized():
         yield (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(device_for_rank())
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield dist.get_rank(), world_size
     finally:
@@ -89,6 +95,7 @@ def extract_in_process_group(
     metadata: StoreMetadata,
     *,
     precision: str,
+    accelerator: str = "auto",
     batch_size: int,
     progress: bool,
     overwrite: bool,
@@ -96,17 +103,18 @@ def extract_in_process_group(
 ) -> ExtractionRun | None:
     """Extract ``examples`` into the store at ``output`` on this rank's device.
 
-    ``precision`` (``auto``, ``32-true``, ``bf16-mixed``) chooses the autocast dtype of the
-    teacher (`first_pl.precision`); rank 0 prints the choice before the teacher runs, as
-    Lightning prints its own. Returns the run's counts on rank 0 (after the merge), None on the
-    other ranks.
+    ``accelerator`` (``auto``, ``cpu``, ``gpu``) chooses the device (`device_for_rank`) and
+    ``precision`` (``auto``, ``32-true``, ``bf16-mixed``) the autocast dtype of the teacher
+    (`first_pl.precision`); rank 0 prints the choice before the teacher runs, as Lightning
+    prints its own. Returns the run's counts on rank 0 (after the merge), None on the other
+    ranks.
     """
-    with process_group() as (rank, world_size):
+    device = device_for_rank(accelerator)
+    with process_group(device) as (rank, world_size):
         if rank == 0:
             output.parent.mkdir(parents=True, exist_ok=True)  # an old store is replaced at the end
         resumed = resumed_counts(output, rank, world_size)
         start = time.perf_counter()
-        device = device_for_rank()
         dtype, reason = autocast_dtype(precision, device.type)
         if rank == 0:
             print(reason)

@@ -112,18 +112,18 @@ def test_sweep_on_two_processes(tiny_model_dir, tmp_path, capsys):
      ({"devices": [0, 1, 3]}, 3), ({"accelerator": "cpu"}, 1)],
 )  # fmt: skip
 def test_trainer_processes(trainer, expected):
-    assert trainer_processes(trainer, "t.yaml") == expected
+    assert trainer_processes(trainer, "t.yaml", gpus=0) == expected
 
 
 @pytest.mark.parametrize(
     ("trainer", "message"),
     [({"devices": 1, "num_nodes": 2}, "trainer t.yaml: num_nodes is 2, but first-pl pipeline launches its stages on one node"),
-     ({"accelerator": "gpu", "devices": "auto"}, "trainer t.yaml: devices is 'auto'; first-pl pipeline needs the number of processes"),
-     ({"devices": -1}, "trainer t.yaml: devices is -1;")],
+     ({"accelerator": "gpu", "devices": "auto"}, "trainer t.yaml: accelerator gpu, but no CUDA GPU is visible"),
+     ({"devices": -1}, "trainer t.yaml: devices is -1 (every GPU) with accelerator auto -> cpu (no CUDA GPU visible); first-pl pipeline needs the number of processes")],
 )  # fmt: skip
 def test_trainer_processes_refused(trainer, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        trainer_processes(trainer, "t.yaml")
+        trainer_processes(trainer, "t.yaml", gpus=0)
 
 
 @pytest.mark.slow
