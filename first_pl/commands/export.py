@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.lora import merge_lora
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 
@@ -64,8 +66,8 @@ def export(
             (also a Hugging Face folder, .gguf file or hub id: `first_pl.methods.loading`;
             a .gguf file becomes a plain float32 folder).
         output_dir: the folder to write (config.json, weights, tokenizer files, and
-            `first_pl_export.json`, which records the source and its strategy: null for a
-            plain model).
+            `first_pl_export.json`, which records the source, its strategy (null for a plain
+            model) and its LoRA settings (null without LoRA; a LoRA model is exported merged).
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
         overwrite: replace an earlier export at output_dir (never any other folder).
@@ -77,7 +79,14 @@ def export(
         loaded = load_model(checkpoint, "--checkpoint", workdir=tmp)  # beside out: room for it
         module = loaded.module
         where = str(source.resolve()) if source.exists() else checkpoint
-        record = {"checkpoint": where, "strategy": loaded.strategy}
+        lora = module.model_spec.lora
+        # LoRA adapters are folded into the weights: the export loads without peft.
+        merge_lora(module.model)
+        record = {
+            "checkpoint": where,
+            "strategy": loaded.strategy,
+            "lora": None if lora is None else {**asdict(lora), "merged": True},
+        }
 
         def write(staging: Path) -> None:
             module.model.save_pretrained(staging)
