@@ -16,6 +16,7 @@ from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.fileio.atomic import atomic_folder
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
+from first_pl.prefix import join_prefix
 
 # Written into every export: `--overwrite true` replaces only a folder that holds it.
 EXPORT_MARKER = "first_pl_export.json"
@@ -80,7 +81,7 @@ def export(
         record = {"checkpoint": where, "strategy": loaded.strategy}
 
         def write(staging: Path) -> None:
-            module.model.save_pretrained(staging)
+            join_prefix(module.model).save_pretrained(staging)  # a frozen prefix rejoins its layers
             load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
             (staging / EXPORT_MARKER).write_text(json.dumps(record, indent=2) + "\n")
 
