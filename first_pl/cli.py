@@ -25,6 +25,7 @@ from first_pl.commands.calibrate import calibrate
 from first_pl.commands.export import export
 from first_pl.commands.extract import extract
 from first_pl.commands.plan import plan
+from first_pl.commands.prefix_cache import prefix_cache
 from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
@@ -58,6 +59,7 @@ COMMANDS: dict[str, Callable[..., object]] = {
     "import-store": import_store,
     "export-store": export_store,
     "plan": plan,
+    "prefix-cache": prefix_cache,
 }
 
 

@@ -59,6 +59,9 @@ class FrozenPrefix:
         self.layers = len(decoder.layers)
         self.hidden_size = int(decoder.config.hidden_size)
         self.memo: dict[str, torch.Tensor] = {}
+        # States on disk (`first_pl.prefix.store.StoredStates`), read into the memo when first
+        # asked for: a stage reads only the rows it uses.
+        self.stored = None
         self.hits = 0
         self.misses = 0
 
@@ -87,6 +90,10 @@ class FrozenPrefix:
             return self.compute(input_ids, attention_mask).to(input_ids.device)
         rows = [int(n) for n in lengths.tolist()]
         keys = [sequence_key(input_ids[b, :n]) for b, n in enumerate(rows)]
+        if self.stored is not None:
+            for key in keys:
+                if key not in self.memo and key in self.stored:
+                    self.memo[key] = self.stored[key]
         missing = [b for b, key in enumerate(keys) if key not in self.memo]
         if missing:
             index = torch.tensor(missing, device=input_ids.device)

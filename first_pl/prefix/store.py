@@ -56,8 +56,30 @@ def save_memo(prefix: FrozenPrefix, path: str | Path) -> Path:
     return Path(path)
 
 
+class StoredStates:
+    """The states of a store, read row by row on demand (`key in states`, `states[key]`)."""
+
+    def __init__(self, path: Path, keys: list[str], offsets: np.ndarray) -> None:
+        self.path = path
+        self.index = {key: (int(a), int(b)) for key, a, b in zip(keys, offsets[:-1], offsets[1:], strict=True)}
+        self._file: h5py.File | None = None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        start, end = self.index[key]
+        return torch.from_numpy(self._file["hidden"][start:end])
+
+
 def load_memo(prefix: FrozenPrefix, path: str | Path) -> int:
-    """Add the states of the store at `path` to the prefix's memo; returns how many."""
+    """Give the prefix the states of the store at `path` (read when first needed); returns how
+    many sequences the store holds."""
     path = Path(path)
     if not path.is_file():
         raise PrefixStoreError(f"model.prefix_cache {path} does not exist")
@@ -66,7 +88,7 @@ def load_memo(prefix: FrozenPrefix, path: str | Path) -> int:
             attrs = {name: f.attrs.get(name) for name in identity(prefix)}
             keys = [k.decode() for k in f["keys"][:]]
             offsets = f["offsets"][:]
-            hidden = torch.from_numpy(f["hidden"][:])
+            states = f["hidden"].shape[0]
     except (OSError, KeyError) as err:
         raise PrefixStoreError(f"model.prefix_cache {path} is not a prefix store: {err}") from err
     expected = identity(prefix)
@@ -74,13 +96,12 @@ def load_memo(prefix: FrozenPrefix, path: str | Path) -> int:
     if differ:
         detail = "; ".join(f"{k} {got!r} (this model: {want!r})" for k, (got, want) in differ.items())
         raise PrefixStoreError(f"model.prefix_cache {path} holds the states of another prefix: {detail}")
-    if len(offsets) != len(keys) + 1 or int(offsets[-1]) != hidden.shape[0]:
+    if len(offsets) != len(keys) + 1 or int(offsets[-1]) != states:
         raise PrefixStoreError(
             f"model.prefix_cache {path} is damaged: {len(keys)} keys, {len(offsets)} offsets, "
-            f"{hidden.shape[0]} states"
+            f"{states} states"
         )
-    for key, start, end in zip(keys, offsets[:-1], offsets[1:], strict=True):
-        prefix.memo[key] = hidden[int(start) : int(end)]
+    prefix.stored = StoredStates(path, keys, offsets)
     return len(keys)
 
 

@@ -3,14 +3,27 @@ equal the whole model's, and a joined export is the same model again."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from first_pl_testing import BIGBENCH
 from transformers import AutoModelForCausalLM
 
+from first_pl.cli import main
+from first_pl.commands.export import export
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.template import PromptTemplate
 from first_pl.lm_head import logits_at
+from first_pl.methods import FineTune
+from first_pl.methods.checkpoint import load_strategy
 from first_pl.models import ModelSpec, build_model, save_tiny_llama
 from first_pl.prefix import PrefixSettingsError, join_prefix, prefix_of
 from first_pl.prefix.store import PrefixStoreError, load_memo, save_memo
+from first_pl.tasks import BigBench, GeneratedMC
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -120,20 +133,13 @@ def test_settings_that_cannot_combine_are_refused():
 
 
 def test_a_cli_fit_on_the_prefix_checkpoints_only_the_layers_above_and_exports_whole(six_layers, tmp_path):
-    from pathlib import Path
 
-    from first_pl.cli import main
-    from first_pl.commands.export import export
-    from first_pl.methods import FineTune
-    from first_pl.methods.checkpoint import load_strategy
-
-    configs = Path(__file__).resolve().parents[2] / "configs"
     run = tmp_path / "run"
     main([
         "fit",
-        "--config", str(configs / "trainer" / "cpu.yaml"),
-        "--config", str(configs / "data" / "generated.yaml"),
-        "--config", str(configs / "model" / "finetune_smollm2.yaml"),
+        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+        "--config", str(CONFIGS / "data" / "generated.yaml"),
+        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
         "--model.init_args.model.name_or_path", str(six_layers),
         "--model.init_args.model.prefix_layers", "4",
         "--data.init_args.tokenizer", str(six_layers),
@@ -160,3 +166,48 @@ def test_a_cli_fit_on_the_prefix_checkpoints_only_the_layers_above_and_exports_w
         torch.testing.assert_close(
             logits_at(plain, ids, mask, select), logits_at(module.model, ids, mask, select), rtol=0, atol=1e-5
         )
+
+
+def test_prefix_cache_command_stores_every_row_a_job_reads(six_layers, tmp_path):
+    """Training, validation, test and option-likelihood rows all come from the store."""
+
+    store = tmp_path / "prefix.h5"
+    main([
+        "prefix-cache",
+        "--data.class_path", "first_pl.data.qa_datamodule.QADataModule",
+        "--data.init_args.tokenizer", str(six_layers),
+        "--data.init_args.train_task", "first_pl.tasks.GeneratedMC",
+        "--data.init_args.train_task.init_args.train_size", "12",
+        "--data.init_args.train_task.init_args.validation_size", "6",
+        "--data.init_args.train_task.init_args.test_size", "6",
+        "--data.init_args.eval_tasks", json.dumps([{"class_path": "first_pl.tasks.BigBench", "init_args": {"path": str(BIGBENCH / "physics"), "limit": 5}}]),
+        "--data.init_args.task_templates", json.dumps({"physics": {"scoring": "option_loglik"}}),
+        "--model.name_or_path", str(six_layers),
+        "--model.prefix_layers", "3",
+        "--output", str(store),
+        "--batch_size", "4",
+    ])  # fmt: skip
+    model = build_model(ModelSpec(name_or_path=str(six_layers), prefix_layers=3, prefix_cache=str(store)))
+    prefix = prefix_of(model)
+    data = QADataModule(
+        tokenizer=str(six_layers),
+        train_task=GeneratedMC(train_size=12, validation_size=6, test_size=6),
+        eval_tasks=[BigBench(str(BIGBENCH / "physics"), limit=5)],
+        task_templates={"physics": PromptTemplate(scoring="option_loglik")},
+        batch_size=4,
+    )
+    data.setup("fit")
+    module_batches = [
+        *data.train_dataloader(),
+        *data.split_loader("validation", 4),  # what extraction reads
+        *data.split_loader("test", 4),
+        *data.val_dataloader()[0],  # physics, with its option rows
+        *data.test_dataloader()[0],
+    ]
+    with torch.no_grad():
+        for b in module_batches:
+            prefix(b["input_ids"], b["attention_mask"])
+            if "option_input_ids" in b:
+                prefix(b["option_input_ids"], b["option_attention_mask"])
+    assert prefix.misses == 0 and prefix.hits > 0
+    assert len(prefix.stored) >= 12 + 6 + 6 + 5 * 2
