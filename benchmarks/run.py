@@ -33,6 +33,7 @@ from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
 from benchmarks.fig_offline_online import offline_online_rows  # noqa: E402
 from benchmarks.fig_precision import precision_rows  # noqa: E402
+from benchmarks.fig_prefix import prefix_rows  # noqa: E402
 from benchmarks.fig_store import store_rows  # noqa: E402
 from benchmarks.fig_teacher import teacher_rows  # noqa: E402
 from benchmarks.fig_train import train_rows  # noqa: E402
@@ -44,6 +45,7 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     teacher_rows,
     store_rows,
     train_rows,
+    prefix_rows,
     precision_rows,
     data_rows,
     metric_rows,
