@@ -35,6 +35,7 @@ from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
 from benchmarks.fig_offline_online import offline_online_rows  # noqa: E402
 from benchmarks.fig_precision import precision_rows  # noqa: E402
+from benchmarks.fig_prefix import prefix_rows  # noqa: E402
 from benchmarks.fig_store import store_rows  # noqa: E402
 from benchmarks.fig_teacher import teacher_rows  # noqa: E402
 from benchmarks.fig_train import train_rows  # noqa: E402
@@ -47,6 +48,7 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     store_rows,
     train_rows,
     lora_rows,
+    prefix_rows,
     precision_rows,
     data_rows,
     bucketing_rows,

@@ -27,6 +27,7 @@ from first_pl.commands.calibrate import calibrate
 from first_pl.commands.export import export
 from first_pl.commands.extract import extract
 from first_pl.commands.plan import plan
+from first_pl.commands.prefix_cache import prefix_cache
 from first_pl.commands.recorded_config import checkpoint_defaults
 from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
@@ -64,6 +65,7 @@ COMMANDS: dict[str, Callable[..., object]] = {
     "import-store": import_store,
     "export-store": export_store,
     "plan": plan,
+    "prefix-cache": prefix_cache,
 }
 
 

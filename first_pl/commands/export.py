@@ -22,6 +22,7 @@ from first_pl.fileio.run_files import EXPORT_MARKER
 from first_pl.lora import merge_lora
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
+from first_pl.prefix import join_prefix
 
 # EXPORT_MARKER is written into every export: `--overwrite true` replaces only a folder that
 # holds it.
@@ -133,7 +134,7 @@ def export(
         merge_lora(module.model)
 
         def write(staging: Path) -> None:
-            module.model.save_pretrained(staging)
+            join_prefix(module.model).save_pretrained(staging)  # a frozen prefix rejoins its layers
             load_tokenizer(tokenizer or module.model_spec.name_or_path).save_pretrained(staging)
             (staging / "README.md").write_text(card)
             marker = {**record, "files": sorted([*exported_files(staging), EXPORT_MARKER])}

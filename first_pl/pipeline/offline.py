@@ -1,6 +1,6 @@
 """`first-pl pipeline`: the whole FIRST experiment end to end, each stage cached by its config.
 
-prepare model -> write the data -> fine-tune the teacher -> extract top-k (train, validation)
+prepare model -> write the data -> [the shared frozen prefix's states] -> fine-tune the teacher -> extract top-k (train, validation)
 -> calibrate c -> train the students (Fine-tune, Distill, Distill w/ LS, FIRST w/ TS) ->
 test every model in and out of domain -> report.
 
@@ -95,15 +95,18 @@ class Pipeline(PipelineSettings):
         calibration and the analysis."""
         runner.log(f"[{runner.elapsed()}] every fit / test / extract: {self.devices().reason}")
         prepare, data = self.prepare_stage(runner), self.data_stage(runner)
-        zero_shot = self.zero_shot_stage(runner, [prepare, data])
-        teacher = self.train_and_test(runner, "teacher", self.teacher, [prepare, data], {})
+        base = [prepare, data]
+        prefix = self.prefix_stage(runner, base) if self.prefix_layers else None
+        base += [prefix] if prefix else []
+        zero_shot = self.zero_shot_stage(runner, base)
+        teacher = self.train_and_test(runner, "teacher", self.teacher, base, {})
         train_store = extract_stage(self, runner, teacher, "train")
         validation_store = extract_stage(self, runner, teacher, "validation")
         store = validation_store.outputs["store"]
         calibration = calibrate_stage(self, runner, "calibrate", store, [validation_store])
         analysis = analysis_stage(self, runner, teacher, validation_store)
         return Upstream(prepare, data, zero_shot, teacher, train_store, validation_store,
-                        calibration, analysis)  # fmt: skip
+                        calibration, analysis, prefix)  # fmt: skip
 
     def prepare_stage(self, runner: StageRunner) -> StageResult:
         """`prepare`: the teacher's model, downloaded (or found) once for every stage."""
@@ -117,6 +120,22 @@ class Pipeline(PipelineSettings):
         """`data`: the task's splits as JSONL, so the exact data of a run can be read."""
         section = self.data_section()
         return runner.run("data", {"data": section}, lambda folder: write_splits(section, folder))
+
+    def prefix_stage(self, runner: StageRunner, after: list[StageResult]) -> StageResult:
+        """`prefix`: the states after the shared frozen prefix of every sequence the job reads
+        (`first-pl prefix-cache`); every later stage's model reads them from its store."""
+        teacher_yaml = deep_merge(load_yaml(self.teacher.config), self.teacher.overrides)
+        model = dict(teacher_yaml["model"]["init_args"]["model"], prefix_layers=self.prefix_layers)
+        model.pop("prefix_cache", None)
+        settings = {"model": model, "data": self.job_data_section()}
+
+        def body(folder: Path) -> dict[str, Any]:
+            output = folder / "prefix.h5"
+            config = write_yaml(folder / "prefix.yaml", {**settings, "output": str(output)})
+            run_first_pl(["prefix-cache", "--config", str(config)], 1, folder / "prefix.log")
+            return {"store": str(output)}
+
+        return runner.run("prefix", settings, body, after)
 
     def zero_shot_stage(self, runner: StageRunner, after: list[StageResult]) -> StageResult:
         """`zero-shot`: the teacher's model tested before fine-tuning (the teacher's config,
@@ -133,7 +152,12 @@ class Pipeline(PipelineSettings):
         extra: dict[str, Any],
         seed: int | None = None,
     ) -> StageResult:
-        """A fit + test stage (test only when `max_steps` is 0): its config is its cache key."""
+        """A fit + test stage (test only when `max_steps` is 0): its config is its cache key.
+
+        With a shared prefix, `after` holds the prefix stage, whose store the model reads."""
+        prefix = next((r for r in after if r.name == "prefix"), None)
+        store = prefix.outputs["store"] if prefix is not None else None
+        extra = deep_merge(extra, self.prefix_overrides(store))
         preview, test_override = self.stage_configs(stage, Path("<stage>"), seed)
         settings: dict[str, Any] = {
             "config": deep_merge(preview, extra),
@@ -188,14 +212,15 @@ class Pipeline(PipelineSettings):
         and FIRST the calibration. `up` gives the upstream stages by name (an `Upstream`, or the
         sweep's variant with another store or calibration)."""
         if method == "finetune":
-            return self.train_and_test(runner, name, stage, [up["prepare"], up["data"]], {}, seed)
+            after = [up[n] for n in ("prepare", "data", "prefix") if n in up]
+            return self.train_and_test(runner, name, stage, after, {}, seed)
         extra: dict[str, Any] = {
             "data": {
                 "class_path": DISTILL_DATA,
                 "init_args": {"store": up["extract-train"].outputs["store"], "in_memory": True},
             }
         }
-        after = [up["extract-train"]]
+        after = [up["extract-train"], *([up["prefix"]] if "prefix" in up else [])]
         if method == "first":
             extra = deep_merge(
                 extra,

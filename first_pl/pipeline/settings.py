@@ -82,6 +82,10 @@ class PipelineSettings:
     converged_loss_tol: float = 0.05
     coverage_positions: int = 400
     threads: int | None = None
+    # The frozen prefix every model of the job shares (first_pl.prefix): the teacher's source's
+    # embeddings and first n decoder layers, whose states the `prefix` stage computes once for
+    # every sequence of the job; each model trains and runs only its layers above. 0: no prefix.
+    prefix_layers: int = 0
     # "csv": each stage's CSV files only; "wandb": W&B runs as well (stage_logging.py).
     logger: str = "csv"
 
@@ -93,6 +97,8 @@ class PipelineSettings:
             m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
         }
         check_logger(self.logger)
+        if self.prefix_layers < 0:
+            raise ValueError(f"prefix_layers must be >= 0, got {self.prefix_layers}")
         if self.val_check_interval < 0:
             raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
         if isinstance(self.seeds, str):
@@ -152,6 +158,23 @@ class PipelineSettings:
         """The device and processes of every fit / test / extract stage, from the trainer
         config(s) and the GPUs this machine shows (so extraction runs where fit and test do)."""
         return stage_devices(load_merged(self.trainer).get("trainer", {}), str(self.trainer))
+
+    def prefix_overrides(self, store: str | None) -> dict[str, Any]:
+        """The shared prefix in a stage's model config, with the prefix stage's store."""
+        if not self.prefix_layers:
+            return {}
+        model: dict[str, Any] = {"prefix_layers": self.prefix_layers}
+        if store is not None:
+            model["prefix_cache"] = store
+        return {"model": {"init_args": {"model": model}}}
+
+    def job_data_section(self) -> dict[str, Any]:
+        """The data section with every task a stage of the job evaluates, and their templates."""
+        section = self.data_section()
+        init = {"eval_tasks": [section["init_args"]["train_task"], *self.ood_tasks]}
+        if self.ood_templates:
+            init["task_templates"] = self.ood_templates
+        return deep_merge(section, {"init_args": init})
 
     def processes(self) -> int:
         """Processes per fit / test / extract stage."""

@@ -42,12 +42,13 @@ class Upstream(Mapping[str, StageResult]):
     validation_store: StageResult
     calibration: Calibrated
     analysis: StageResult
+    prefix: StageResult | None = None  # the shared frozen prefix's states, when the job has one
 
     def records(self) -> dict[str, StageResult]:
         """The stage records by stage name, in the order the stages ran."""
-        stages = (self.prepare, self.data, self.zero_shot, self.teacher, self.train_store,
-                  self.validation_store, self.calibration.stage, self.analysis)  # fmt: skip
-        return {stage.name: stage for stage in stages}
+        stages = (self.prepare, self.data, self.prefix, self.zero_shot, self.teacher,
+                  self.train_store, self.validation_store, self.calibration.stage, self.analysis)  # fmt: skip
+        return {stage.name: stage for stage in stages if stage is not None}
 
     def __getitem__(self, name: str) -> StageResult:
         return self.records()[name]

@@ -1,0 +1,99 @@
+"""`first-pl prefix-cache`: the frozen prefix's states of every sequence a job reads, computed once.
+
+Teacher and students that share `model.prefix_layers` (first_pl.prefix) need the same states
+after layer L for every training, validation, test and option row. This command runs the prefix
+once over all of them (each split of the training task and of every evaluation task, training
+rows and option-likelihood rows alike), longest-first in batches, and writes the store that
+every later stage opens through `model.prefix_cache`. A row the store lacks is still computed
+when first needed, so the store decides speed, never results.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import h5py
+import torch
+
+from first_pl.commands.output_path import OutputPathError, check_output_path
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.tokenize import Encoded
+from first_pl.models import ModelSpec, build_model
+from first_pl.prefix import FrozenPrefix, prefix_of
+from first_pl.prefix.store import save_memo
+
+SPLITS = ("train", "validation", "test")
+
+
+def job_examples(data: QADataModule) -> list[list[Encoded]]:
+    """The encoded examples of every split the data module can serve, one list per task split
+    (a batch holds one task's scoring), training task first."""
+    tasks = [data.train_task] if data.train_task is not None else []
+    tasks += [t for t in data.evaluation_tasks if t is not data.train_task]
+    return [
+        data.examples(task, split)
+        for task in tasks
+        for split in SPLITS
+        if split != "train" or task is data.train_task
+    ]
+
+
+def warm(prefix: FrozenPrefix, data: QADataModule, batch_size: int) -> None:
+    """Run the prefix over every row of `job_examples`, longest first (little padding)."""
+    for group in job_examples(data):
+        warm_group(prefix, data, sorted(group, key=lambda e: -len(e.input_ids)), batch_size)
+
+
+def warm_group(prefix: FrozenPrefix, data: QADataModule, examples: list[Encoded], batch_size: int) -> None:
+    for start in range(0, len(examples), batch_size):
+        batch = data.collate_eval(examples[start : start + batch_size])
+        prefix(batch["input_ids"], batch["attention_mask"])
+        if "option_input_ids" in batch:
+            for row in range(0, batch["option_input_ids"].shape[0], batch_size):
+                rows = slice(row, row + batch_size)
+                prefix(batch["option_input_ids"][rows], batch["option_attention_mask"][rows])
+
+
+def prefix_cache(
+    data: QADataModule, model: ModelSpec, output: str, batch_size: int = 32, overwrite: bool = False
+) -> Path:
+    """Compute the frozen prefix's states for every sequence of `data` and save them.
+
+    Args:
+        data: the data module of the job (its training task and evaluation tasks, templates
+            and lengths exactly as the stages that read the store use them).
+        model: the model spec of any stage of the job (its source and `prefix_layers` define
+            the prefix; the layers above do not matter here).
+        output: the store to write (.h5).
+        batch_size: rows per prefix forward.
+        overwrite: replace an existing prefix store at `output`.
+    """
+    path = Path(output)
+    check_output_path(path, "--output")
+    if path.exists() and not (overwrite and h5py.is_hdf5(path)):
+        raise OutputPathError(
+            f"--output {path} exists; pass --overwrite true to replace an earlier prefix store"
+            if h5py.is_hdf5(path)
+            else f"--output {path} exists and is not a prefix store; choose another path"
+        )
+    if not model.prefix_layers:
+        raise ValueError("--model.prefix_layers is 0: there is no prefix to compute")
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    start = time.perf_counter()
+    spec = ModelSpec(**{**vars(model), "prefix_cache": None})
+    prefix = prefix_of(build_model(spec))
+    data.setup("fit")
+    with torch.inference_mode():
+        warm(prefix, data, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_memo(prefix, path)
+    tokens = sum(state.shape[0] for state in prefix.memo.values())
+    print(
+        f"prefix-cache: {len(prefix.memo)} sequences ({prefix.hits} repeats), {tokens} tokens "
+        f"after layer {prefix.layers} of {model.name_or_path} in {time.perf_counter() - start:.1f} s; "
+        f"{path.stat().st_size / 2**20:.1f} MiB in {path}",
+        flush=True,
+    )
+    return path

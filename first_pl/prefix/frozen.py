@@ -1,0 +1,111 @@
+"""The frozen prefix: token embeddings and the bottom L decoder layers, computed once per sequence.
+
+Teacher and students that share a pretrained source and freeze its first L layers see, for a
+given token sequence, the same hidden states after layer L, whatever they train above it. The
+prefix is therefore computed once per distinct sequence and remembered (`memo`, keyed by a hash
+of the sequence's token ids), and every later forward of that sequence, in any epoch, stage or
+evaluation, runs only the layers above it. SmolLM2 (Llama) has no dropout, so a remembered
+state is the state: `hidden` through the memo equals the prefix's own forward, and the logits of
+the model above it equal the whole model's (tests/prefix/test_frozen_prefix.py).
+
+Sequences are looked up without their padding (right padding, as `load_tokenizer` sets): under
+causal attention a right-padded row's real positions do not depend on the pads. The memo can be
+saved to and loaded from an HDF5 file (`first_pl.prefix.store`), so one pipeline stage computes
+it for every sequence of the job and the others only read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+
+def sequence_key(ids: torch.Tensor) -> str:
+    """A 128-bit hash of a row's token ids (int64, unpadded): the memo's key."""
+    data = ids.detach().to("cpu", torch.int64).contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def right_padded_lengths(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """Each row's length when every row is ones then zeros (right padding), else None."""
+    lengths = attention_mask.sum(dim=1)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    expected = (positions.unsqueeze(0) < lengths.unsqueeze(1)).to(attention_mask.dtype)
+    return lengths if torch.equal(expected, attention_mask) else None
+
+
+class FrozenPrefix:
+    """Embeddings + the first L decoder layers of a source model, without the final norm.
+
+    Deliberately not an `nn.Module` child of the model it feeds: its weights are the source's,
+    frozen and reproducible from `(source, L)`, so they stay out of checkpoints, optimisers,
+    FSDP units and precision casts (it always computes in its own dtype, float32 by default,
+    and the states are cast to the consumer's dtype).
+
+    Args:
+        decoder: a Hugging Face decoder (`LlamaModel`) cut to the first L layers; its final norm
+            is replaced by the identity here, since the layers above expect un-normalised states.
+        source: what the states are of (model name or path), recorded in saved memos.
+    """
+
+    def __init__(self, decoder: nn.Module, source: str) -> None:
+        decoder.norm = nn.Identity()
+        decoder.requires_grad_(False)
+        decoder.eval()
+        self.decoder = decoder
+        self.source = source
+        self.layers = len(decoder.layers)
+        self.hidden_size = int(decoder.config.hidden_size)
+        self.memo: dict[str, torch.Tensor] = {}
+        # States on disk (`first_pl.prefix.store.StoredStates`), read into the memo when first
+        # asked for: a stage reads only the rows it uses.
+        self.stored = None
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    @torch.no_grad()
+    def compute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The prefix's forward `[B, T, H]`, memo untouched: on the input's device (the prefix
+        follows it there once), in the prefix's own dtype with autocast off, so a state is the
+        same whichever stage or precision computed it first."""
+        if self.device != input_ids.device:
+            self.decoder.to(input_ids.device)
+        with torch.autocast(input_ids.device.type, enabled=False):
+            out = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return out.last_hidden_state
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states after layer L `[B, T, H]` for a right-padded batch, from the memo where
+        it has the row (zeros at padding, which no real position attends to)."""
+        lengths = right_padded_lengths(attention_mask)
+        if lengths is None:  # left or inner padding: not a memo key's layout; compute directly
+            self.misses += input_ids.shape[0]
+            return self.compute(input_ids, attention_mask).to(input_ids.device)
+        rows = [int(n) for n in lengths.tolist()]
+        keys = [sequence_key(input_ids[b, :n]) for b, n in enumerate(rows)]
+        if self.stored is not None:
+            for key in keys:
+                if key not in self.memo and key in self.stored:
+                    self.memo[key] = self.stored[key]
+        missing = [b for b, key in enumerate(keys) if key not in self.memo]
+        if missing:
+            index = torch.tensor(missing, device=input_ids.device)
+            width = max(rows[b] for b in missing)
+            hidden = self.compute(input_ids[index, :width], attention_mask[index, :width])
+            for i, b in enumerate(missing):
+                self.memo[keys[b]] = hidden[i, : rows[b]].to("cpu", torch.float32).clone()
+        self.misses += len(missing)
+        self.hits += len(rows) - len(missing)
+        out = torch.zeros(
+            input_ids.shape[0], input_ids.shape[1], self.hidden_size, dtype=torch.float32
+        )
+        for b, key in enumerate(keys):
+            out[b, : rows[b]] = self.memo[key]
+        return out.to(input_ids.device)
