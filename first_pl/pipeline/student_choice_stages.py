@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 OBJECTIVE = "student_trust"
 TIE_BREAK = "the best validation Trust; ties: the lower validation ECE, then the earlier grid value"
+TEACHER_FIGURES = (
+    "ece_before, ece_after, accuracy and n_positions are the teacher's on its validation store "
+    "(store): untransformed, and transformed with the chosen value"
+)
 
 
 def choose_by_students(
@@ -102,8 +106,10 @@ def student_choice_result(
     `ece_before`, `ece_after`, `accuracy` and `n_positions` keep their meaning, the teacher's
     on its validation store (`teacher`: that store scored at the chosen value)."""
     best = rows[best_row(rows)]
-    settings = {**teacher.settings, "split": "validation", "task": best["task"],
-                "steps": steps, "students": rows, "tie_break": TIE_BREAK}  # fmt: skip
+    kept = ("parameter_name", "range", "n_bins", "answer_only", "store")
+    settings = {**{k: teacher.settings[k] for k in kept if k in teacher.settings},
+                "split": "validation", "task": best["task"], "steps": steps, "students": rows,
+                "tie_break": TIE_BREAK, "teacher_figures": TEACHER_FIGURES}  # fmt: skip
     return CalibrationResult(
         parameter=best["value"],
         objective=OBJECTIVE,
