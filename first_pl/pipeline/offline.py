@@ -276,6 +276,8 @@ class Pipeline(PipelineSettings):
                 methods=labels,
                 seeds=seeds,
                 first=self.report_label("first"),
+                pairs=[(self.report_label(s.method), self.report_label(s.base))
+                       for s, _ in self.choices()],  # fmt: skip
                 title="FIRST on the offline default",
                 converged_acc_tol=self.converged_acc_tol,
                 converged_loss_tol=self.converged_loss_tol,

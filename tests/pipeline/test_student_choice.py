@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from first_pl_testing import tiny_pipeline
+from test_report import seeded_runs
 
 from first_pl.fileio.run_files import CALIBRATION_FILE, STAGE_FILE
 from first_pl.methods.checkpoint import read_checkpoint
@@ -20,6 +21,7 @@ from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.stages import StageResult, stable_hash
 from first_pl.pipeline.student_choice import CHOICES
 from first_pl.pipeline.student_choice_stages import best_row, student_choice_result
+from first_pl.report import ReportError, build_report
 from first_pl.teacher.calibration_result import (
     TEMPERATURE_TRANSFORMS,
     CalibrationResult,
@@ -102,6 +104,11 @@ def test_students_choose_c_and_delta_on_validation_and_train_with_the_choice(tin
                   "ls_distill (delta 0.1 from its config)", "ls_distill (delta by student Trust)"):  # fmt: skip
         assert f"| {label} |" in table1 and f"| {label} |" in paired, label
     assert "| first (c by teacher ECE) to finetune |" in table1
+    # and each chosen student paired with its base method directly
+    for base, ours in (("first (c by teacher ECE)", "first (c by student Trust)"),
+                       ("ls_distill (delta 0.1 from its config)", "ls_distill (delta by student Trust)")):  # fmt: skip
+        direct = report.split(f"## Paired comparison with {base}\n")[1].split("## ")[0]
+        assert [row.split(" | ")[0] for row in direct.splitlines() if row.startswith("| ") and "generated" in row] == [f"| {ours}"]
 
     pipeline.run()
     assert "running" not in capsys.readouterr().out  # the grid, the choices, every stage cached
@@ -160,3 +167,16 @@ def test_a_student_choice_keeps_every_other_students_cache_key(tiny_model_dir, t
     with_c = keys(with_choice(base, temperatures=[0.2], steps=2))
     assert set(with_c) == {*without, "choice-c", "first_student_c"}
     assert {m: with_c[m] for m in without} == without
+
+
+def test_report_pairs_compare_two_methods_directly_and_refuse_unknown_labels(tmp_path):
+    runs = [str(r) for r in seeded_runs(tmp_path / "runs")]
+    labels = ["finetune", "first", "finetune", "first"]
+    text = build_report(runs, str(tmp_path / "out"), methods=labels, n_resamples=200,
+                        pairs=[("finetune", "first")]).read_text()  # fmt: skip
+    direct = text.split("## Paired comparison with first\n")[1].split("## ")[0]
+    rows = [line for line in direct.splitlines() if line.startswith("| finetune | gen |")]
+    assert len(rows) == 1 and rows[0].split(" | ")[4].startswith("-50.0 [")
+    with pytest.raises(ReportError, match=r"--pairs names \['fist'\], which label no run; the "
+                       r"labels are \['finetune', 'first'\]"):  # fmt: skip
+        build_report(runs, str(tmp_path / "out2"), methods=labels, pairs=[("fist", "finetune")])
