@@ -1,7 +1,8 @@
 """`first-pl pipeline`: the whole FIRST experiment end to end, each stage cached by its config.
 
 prepare model -> write the data -> [the shared frozen prefix's states] -> fine-tune the teacher -> extract top-k (train, validation)
--> calibrate c -> train the students (Fine-tune, Distill, Distill w/ LS, FIRST w/ TS) ->
+-> calibrate c -> [c and delta chosen by short students' validation Trust, `student_choice`]
+-> train the students (Fine-tune, Distill, Distill w/ LS, FIRST w/ TS) ->
 test every model in and out of domain -> report.
 
 Learning curves: with `val_check_interval` N > 0 every training stage validates every N steps

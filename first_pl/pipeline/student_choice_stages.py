@@ -4,10 +4,12 @@ validated only, and the choice among them.
 Each grid student is the pipeline's own student stage (`Pipeline.train_student`, as the sweep
 trains its grid, with the sweep's `GridPoint` naming and overriding the parameter) in its
 `validate_only` form: `steps` steps from the job's seed, one validation at the last step on the
-training task's validation split, no checkpoint, no test. The choice stage (`choice-c`,
-`choice-delta`) reads only those validation figures and the teacher's validation store, and
-writes `calibration.json` in the format of `first-pl calibrate` (objective `student_trust`), so
-the chosen student reads it through `temperature: auto` / `delta: auto` like any calibration.
+training task's validation split, no checkpoint, no test (a FIRST grid student lists the
+teacher's `calibrate` stage upstream like every FIRST student, though its number c makes it
+unused). The choice stage (`choice-c`, `choice-delta`) reads only those validation figures
+and the teacher's validation store, and writes `calibration.json` in the format of `first-pl
+calibrate` (objective `student_trust`), so the chosen student reads it through `temperature:
+auto` / `delta: auto` like any calibration.
 """
 
 from __future__ import annotations
