@@ -72,6 +72,7 @@ def build_report(
     n_resamples: int = 1000,
     converged_acc_tol: float = 2.0,
     converged_loss_tol: float = 0.05,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> Path:
     """Write `report.md`, `report.html` and the figures (reliability grids, learning curves).
 
@@ -86,6 +87,8 @@ def build_report(
             `baseline`.
         n_resamples: bootstrap resamples and permutations of the paired comparisons.
         converged_acc_tol, converged_loss_tol: the convergence rule (`report_curves`).
+        pairs: further paired comparisons, each (method, other): `method` minus `other`, paired
+            as each method is with `baseline` (e.g. FIRST with c chosen two ways).
     """
     if not runs:
         raise ReportError("no runs given (--runs)")
@@ -106,6 +109,9 @@ def build_report(
     groups: dict[str, list[RunResult]] = {}
     for result in results:
         groups.setdefault(result.method, []).append(result)
+    unknown = [m for pair in pairs or [] for m in pair if m not in groups]
+    if unknown:
+        raise ReportError(f"--pairs names {unknown}, which label no run; the labels are {list(groups)}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = ", ".join(
@@ -114,9 +120,10 @@ def build_report(
     head = Section("", [f"Test examples per task: {counts}.", *size_notes(results, tasks)])
     curves, curve_images = curves_section(results, tasks, rule, out)
     sections = [head, main_table(groups, tasks, baseline, first), positions_table(groups, tasks),
-                kinds_table(groups, tasks), paired_table(groups, tasks, baseline, n_resamples),
-                checks_section(results, tasks),
-                curves]  # fmt: skip
+                kinds_table(groups, tasks), paired_table(groups, tasks, baseline, n_resamples)]  # fmt: skip
+    sections += [paired_table({other: groups[other], method: groups[method]}, tasks, other,
+                              n_resamples) for method, other in pairs or []]  # fmt: skip
+    sections += [checks_section(results, tasks), curves]
     images = []
     for task in tasks:  # the first run of each method (its first seed)
         panels = [

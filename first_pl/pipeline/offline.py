@@ -1,7 +1,8 @@
 """`first-pl pipeline`: the whole FIRST experiment end to end, each stage cached by its config.
 
 prepare model -> write the data -> [the shared frozen prefix's states] -> fine-tune the teacher -> extract top-k (train, validation)
--> calibrate c -> train the students (Fine-tune, Distill, Distill w/ LS, FIRST w/ TS) ->
+-> calibrate c -> [c and delta chosen by short students' validation Trust, `student_choice`]
+-> train the students (Fine-tune, Distill, Distill w/ LS, FIRST w/ TS) ->
 test every model in and out of domain -> report.
 
 Learning curves: with `val_check_interval` N > 0 every training stage validates every N steps
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from first_pl.fileio.run_files import CALIBRATION_FIGURE, TEST_METRICS_FILE
+from first_pl.fileio.run_files import CALIBRATION_FIGURE, TEST_METRICS_FILE, metrics_file
 from first_pl.pipeline.files import (
     deep_merge,
     last_checkpoint,
@@ -45,6 +46,8 @@ from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.settings import DEFAULT_STUDENTS, PipelineSettings, TrainStage
 from first_pl.pipeline.stage_logging import finish_wandb_run, log_report_run, stage_loggers
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.student_choice import CHOICES
+from first_pl.pipeline.student_choice_stages import choose_by_students
 from first_pl.pipeline.teacher_stages import analysis_stage, calibrate_stage, extract_stage
 from first_pl.pipeline.upstream import Upstream
 from first_pl.run_folder import OVERWRITE_FLAG
@@ -55,6 +58,13 @@ __all__ = ["DEFAULT_STUDENTS", "Pipeline", "TrainStage", "Upstream"]
 TEST_DIR = "test"
 DISTILL_DATA = "first_pl.data.distill_datamodule.DistillDataModule"
 FIGURES = ("n", "acc", "ece", "trust")  # the test figures a training stage records per task
+# The students that read a calibration, and the stage that chose it.
+CALIBRATED_BY = {"first": "calibrate", **{spec.method: spec.stage for spec in CHOICES}}
+
+
+def figures(path: Path) -> dict[str, dict[str, Any]]:
+    """`FIGURES` of each task of an evaluation's metrics file."""
+    return {t: {k: m[k] for k in FIGURES} for t, m in read_task_metrics(path).items()}
 
 
 class ReportedRun(NamedTuple):
@@ -151,28 +161,39 @@ class Pipeline(PipelineSettings):
         after: list[StageResult],
         extra: dict[str, Any],
         seed: int | None = None,
+        validate_only: bool = False,
     ) -> StageResult:
         """A fit + test stage (test only when `max_steps` is 0): its config is its cache key.
 
-        With a shared prefix, `after` holds the prefix stage, whose store the model reads."""
+        With a shared prefix, `after` holds the prefix stage, whose store the model reads.
+        `validate_only`: fit validates once, at its last step, on the training task's validation
+        split, keeps no checkpoint, and nothing is tested; `metrics` are the validation's."""
         prefix = next((r for r in after if r.name == "prefix"), None)
         store = prefix.outputs["store"] if prefix is not None else None
         extra = deep_merge(extra, self.prefix_overrides(store))
-        preview, test_override = self.stage_configs(stage, Path("<stage>"), seed)
+        if validate_only:
+            extra = deep_merge(extra, {"trainer": {"enable_checkpointing": False}})
+        every = stage.max_steps if validate_only else None
+        preview, test_override = self.stage_configs(stage, Path("<stage>"), seed, every)
         settings: dict[str, Any] = {
             "config": deep_merge(preview, extra),
             "model_yaml": load_yaml(stage.config),
         }
-        if test_override is not None:
+        if test_override is not None and not validate_only:
             settings["test_tasks"] = test_override
 
         def body(folder: Path) -> dict[str, Any]:
             group = Path(self.output_dir).name
-            fit_config, _ = self.stage_configs(stage, folder, seed)
+            fit_config, _ = self.stage_configs(stage, folder, seed, every)
             fit_config = deep_merge(
                 deep_merge(fit_config, extra), stage_loggers(self.logger, folder, "", group, "fit")
             )
             config = write_yaml(folder / "config.yaml", fit_config)
+            processes = self.processes()
+            if validate_only:
+                run_first_pl(["fit", "--config", str(config)], processes, folder / "fit.log")
+                finish_wandb_run()
+                return {"metrics": figures(folder / metrics_file("val"))}
             outputs: dict[str, Any] = {}
             # Test logs go to <stage>/test, so they never replace the training logs.
             test_args = ["test", "--config", str(config)]
@@ -181,7 +202,6 @@ class Pipeline(PipelineSettings):
                 test_args += ["--config", str(path)]
             test_logger = stage_loggers(self.logger, folder, TEST_DIR, group, "test")
             test_args += ["--config", str(write_yaml(folder / "test_logger.yaml", test_logger))]
-            processes = self.processes()
             if stage.max_steps != 0:
                 # The stage folder is the pipeline's: it holds the stage's own files written
                 # above and, after a kill, the unfinished attempt, which this fit replaces.
@@ -193,8 +213,7 @@ class Pipeline(PipelineSettings):
                 test_args += ["--ckpt_path", str(checkpoint)]
             run_first_pl(test_args, processes, folder / "test.log")
             finish_wandb_run()
-            metrics = read_task_metrics(folder / TEST_DIR / TEST_METRICS_FILE)
-            outputs["metrics"] = {t: {k: m[k] for k in FIGURES} for t, m in metrics.items()}
+            outputs["metrics"] = figures(folder / TEST_DIR / TEST_METRICS_FILE)
             return outputs
 
         return runner.run(name, settings, body, after)
@@ -207,13 +226,15 @@ class Pipeline(PipelineSettings):
         stage: TrainStage,
         up: Mapping[str, StageResult],
         seed: int | None = None,
+        validate_only: bool = False,
     ) -> StageResult:
         """Fine-tune reads the task data; the distillation strategies read the teacher store too,
-        and FIRST the calibration. `up` gives the upstream stages by name (an `Upstream`, or the
-        sweep's variant with another store or calibration)."""
+        FIRST the teacher's calibration and the students of a student choice theirs
+        (`CALIBRATED_BY`). `up` gives the upstream stages by name (an `Upstream`, the sweep's
+        variant with another store or calibration, or one with the student choices)."""
         if method == "finetune":
             after = [up[n] for n in ("prepare", "data", "prefix") if n in up]
-            return self.train_and_test(runner, name, stage, after, {}, seed)
+            return self.train_and_test(runner, name, stage, after, {}, seed, validate_only)
         extra: dict[str, Any] = {
             "data": {
                 "class_path": DISTILL_DATA,
@@ -221,26 +242,28 @@ class Pipeline(PipelineSettings):
             }
         }
         after = [up["extract-train"], *([up["prefix"]] if "prefix" in up else [])]
-        if method == "first":
+        if method in CALIBRATED_BY:
+            calibration = up[CALIBRATED_BY[method]]
             extra = deep_merge(
-                extra,
-                {"model": {"init_args": {"calibration": up["calibrate"].outputs["calibration"]}}},
+                extra, {"model": {"init_args": {"calibration": calibration.outputs["calibration"]}}}
             )
-            after.append(up["calibrate"])
-        return self.train_and_test(runner, name, stage, after, extra, seed)
+            after.append(calibration)
+        return self.train_and_test(runner, name, stage, after, extra, seed, validate_only)
 
     def student_stages(self, runner: StageRunner, up: Upstream) -> list[ReportedRun]:
-        """Every student method once per seed, seeds outermost (as the report lists them)."""
+        """Every student method once per seed, seeds outermost (as the report lists them); the
+        student choices first, when the job has any (`student_choice_stages`)."""
+        chosen = {**up, **choose_by_students(self, runner, up)}
         return [
             ReportedRun(
-                method,
+                self.report_label(method),
                 seed,
                 self.train_student(
-                    runner, self.student_name(method, seed), method, stage, up, seed
+                    runner, self.student_name(method, seed), method, stage, chosen, seed
                 ),
             )
             for seed in self.student_seeds
-            for method, stage in self.students.items()
+            for method, stage in self.all_students().items()
         ]
 
     def report_stage(
@@ -258,6 +281,9 @@ class Pipeline(PipelineSettings):
                 str(folder),
                 methods=labels,
                 seeds=seeds,
+                first=self.report_label("first"),
+                pairs=[(self.report_label(s.method), self.report_label(s.base))
+                       for s, _ in self.choices()],  # fmt: skip
                 title="FIRST on the offline default",
                 converged_acc_tol=self.converged_acc_tol,
                 converged_loss_tol=self.converged_loss_tol,

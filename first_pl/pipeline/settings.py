@@ -24,6 +24,12 @@ from first_pl.pipeline.files import (
 )
 from first_pl.pipeline.launch import stage_devices
 from first_pl.pipeline.stage_logging import check_logger
+from first_pl.pipeline.student_choice import (
+    CHOICES,
+    ChoiceSpec,
+    StudentChoice,
+    check_student_choice,
+)
 
 
 @dataclass
@@ -86,6 +92,9 @@ class PipelineSettings:
     # embeddings and first n decoder layers, whose states the `prefix` stage computes once for
     # every sequence of the job; each model trains and runs only its layers above. 0: no prefix.
     prefix_layers: int = 0
+    # Choose c and delta by the students' own validation Trust (StudentChoice); None: only by
+    # the teacher's validation objective (`calibrate_objective`).
+    student_choice: StudentChoice | None = None
     # "csv": each stage's CSV files only; "wandb": W&B runs as well (stage_logging.py).
     logger: str = "csv"
 
@@ -96,7 +105,10 @@ class PipelineSettings:
         self.students = {
             m: TrainStage(**s) if isinstance(s, dict) else s for m, s in self.students.items()
         }
+        if isinstance(self.student_choice, dict):
+            self.student_choice = StudentChoice(**self.student_choice)
         check_logger(self.logger)
+        check_student_choice(self.student_choice, self.students)
         if self.prefix_layers < 0:
             raise ValueError(f"prefix_layers must be >= 0, got {self.prefix_layers}")
         if self.val_check_interval < 0:
@@ -115,19 +127,64 @@ class PipelineSettings:
     def student_seeds(self) -> list[int]:
         return list(self.seeds) or [self.seed]
 
+    def choices(self) -> list[tuple[ChoiceSpec, list[float]]]:
+        """The parameters the students choose, each with its grid (none without student_choice)."""
+        if self.student_choice is None:
+            return []
+        grids = [(spec, getattr(self.student_choice, spec.grid)) for spec in CHOICES]
+        return [(spec, values) for spec, values in grids if values]
+
+    def all_students(self) -> dict[str, TrainStage]:
+        """`students`, each followed by the student trained with its parameter as the students
+        chose it (same config and budget, the parameter "auto": read from the choice)."""
+        chosen = {spec.base: spec for spec, _ in self.choices()}
+        methods: dict[str, TrainStage] = {}
+        for method, stage in self.students.items():
+            methods[method] = stage
+            if method in chosen:
+                spec = chosen[method]
+                auto = {"model": {"init_args": {spec.argument: "auto"}}}
+                overrides = deep_merge(stage.overrides, auto)
+                methods[spec.method] = TrainStage(stage.config, stage.max_steps, overrides)
+        return methods
+
+    def report_label(self, method: str) -> str:
+        """The method's label in the report. With a student choice, both students of a chosen
+        parameter say where theirs came from: the students' validation Trust, or the base
+        method's config (`auto`: the teacher's validation objective, `calibrate`)."""
+        for spec, _ in self.choices():
+            if method == spec.method:
+                return f"{spec.base} ({spec.symbol} by student Trust)"
+            if method == spec.base:
+                stage = self.students[method]
+                value = deep_merge(load_yaml(stage.config), stage.overrides)["model"]["init_args"]
+                value = value.get(spec.argument, "default")
+                if value == "auto":
+                    objective = {"ece": "ECE", "trust": "Trust", "nll": "NLL"}
+                    teacher = objective.get(self.calibrate_objective, self.calibrate_objective)
+                    return f"{method} ({spec.symbol} by teacher {teacher})"
+                return f"{method} ({spec.symbol} {value} from its config)"
+        return method
+
     def student_name(self, method: str, seed: int) -> str:
         """`student-<method>` for the base seed (so a one-seed run's cache is reused)."""
         return f"student-{method}" if seed == self.seed else f"student-{method}-seed{seed}"
 
     def stage_configs(
-        self, stage: TrainStage, folder: Path, seed: int | None = None
+        self,
+        stage: TrainStage,
+        folder: Path,
+        seed: int | None = None,
+        validate_every: int | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The stage's LightningCLI config, and the test's override when fit validates.
 
-        Validating during fit evaluates only the training task, so the fit config keeps only it
+        Validating during fit (every `validate_every` steps, by default `val_check_interval`,
+        and at the last step) evaluates only the training task, so the fit config keeps only it
         (and its template); the override gives the test every evaluation task back, with the
         templates of the out-of-domain ones. None when fit does not validate.
         """
+        interval = self.val_check_interval if validate_every is None else validate_every
         config = deep_merge(load_merged(self.trainer), {"data": self.data_section()})
         config = deep_merge(config, load_yaml(stage.config))
         config = deep_merge(config, run_dir_overrides(folder, stage.max_steps))
@@ -138,11 +195,9 @@ class PipelineSettings:
             templates = {"task_templates": self.ood_templates}
             config = deep_merge(config, {"data": {"init_args": templates}})
         config = deep_merge(config, stage.overrides)
-        if not (self.val_check_interval and stage.max_steps != 0):
+        if not (interval and stage.max_steps != 0):
             return config, None
-        config = deep_merge(
-            config, validation_overrides(self.val_check_interval, self.limit_val_batches)
-        )
+        config = deep_merge(config, validation_overrides(interval, self.limit_val_batches))
         last = {"class_path": "first_pl.callbacks.LastStepValidation"}
         config["trainer"]["callbacks"] = [*config["trainer"].get("callbacks", []), last]
         init = config["data"]["init_args"]

@@ -45,15 +45,24 @@ class GridPoint:
     tail_bucket: bool = False
 
     @property
-    def stage_name(self) -> str:
+    def name(self) -> str:
+        """`<method>-<coefficient><value>[-tail]`, e.g. `first-temperature0.3`."""
         kind = "log_temperature" if self.transform == "log_temperature" else self.coefficient
-        return f"sweep-{self.method}-{kind}{self.value:g}{'-tail' if self.tail_bucket else ''}"
+        return f"{self.method}-{kind}{self.value:g}{'-tail' if self.tail_bucket else ''}"
+
+    @property
+    def stage_name(self) -> str:
+        return f"sweep-{self.name}"
 
     def overrides(self) -> dict[str, Any]:
         args: dict[str, Any] = {self.coefficient: self.value, "tail_bucket": self.tail_bucket}
         if self.method == "first":
             args["transform"] = self.transform
         return {"model": {"init_args": args}}
+
+    def train_stage(self, base: TrainStage, max_steps: int) -> TrainStage:
+        """`base` (the student of `method`) with this point's transform, for `max_steps`."""
+        return TrainStage(base.config, max_steps, deep_merge(base.overrides, self.overrides()))
 
 
 PANELS = (  # (method, transform, x label) of figure 5's student panels
@@ -140,9 +149,7 @@ class Sweep(Pipeline):
 
     def variant(self, point: GridPoint) -> TrainStage:
         base = self.students[point.method]
-        return TrainStage(
-            base.config, base.max_steps, deep_merge(base.overrides, point.overrides())
-        )
+        return point.train_stage(base, base.max_steps)
 
     def run(self) -> Path:
         """The pipeline's upstream stages, then each dimension's students; the summary's path."""

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 TEMPERATURE_TRANSFORMS = ("prob_temperature", "log_temperature")
+OBJECTIVE_LABELS = {"ece": "ECE (%)", "trust": "Trust (%)", "nll": "NLL (nats)",
+                    "student_trust": "students' validation Trust (%)"}  # fmt: skip
 
 
 @dataclass
@@ -23,9 +25,11 @@ class CalibrationResult:
 
     `parameter` is the value of `transform`'s parameter (`TransformSpec.parameter`: c, T or
     delta); `value` and the curve are in the objective's units: ECE as a fraction in [0, 1],
-    mean NLL in nats, or Trust (accuracy - ECE) as a fraction. `ece_before` is the ECE of the
-    untransformed top-1 probability, `ece_after` that of the transformed prediction at the chosen
-    parameter (both fractions, whatever the objective).
+    mean NLL in nats, or Trust (accuracy - ECE) as a fraction: the transformed teacher's, or
+    with `student_trust` that of a student trained with each value
+    (`first_pl.pipeline.student_choice_stages`). `ece_before` is the ECE of the teacher's
+    untransformed top-1 probability, `ece_after` that of the transformed prediction at the
+    chosen parameter (both fractions, whatever the objective).
     """
 
     parameter: float
@@ -85,8 +89,9 @@ def draw_calibration_curve(ax: Axes, result: CalibrationResult) -> None:
     sweep's figure 5 draw the same curve, so they cannot disagree."""
     name = result.settings.get("parameter_name", "c")
     values, scores = zip(*result.curve, strict=True)
-    percent = result.objective in ("ece", "trust")
+    percent = result.objective != "nll"
     scale = 100.0 if percent else 1.0
+    students = result.settings.get("students") if result.objective == "student_trust" else None
     ax.plot(values, [v * scale for v in scores], marker="o", markersize=3, label="validation")
     ax.axvline(
         result.parameter, color="red", linestyle="--", label=f"chosen {name} = {result.parameter:g}"
@@ -94,6 +99,10 @@ def draw_calibration_curve(ax: Axes, result: CalibrationResult) -> None:
     if result.objective == "ece":
         ax.axhline(result.ece_before * 100.0, color="gray", linestyle=":", label="untransformed")
     ax.set_xlabel(f"{result.transform}{' + tail bucket' if result.tail_bucket else ''}: {name}")
-    ax.set_ylabel({"ece": "ECE (%)", "trust": "Trust (%)", "nll": "NLL (nats)"}[result.objective])
-    ax.set_title(f"Choice of {name} on {result.n_positions} validation positions")
+    ax.set_ylabel(OBJECTIVE_LABELS[result.objective])
+    where = (
+        f"{len(students)} students' validation Trust" if students
+        else f"{result.n_positions} validation positions"
+    )  # fmt: skip
+    ax.set_title(f"Choice of {name} on {where}")
     ax.legend()
