@@ -34,7 +34,9 @@ def answer_lines(answer: Answer, threshold: float, on: str) -> list[str]:
     """What `ask` prints: one `field: value` line each."""
     choices = "  ".join(f"{k}: {v:.4f}" for k, v in answer.probabilities.items())
     relation = ">=" if answer.decision == "answer" else "<"
+    truncated = [f"prompt truncated: {answer.tokens_dropped} tokens dropped from the left"]
     return [
+        *(truncated if answer.tokens_dropped else []),
         f"answer: {answer.letter}. {answer.text}",
         f"confidence: {answer.confidence:.4f} (full-vocab probability of {answer.letter!r})",
         f"confidence over the candidates: {answer.renormalized:.4f}",
@@ -69,7 +71,8 @@ def ask(
             holds its tokenizer; students share their teacher's).
         context: optional passage shown before the question (as BoolQ's).
         template: the prompt template the model was trained with (default: first_pl's).
-        max_length: longer prompts lose tokens from the left.
+        max_length: longer prompts lose tokens from the left, with a warning that says how
+            many and the length that would fit.
     """
     if not 0 <= threshold <= 1:
         raise AskError(f"--threshold must be in [0, 1], got {threshold}")

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -188,10 +189,19 @@ class QADataModule(L.LightningDataModule):
         return self.examples(self.train_task, "train")
 
     def eval_dataloaders(self, split: str) -> list[DataLoader]:
-        return [
-            self.loader(self.examples(task, split), self.eval_batch_size, False, self.collate_eval)
-            for task in self.evaluation_tasks
-        ]
+        """One loader per evaluation task. An empty task is skipped with a warning (by the
+        evaluation callback); all of them empty is refused in validate / test / predict, which
+        would end with no metrics at all (a fit only loses its validation points)."""
+        items = [self.examples(task, split) for task in self.evaluation_tasks]
+        fitting = self.trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if not any(items) and not fitting:
+            names = ", ".join(repr(name) for name in self.eval_task_names)
+            raise TaskDataError(
+                f"every evaluation task has no examples in its {split} split ({names}): "
+                f"there is nothing to evaluate and no metrics would be written; give "
+                f"data.eval_tasks a task with {split} examples"
+            )
+        return [self.loader(x, self.eval_batch_size, False, self.collate_eval) for x in items]
 
     def val_dataloader(self) -> list[DataLoader]:
         return self.eval_dataloaders("validation")

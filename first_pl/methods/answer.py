@@ -9,6 +9,7 @@ renormalised over the candidate letters is kept beside it.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -35,6 +36,7 @@ class Answer:
     renormalized: float
     decision: Literal["answer", "abstain"]
     probabilities: dict[str, float]
+    tokens_dropped: int = 0  # prompt tokens cut from the left to fit max_length
 
 
 def check_question(question: str, choices: list[str], letters: str) -> None:
@@ -89,7 +91,10 @@ def answer_question(
     check_question(question, choices, template.letters)
     # `answer` is unknown; 0 only fills the gold field, which `evaluate` carries through unused.
     example = MCExample("ask", question, tuple(choices), 0, context=context)
-    item = encode(example, tokenizer, template, max_length, TruncationReport())
+    report = TruncationReport()
+    item = encode(example, tokenizer, template, max_length, report)
+    if report.tokens_dropped:
+        warnings.warn(truncation_message(report.tokens_dropped, max_length), stacklevel=2)
     device = next(module.parameters()).device
     batch = {
         k: v.to(device) if isinstance(v, torch.Tensor) else v
@@ -108,4 +113,14 @@ def answer_question(
         renormalized=renormalized,
         decision="answer" if decisive >= threshold else "abstain",
         probabilities={template.letters[i]: float(p) for i, p in enumerate(probs)},
+        tokens_dropped=report.tokens_dropped,
+    )
+
+
+def truncation_message(tokens_dropped: int, max_length: int) -> str:
+    """What `ask` says when the question did not fit: the model answered without its start."""
+    return (
+        f"the prompt is {tokens_dropped} tokens longer than --max_length {max_length}: its first "
+        f"{tokens_dropped} tokens were dropped and the model answered without them; give "
+        f"--max_length {max_length + tokens_dropped} to ask the whole question"
     )

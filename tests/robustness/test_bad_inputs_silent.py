@@ -1,0 +1,139 @@
+"""Bad inputs that used to pass without a word (a wrong figure, a NaN model, a cut question, a
+report pairing runs of different test sets), each now refused with one clear error or said.
+
+Same table as `test_bad_inputs.py` (`Case(id, provoke, expect)`, checked by its
+`error_message`); the behaviours that are not one error (a warning, a rerun) have their own tests
+below the table.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from robustness_world import World
+from test_bad_inputs import Case, error_message, evaluate_on_tasks, fit
+
+from first_pl.cli import main
+from first_pl.commands.ask import ask
+from first_pl.metrics import ExpectedCalibrationError, TrustScore, expected_calibration_error
+from first_pl.metrics.selective import confidence_auroc
+
+
+def sweep(tmp: Path, *args: str) -> None:
+    """`first-pl sweep` with `args`; its trainer config does not exist, so a grid that is
+    accepted fails at its first stage instead of training the offline default."""
+    trainer = str(tmp / "no_trainer.yaml")
+    main(["sweep", "--output_dir", str(tmp / "sweep"), "--trainer", trainer, *args])
+
+
+def empty_task(split: str) -> dict:
+    sizes = {"train_size": 4, "validation_size": 4, "test_size": 4, f"{split}_size": 0}
+    return {"class_path": "first_pl.tasks.GeneratedMC", "init_args": {**sizes, "name": "nothing"}}
+
+
+CASES = [
+    # the metrics API: only probabilities and 0/1 outcomes are binned
+    Case(
+        "metrics-confidence-above-one",
+        lambda w, t: expected_calibration_error(torch.tensor([0.5, 1.5]), torch.tensor([1, 0])),
+        r"^confidence holds 1 value\(s\) of 2 outside \[0, 1\], first 1\.5; expected probabilities",
+    ),
+    Case(
+        "metrics-confidence-inf",
+        lambda w, t: ExpectedCalibrationError().update(
+            torch.tensor([0.2, float("inf")]), torch.tensor([True, False])
+        ),
+        r"^confidence holds 1 value\(s\) of 2 outside \[0, 1\], first inf",
+    ),
+    Case(
+        "metrics-confidence-negative",
+        lambda w, t: TrustScore().update(torch.tensor([-0.25, 0.5]), torch.tensor([0, 1])),
+        r"^confidence holds 1 value\(s\) of 2 outside \[0, 1\], first -0\.25",
+    ),
+    Case(
+        "metrics-correct-two",
+        lambda w, t: expected_calibration_error(torch.tensor([0.5, 0.9]), torch.tensor([1, 2])),
+        r"^correct holds 1 value\(s\) of 2 other than 0 and 1, first 2; expected booleans or 0/1",
+    ),
+    Case(
+        "metrics-auroc-correct-two",
+        lambda w, t: confidence_auroc(torch.tensor([0.5, 0.9, 0.1]), torch.tensor([1, 2, 0])),
+        r"^correct holds 1 value\(s\) of 3 other than 0 and 1, first 2",
+    ),
+    # documented ranges: Eq. 4's c in (0, 1], the log-space T in [0.1, 10]
+    Case(
+        "first-temperature-above-range",
+        lambda w, t: fit(w, t, "--model.init_args.temperature", "1000", model="first.yaml"),
+        r"temperature \(c of transform 'prob_temperature'\) must be in \(0, 1\], the documented "
+        r"range, got 1000\.0",
+    ),
+    Case(
+        "first-log-temperature-above-range",
+        lambda w, t: fit(
+            w, t, "--model.init_args.temperature", "50", "--model.init_args.transform",
+            "log_temperature", model="first.yaml",
+        ),  # fmt: skip
+        r"temperature \(T of transform 'log_temperature'\) must be in \[0\.1, 10\], the "
+        r"documented range, got 50\.0",
+    ),
+    Case(
+        "sweep-temperature-above-range",
+        lambda w, t: sweep(t, "--temperatures", "[0.5, 1000]"),
+        r"sweep temperatures must be in \(0, 1\] \(the documented range of c\), got \[1000\.0\]",
+    ),
+    Case(
+        "sweep-log-temperature-above-range",
+        lambda w, t: sweep(t, "--log_temperatures", "[2, 50]"),
+        r"sweep log_temperatures must be in \[0\.1, 10\] \(the documented range of T\), got \[50\.0\]",
+    ),
+    # training that diverges stops, naming the step and the learning rate
+    Case(
+        "fit-learning-rate-diverges",
+        lambda w, t: fit(w, t, "--trainer.max_steps", "4", "--model.init_args.optimizer.lr", "1e12"),
+        r"after [1-3] optimizer step\(s\): training diverged; lower the learning rate "
+        r"--model\.init_args\.optimizer\.lr \(now 1e\+12\)",
+    ),
+    # evaluation with nothing to evaluate
+    Case(
+        "test-every-task-split-empty",
+        lambda w, t: evaluate_on_tasks(w, t, empty_task("test")),
+        r"every evaluation task has no examples in its test split \('nothing'\): there is "
+        r"nothing to evaluate",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gives_one_clear_error(case: Case, world: World, tmp_path: Path, capsys) -> None:
+    try:
+        case.provoke(world, tmp_path)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the table says what is expected
+        message = error_message(exc, capsys)
+    else:
+        pytest.fail(f"{case.id}: no error")
+    assert re.search(case.expect, message), f"{case.id}: {message[-2000:]}"
+
+
+def test_diverged_fit_leaves_no_checkpoint(world: World, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="training diverged"):
+        fit(world, tmp_path, "--trainer.max_steps", "4", "--model.init_args.optimizer.lr", "1e12")
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_ask_says_how_much_of_the_question_it_cut(world: World, capsys) -> None:
+    question = "Which of these cities, all of them capitals of European countries, is in Norway?"
+    with pytest.warns(UserWarning) as caught:
+        answer = ask(str(world.checkpoint), question, ["Oslo", "Rome"], max_length=16)
+    dropped = answer.tokens_dropped
+    assert dropped > 0
+    message = (
+        f"the prompt is {dropped} tokens longer than --max_length 16: its first {dropped} "
+        f"tokens were dropped and the model answered without them; give --max_length {16 + dropped}"
+    )
+    assert any(str(w.message).startswith(message) for w in caught), [str(w.message) for w in caught]
+    assert f"prompt truncated: {dropped} tokens dropped from the left" in capsys.readouterr().out
+    whole = ask(str(world.checkpoint), question, ["Oslo", "Rome"], max_length=16 + dropped)
+    assert whole.tokens_dropped == 0
