@@ -22,7 +22,20 @@ class Trainer(pl.Trainer):
     def __init__(
         self, *args, precision: _PRECISION_INPUT | Literal["auto"] | None = AUTO, **kwargs
     ) -> None:
+        check_budget(kwargs)
         resolved = resolve_precision(precision, kwargs.get("accelerator", AUTO))
         if str(precision) == AUTO:
             rank_zero_info(resolved.reason)
         super().__init__(*args, precision=resolved.precision, **kwargs)
+
+
+def check_budget(options: dict) -> None:
+    """Refuse a negative training budget by its option name (Lightning's own check is a
+    traceback): -1 is Lightning's "no limit" (`max_steps`: `max_epochs` decides; `max_epochs`:
+    train until `max_steps`), any other negative value is a mistake."""
+    for option in ("max_steps", "max_epochs"):
+        value = options.get(option)
+        if value is not None and value < -1:
+            raise ValueError(
+                f"trainer.{option} must be >= 0, or -1 for no limit, got {value}"
+            )

@@ -152,6 +152,7 @@ class Sweep(Pipeline):
 
     def run(self) -> Path:
         """The pipeline's upstream stages, then each dimension's students; the summary's path."""
+        self.check_files()
         task = self.check_task()  # before any stage: a typo must not cost a whole sweep
         runner = StageRunner(Path(self.output_dir))
         up = self.upstream(runner)

@@ -8,18 +8,30 @@ below the table.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
-from robustness_world import World
-from test_bad_inputs import Case, error_message, evaluate_on_tasks, fit
+from robustness_world import TASK, World
+from test_bad_inputs import (
+    Case,
+    copy_store,
+    distill_fit,
+    error_message,
+    evaluate_on_tasks,
+    fit,
+    write,
+)
 
 from first_pl.cli import main
 from first_pl.commands.ask import ask
+from first_pl.data.qa_datamodule import QADataModule
 from first_pl.metrics import ExpectedCalibrationError, TrustScore, expected_calibration_error
 from first_pl.metrics.selective import confidence_auroc
+from first_pl.tasks import GeneratedMC
 
 
 def sweep(tmp: Path, *args: str) -> None:
@@ -32,6 +44,41 @@ def sweep(tmp: Path, *args: str) -> None:
 def empty_task(split: str) -> dict:
     sizes = {"train_size": 4, "validation_size": 4, "test_size": 4, f"{split}_size": 0}
     return {"class_path": "first_pl.tasks.GeneratedMC", "init_args": {**sizes, "name": "nothing"}}
+
+
+def pipeline(tmp: Path, *args: str) -> None:
+    """`first-pl pipeline` with `args` (a missing trainer config: see `sweep`)."""
+    trainer = str(tmp / "no_trainer.yaml")
+    main(["pipeline", "--output_dir", str(tmp / "out"), "--trainer", trainer, *args])
+
+
+def without_dataset(world: World, tmp: Path, name: str) -> Path:
+    out = copy_store(world, tmp)
+    with h5py.File(out, "r+") as f:
+        del f[name]
+    return out
+
+
+def axolotl_import(world: World, tmp: Path, row: list, target_token_ids: list | None = None) -> None:
+    """`first-pl import-store --format axolotl` of records giving `row` at every position of
+    every example of the world's train split."""
+    data = QADataModule(tokenizer=str(world.model_dir), train_task=GeneratedMC(**TASK), max_length=64)
+    records = []
+    for example in data.split_examples("train"):
+        record = {"example_id": example.example_id, "logprobs": [row] * len(example.input_ids)}
+        if target_token_ids is not None:
+            record["target_token_ids"] = [target_token_ids] * len(example.input_ids)
+        records.append(record)
+    source = tmp / "axolotl.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    main(["import-store", "--config", str(world.data_yaml), "--source", str(source), "--format",
+          "axolotl", "--output", str(tmp / "imported.h5"), "--k", "1"])  # fmt: skip
+
+
+def binary_file(tmp: Path) -> Path:
+    path = tmp / "experiment.yaml"
+    path.write_bytes(bytes(range(128, 256)) * 8)
+    return path
 
 
 CASES = [
@@ -95,6 +142,66 @@ CASES = [
         lambda w, t: fit(w, t, "--trainer.max_steps", "4", "--model.init_args.optimizer.lr", "1e12"),
         r"after [1-3] optimizer step\(s\): training diverged; lower the learning rate "
         r"--model\.init_args\.optimizer\.lr \(now 1e\+12\)",
+    ),
+    # the pipeline reads every option before its first stage
+    Case(
+        "pipeline-calibrate-objective-misspelt",
+        lambda w, t: pipeline(t, "--calibrate_objective", "ecee"),
+        r"calibrate_objective must be one of \('ece', 'nll', 'trust'\), got 'ecee'",
+    ),
+    Case(
+        "pipeline-threads-negative",
+        lambda w, t: pipeline(t, "--threads", "-1"),
+        r"threads must be >= 1 \(or unset: torch's default\), got -1",
+    ),
+    Case(
+        "pipeline-teacher-max-steps-negative",
+        lambda w, t: pipeline(t, "--teacher.max_steps", "-1"),
+        r"teacher\.max_steps must be >= 1, got -1",
+    ),
+    # one-line errors that name their file or option
+    Case(
+        "fit-max-steps-negative",
+        lambda w, t: main(w.fit_args(t / "run", "--trainer.max_steps", "-5")),
+        r"trainer\.max_steps must be >= 0, or -1 for no limit, got -5",
+    ),
+    Case(
+        "fit-max-epochs-negative",
+        lambda w, t: main(w.fit_args(t / "run", "--trainer.max_epochs", "-2")),
+        r"trainer\.max_epochs must be >= 0, or -1 for no limit, got -2",
+    ),
+    Case(
+        "plan-binary-file",
+        lambda w, t: main(["plan", "--experiment", str(binary_file(t))]),
+        r"config .*experiment\.yaml is not a text file \(not UTF-8\); expected YAML",
+    ),
+    Case(
+        "plan-malformed-yaml",
+        lambda w, t: main(["plan", "--experiment", str(write(t / "e.yaml", "trainer: [a\n"))]),
+        r"config .*e\.yaml is not valid YAML at line 2, column 1: expected ',' or '\]'",
+    ),
+    Case(
+        "plan-yaml-not-a-mapping",
+        lambda w, t: main(["plan", "--experiment", str(write(t / "e.yaml", "- a\n- b\n"))]),
+        r"config .*e\.yaml holds a list; expected a mapping of options",
+    ),
+    Case(
+        "store-dataset-missing",
+        lambda w, t: distill_fit(w, t, without_dataset(w, t, "gold_rank")),
+        r"copy\.h5 lacks the dataset\(s\) \['gold_rank'\] of a teacher store \(it holds "
+        r"\['example_ids', 'gold_missing', 'ids', 'offsets', 'probs'\]\)",
+    ),
+    Case(
+        "import-axolotl-token-not-an-id",
+        lambda w, t: axolotl_import(w, t, [{"token": "token_id:abc", "logprob": -0.1}]),
+        r"axolotl\.jsonl: example '.*' position \d+ is malformed \(ValueError: invalid literal "
+        r"for int\(\) with base 10: 'abc'\); expected 'logprobs' entries",
+    ),
+    Case(
+        "import-axolotl-ids-and-logprobs-differ",
+        lambda w, t: axolotl_import(w, t, [-0.1, -2.0], target_token_ids=[3]),
+        r"axolotl\.jsonl: example '.*' position \d+ is malformed \(ValueError: zip\(\) argument 2 "
+        r"is longer than argument 1\); expected 'target_token_ids' and 'logprobs' rows of equal length",
     ),
     # evaluation with nothing to evaluate
     Case(
