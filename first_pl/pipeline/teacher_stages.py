@@ -32,7 +32,12 @@ def extraction(
     """The body of a stage that extracts the teacher's top-k on `split` into
     `<stage>/teacher_<split>.h5` on `processes` processes (`options`: further `first-pl extract`
     options, such as k). The store does not depend on the process count (rank blocks are merged
-    in order), so neither does the stage's key."""
+    in order), so neither does the stage's key.
+
+    A store already in the folder is an unfinished run's (the stage has no `stage.json`: it was
+    killed after the store was published), made perhaps by an earlier teacher: it is replaced
+    (`overwrite`, which keeps it until the new one is complete and still resumes a partial one).
+    """
 
     def body(folder: Path) -> dict[str, Any]:
         output = folder / f"teacher_{split}.h5"
@@ -43,6 +48,7 @@ def extraction(
             "split": split,
             **options,
             "batch_size": batch_size,
+            "overwrite": True,
         }
         config = write_yaml(folder / "extract.yaml", settings)
         run_first_pl(["extract", "--config", str(config)], processes, folder / "extract.log")

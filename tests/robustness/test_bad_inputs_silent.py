@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
+import yaml
 from robustness_world import TASK, World
 from test_bad_inputs import (
     Case,
@@ -29,8 +32,11 @@ from test_bad_inputs import (
 from first_pl.cli import main
 from first_pl.commands.ask import ask
 from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.store import TeacherStore
 from first_pl.metrics import ExpectedCalibrationError, TrustScore, expected_calibration_error
 from first_pl.metrics.selective import confidence_auroc
+from first_pl.pipeline.stages import StageResult
+from first_pl.pipeline.teacher_stages import extraction
 from first_pl.tasks import GeneratedMC
 
 
@@ -244,3 +250,22 @@ def test_ask_says_how_much_of_the_question_it_cut(world: World, capsys) -> None:
     assert f"prompt truncated: {dropped} tokens dropped from the left" in capsys.readouterr().out
     whole = ask(str(world.checkpoint), question, ["Oslo", "Rome"], max_length=16 + dropped)
     assert whole.tokens_dropped == 0
+
+
+def test_an_unfinished_extract_stage_replaces_the_store_its_folder_holds(
+    world: World, tmp_path: Path
+) -> None:
+    """The stage was killed after publishing its store, before its stage.json: the rerun
+    extracts again over it (the store may be an earlier teacher's) instead of asking for an
+    `--overwrite` that `first-pl pipeline` does not take."""
+    folder = tmp_path / "extract-train-0123"
+    folder.mkdir()
+    shutil.copy(world.validation_store, folder / "teacher_train.h5")  # not this stage's store
+    teacher = StageResult("teacher", "key", world.run_dir, {"checkpoint": str(world.checkpoint)})
+    data = yaml.safe_load(world.data_yaml.read_text())["data"]
+    body = extraction(data, teacher, "train", 4, 1, probs_dtype="float32", progress=False)
+    store, want = TeacherStore(body(folder)["store"]), TeacherStore(world.train_store)
+    assert store.metadata == want.metadata and store.example_ids == want.example_ids
+    for got, expected in zip(store.iter_blocks(), want.iter_blocks(), strict=True):
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
