@@ -28,6 +28,7 @@ from first_pl.commands.plan import plan
 from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
+from first_pl.fileio.output_path import check_output_path
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import CheckpointError, check_ckpt_path
 from first_pl.pipeline.offline import Pipeline
@@ -140,10 +141,25 @@ class FirstCLI(LightningCLI):
                 f"gives model {model_before}; use the model settings the checkpoint was trained with"
             )
 
+    def check_output_folder(self) -> None:
+        """Refuse a run folder that cannot be written (under a file, read-only) before the model
+        is built, naming the option that placed it."""
+        option = (
+            "--trainer.logger.init_args.save_dir"
+            if self.trainer.logger is not None
+            else "--trainer.default_root_dir"
+        )
+        folder = self.trainer.log_dir or self.trainer.default_root_dir
+        check_output_path(folder, f"run folder ({option})", folder=True)
+
+    def before_test(self) -> None:
+        self.check_output_folder()
+
     def before_fit(self) -> None:
         """Refuse a fit that trains nothing, resumes nothing, or mixes two runs in one folder."""
         config = self.config["fit"]
         log_dir = Path(self.trainer.log_dir or ".")
+        self.check_output_folder()
         check_trains(self.trainer)
         if config.get("ckpt_path") == "last":
             check_last_checkpoint(self.trainer)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import REPORT_FILE, safe_name
 from first_pl.metrics.plots import reliability_grid
 from first_pl.report_curves import ConvergenceRule, curve_figure
@@ -85,6 +86,7 @@ def build_report(
     """
     if not runs:
         raise ReportError("no runs given (--runs)")
+    check_output_path(output_dir, "--output_dir", folder=True)
     rule = ConvergenceRule(converged_acc_tol, converged_loss_tol)
     results = expand_runs(runs, methods, seeds)
     available = list(dict.fromkeys(t for r in results for t in r.tasks))

@@ -12,8 +12,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.fileio.output_path import OutputPathError, check_output_path
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from first_pl.fileio.output_path import check_output_path
 from first_pl.pipeline.files import (
     ConfigFileError,
     deep_merge,
@@ -130,8 +131,10 @@ class PipelineSettings:
             raise ValueError(f"threads must be >= 1 (or unset: torch's default), got {self.threads}")
 
     def check_files(self) -> None:
-        """Read every config file and build every task the stages will use, before the first
-        stage runs: a misspelt file or task must cost seconds, not the teacher's training."""
+        """Read every config file, build every task the stages will use and check that
+        `output_dir` can be written, before the first stage runs: a misspelt file or task must
+        cost seconds, not the teacher's training."""
+        check_output_path(self.output_dir, "output_dir", folder=True)
         load_merged(self.trainer)
         if "data" not in load_yaml(self.data):
             raise ConfigFileError(f"data config {self.data} has no 'data' section")

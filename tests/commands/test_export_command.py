@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
 from first_pl.commands.export import EXPORT_MARKER
-from first_pl.commands.output_path import OutputPathError
+from first_pl.fileio.output_path import OutputPathError
 from first_pl.methods import FIRST
 from first_pl.methods.checkpoint import CheckpointError, load_strategy
 from first_pl.methods.loading import consolidate

@@ -9,6 +9,7 @@ below the table.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -53,7 +54,8 @@ def empty_task(split: str) -> dict:
 
 
 def pipeline(tmp: Path, *args: str) -> None:
-    """`first-pl pipeline` with `args` (a missing trainer config: see `sweep`)."""
+    """`first-pl pipeline` with `args` (a missing trainer config: see `sweep`; a later
+    `--output_dir` in `args` wins)."""
     trainer = str(tmp / "no_trainer.yaml")
     main(["pipeline", "--output_dir", str(tmp / "out"), "--trainer", trainer, *args])
 
@@ -209,6 +211,42 @@ CASES = [
         r"axolotl\.jsonl: example '.*' position \d+ is malformed \(ValueError: zip\(\) argument 2 "
         r"is longer than argument 1\); expected 'target_token_ids' and 'logprobs' rows of equal length",
     ),
+    # output paths that cannot be written, refused before any work
+    Case(
+        "calibrate-output-under-a-file",
+        lambda w, t: main(["calibrate", "--store", str(w.validation_store), "--output_dir",
+                           str(write(t / "notes.txt", "x") / "cal")]),  # fmt: skip
+        r"--output_dir .*notes\.txt/cal lies under .*notes\.txt, which is a file, not a folder",
+    ),
+    Case(
+        "fit-run-folder-under-a-file",
+        lambda w, t: main(w.fit_args(write(t / "notes.txt", "x") / "run", "--trainer.max_steps", "1")),
+        r"run folder \(--trainer\.logger\.init_args\.save_dir\) .*notes\.txt/run lies under "
+        r".*notes\.txt, which is a file, not a folder",
+    ),
+    Case(
+        "test-run-folder-under-a-file",
+        lambda w, t: main(w.fit_args(write(t / "notes.txt", "x") / "run", "--ckpt_path",
+                                     str(w.checkpoint), command="test")),  # fmt: skip
+        r"run folder \(--trainer\.logger\.init_args\.save_dir\) .*notes\.txt/run lies under",
+    ),
+    Case(
+        "report-output-under-a-file",
+        lambda w, t: main(["report", "--runs", json.dumps([str(w.run_dir)]), "--output_dir",
+                           str(write(t / "notes.txt", "x") / "report")]),  # fmt: skip
+        r"--output_dir .*notes\.txt/report lies under .*notes\.txt, which is a file, not a folder",
+    ),
+    Case(
+        "report-output-is-a-file",
+        lambda w, t: main(["report", "--runs", json.dumps([str(w.run_dir)]), "--output_dir",
+                           str(write(t / "notes.txt", "x"))]),  # fmt: skip
+        r"--output_dir .*notes\.txt is a file, not a folder",
+    ),
+    Case(
+        "pipeline-output-under-a-file",
+        lambda w, t: pipeline(t, "--output_dir", str(write(t / "notes.txt", "x") / "out")),
+        r"output_dir .*notes\.txt/out lies under .*notes\.txt, which is a file, not a folder",
+    ),
     # evaluation with nothing to evaluate
     Case(
         "test-every-task-split-empty",
@@ -269,3 +307,28 @@ def test_an_unfinished_extract_stage_replaces_the_store_its_folder_holds(
     for got, expected in zip(store.iter_blocks(), want.iter_blocks(), strict=True):
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("command", ["calibrate", "export", "pipeline"])
+def test_a_read_only_output_folder_is_refused_by_name(
+    command: str, world: World, tmp_path: Path, monkeypatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # permission bits do not bind root: answer as they do for a user
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and access(p, mode))
+    args = {
+        "calibrate": ["calibrate", "--store", str(world.validation_store), "--output_dir", str(locked / "cal")],
+        "export": ["export", "--checkpoint", str(world.checkpoint), "--output_dir", str(locked / "hf")],
+        "pipeline": ["pipeline", "--output_dir", str(locked), "--trainer", str(tmp_path / "none.yaml")],
+    }[command]  # fmt: skip
+    with pytest.raises(ValueError) as caught:
+        main(args)
+    where = f"output_dir {locked}" if command == "pipeline" else f"--output_dir {locked}/"
+    assert str(caught.value).startswith(where), caught.value
+    assert str(caught.value).endswith(
+        "is not writable (a read-only file system or no permission); choose a folder you can write to"
+    )
+    assert list(locked.iterdir()) == []
