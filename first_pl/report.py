@@ -20,7 +20,7 @@ from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import REPORT_FILE, safe_name
 from first_pl.metrics.plots import reliability_grid
 from first_pl.report_curves import ConvergenceRule, curve_figure
-from first_pl.report_runs import ReportError, RunResult, expand_runs
+from first_pl.report_runs import ReportError, RunResult, check_comparable, expand_runs
 from first_pl.report_tables import (
     Section,
     fmt,
@@ -101,6 +101,7 @@ def build_report(
     tasks = list(tasks) if tasks is not None else available
     if not tasks:
         raise ReportError(f"the runs {runs} hold no tested task")
+    check_comparable(results, tasks)
     groups: dict[str, list[RunResult]] = {}
     for result in results:
         groups.setdefault(result.method, []).append(result)

@@ -25,7 +25,7 @@ from first_pl.data.batch import EvalBatch, TrainBatch
 from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
-from first_pl.tasks.base import MCExample, Task, TaskDataError
+from first_pl.tasks.base import MCExample, Task, TaskDataError, examples_fingerprint
 from first_pl.tasks.option_order import AnswerPositions
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class QADataModule(L.LightningDataModule):
         self.encoded: dict[tuple[str, str], list[Encoded]] = {}
         self.truncation: dict[tuple[str, str], TruncationReport] = {}
         self.answer_positions: dict[tuple[str, str], AnswerPositions] = {}
+        # what each split held (`examples_fingerprint`), recorded with its metrics
+        self.fingerprints: dict[tuple[str, str], str] = {}
 
     @functools.cached_property
     def tokenizer(self):
@@ -128,6 +130,7 @@ class QADataModule(L.LightningDataModule):
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
             self.truncation[key] = report
+            self.fingerprints[key] = examples_fingerprint(examples)
             if examples and isinstance(examples[0], MCExample):
                 self.report_answer_positions(key, examples, template.letters)
         return self.encoded[cache_key]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 SPLITS = ("train", "validation", "test")
 
@@ -37,6 +38,17 @@ class InstructionExample:
 
 
 Example = MCExample | InstructionExample
+
+
+def examples_fingerprint(examples: Sequence[Example]) -> str:
+    """Identity of a split's content: every example's id and fields, in id order.
+
+    Two runs share it only when they were scored on the same questions, options and answers;
+    ids alone do not say so (a GeneratedMC task with another seed reuses them).
+    """
+    rows = sorted((asdict(example) for example in examples), key=lambda row: row["id"])
+    blob = json.dumps(rows, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from robustness_world import TASK, World
+from robustness_world import TASK, World, data_section
 from test_bad_inputs import (
     Case,
     copy_store,
@@ -332,3 +332,63 @@ def test_a_read_only_output_folder_is_refused_by_name(
         "is not writable (a read-only file system or no permission); choose a folder you can write to"
     )
     assert list(locked.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def tested(world: World, tmp_path_factory) -> dict[str, Path]:
+    """The world's checkpoint tested on its task (seed 5, twice) and on the task of seed 6:
+    the same example ids, other questions."""
+    root = tmp_path_factory.mktemp("tested")
+    runs = {}
+    for name, seed in (("seed5", 5), ("seed5_again", 5), ("seed6", 6)):
+        task = {"class_path": "first_pl.tasks.GeneratedMC", "init_args": {**TASK, "seed": seed}}
+        config = root / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({"data": data_section(world.model_dir, eval_tasks=[task])}))
+        runs[name] = root / name
+        main(world.fit_args(runs[name], "--ckpt_path", str(world.checkpoint), data=config, command="test"))
+    return runs
+
+
+def report(runs: list[Path], out: Path, methods: list[str], seeds: list[int] | None = None) -> None:
+    main(["report", "--runs", json.dumps([str(r) for r in runs]), "--output_dir", str(out),
+          "--methods", json.dumps(methods), "--n_resamples", "20",
+          *(["--seeds", json.dumps(seeds)] if seeds is not None else [])])  # fmt: skip
+
+
+def test_metrics_record_what_the_test_set_held(tested: dict[str, Path]) -> None:
+    def fingerprint(name: str) -> str:
+        metrics = json.loads((tested[name] / "metrics_test.json").read_text())
+        return metrics["tasks"]["generated"]["examples_fingerprint"]
+
+    ids = [(tested[n] / "predictions" / "test_generated.csv").read_text().split("\n")[1:] for n in tested]
+    assert {row.split(",")[0] for row in ids[0]} == {row.split(",")[0] for row in ids[2]}  # shared ids
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint("seed5"))
+    assert fingerprint("seed5") == fingerprint("seed5_again") != fingerprint("seed6")
+
+
+def test_report_refuses_runs_tested_on_different_test_sets(tested: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as caught:
+        report([tested["seed5"], tested["seed6"]], tmp_path / "report", ["finetune", "first"])
+    assert re.fullmatch(
+        rf"task 'generated' was tested on different test sets \(examples [0-9a-f]{{16}} in "
+        rf"{tested['seed5']}; examples [0-9a-f]{{16}} in {tested['seed6']}\); a report compares runs "
+        r"on one test set: report these runs apart \(or test them on the same data\)",
+        str(caught.value),
+    ), caught.value
+    assert not (tmp_path / "report" / "report.md").exists()
+    report([tested["seed5"], tested["seed5_again"]], tmp_path / "same", ["finetune", "first"])
+    assert (tmp_path / "same" / "report.md").is_file()  # one test set: reported
+
+
+@pytest.mark.parametrize("seeds", [[3, 3], None], ids=["seed-given-twice", "seed-unknown"])
+def test_report_refuses_one_method_and_seed_twice(
+    tested: dict[str, Path], tmp_path: Path, seeds: list[int] | None
+) -> None:
+    runs = [tested["seed5"], tested["seed5_again"]]
+    with pytest.raises(ValueError) as caught:
+        report([*runs, tested["seed5"]], tmp_path / "report", ["first", "first", "finetune"], seeds and [*seeds, 3])
+    seed = 3 if seeds else None
+    assert str(caught.value) == (
+        f"runs {runs[0]} and {runs[1]} are both method 'first' seed {seed}: give each its own "
+        "--methods label, or its seed with --seeds"
+    )
