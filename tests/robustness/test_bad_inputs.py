@@ -349,7 +349,7 @@ CASES = [
     Case(
         "sweep-delta-one",
         lambda w, t: main(["sweep", "--output_dir", str(t), "--deltas", "[1.0]"]),
-        r"sweep deltas must be in \[0, 1\), got \[1\.0\]",
+        r"sweep deltas must be in \[0, 1\) \(the documented range of delta\), got \[1\.0\]",
     ),
     Case(
         "pipeline-config-file-missing",
