@@ -32,6 +32,7 @@ from first_pl.commands.recorded_config import checkpoint_defaults
 from first_pl.commands.store_io import export_store, import_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
+from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import command_config_file
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
@@ -209,10 +210,22 @@ class FirstCLI(LightningCLI):
                 raise
             raise refusal(self.trainer.ckpt_path, err) from err
 
+    def check_output_folder(self) -> None:
+        """Refuse a run folder that cannot be written (under a file, read-only) before the model
+        is built, naming the option that placed it."""
+        option = (
+            "--trainer.logger.init_args.save_dir"
+            if self.trainer.logger is not None
+            else "--trainer.default_root_dir"
+        )
+        folder = self.trainer.log_dir or self.trainer.default_root_dir
+        check_output_path(folder, f"run folder ({option})", folder=True)
+
     def before_fit(self) -> None:
         """Refuse a fit that trains nothing, resumes nothing, or mixes two runs in one folder."""
         config = self.config["fit"]
         log_dir = Path(self.trainer.log_dir or ".")
+        self.check_output_folder()
         check_trains(self.trainer)
         if config.get("ckpt_path") == "last":
             check_last_checkpoint(self.trainer)
@@ -227,6 +240,7 @@ class FirstCLI(LightningCLI):
             self._locked = log_dir
 
     def before_test(self) -> None:
+        self.check_output_folder()
         keep_fit_logs(self.trainer, "test")
 
     def before_validate(self) -> None:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import REPORT_FILE, safe_name
 from first_pl.metrics.plots import reliability_grid
 from first_pl.report_checks import checks_section
 from first_pl.report_curves import ConvergenceRule, curve_figure
-from first_pl.report_runs import ReportError, RunResult, expand_runs
+from first_pl.report_runs import ReportError, RunResult, check_comparable, expand_runs
 from first_pl.report_tables import (
     Section,
     fmt,
@@ -92,6 +93,7 @@ def build_report(
     """
     if not runs:
         raise ReportError("no runs given (--runs)")
+    check_output_path(output_dir, "--output_dir", folder=True)
     rule = ConvergenceRule(converged_acc_tol, converged_loss_tol)
     results = expand_runs(runs, methods, seeds)
     available = list(dict.fromkeys(t for r in results for t in r.tasks))
@@ -106,6 +108,7 @@ def build_report(
     tasks = list(tasks) if tasks is not None else available
     if not tasks:
         raise ReportError(f"the runs {runs} hold no tested task")
+    check_comparable(results, tasks)
     groups: dict[str, list[RunResult]] = {}
     for result in results:
         groups.setdefault(result.method, []).append(result)

@@ -135,3 +135,34 @@ def expand_runs(
                 load_run(path, methods[i] if methods else None, seeds[i] if seeds else None)
             )
     return results
+
+
+def check_comparable(results: list[RunResult], tasks: list[str]) -> None:
+    """Refuse runs a report would mix up: two runs of one method and seed (one would be
+    dropped from the seed statistics and the pairing, though counted), and runs of a task
+    tested on different examples (recorded `examples_fingerprint`; a run written before it was
+    recorded cannot be checked). Pairing them by example id would compare different questions
+    under one id."""
+    seen: dict[tuple[str, int | None], RunResult] = {}
+    for result in results:
+        other = seen.setdefault((result.method, result.seed), result)
+        if other is not result:
+            raise ReportError(
+                f"runs {other.folder} and {result.folder} are both method {result.method!r} "
+                f"seed {result.seed}: give each its own --methods label, or its seed with --seeds"
+            )
+    for task in tasks:
+        by_print: dict[str, list[Path]] = {}
+        for result in results:
+            fingerprint = result.tasks.get(task, {}).get("examples_fingerprint")
+            if fingerprint is not None:
+                by_print.setdefault(fingerprint, []).append(result.folder)
+        if len(by_print) > 1:
+            sets = "; ".join(
+                f"examples {fingerprint} in {', '.join(map(str, folders))}"
+                for fingerprint, folders in by_print.items()
+            )
+            raise ReportError(
+                f"task {task!r} was tested on different test sets ({sets}); a report compares "
+                "runs on one test set: report these runs apart (or test them on the same data)"
+            )

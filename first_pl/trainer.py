@@ -61,6 +61,7 @@ class Trainer(pl.Trainer):
         accelerator = kwargs.get("accelerator", AUTO)
         if isinstance(accelerator, str) and accelerator.lower() == AUTO:
             rank_zero_info(resolve_accelerator(accelerator)[1])
+        check_budget(kwargs)
         resolved = resolve_precision(precision, accelerator)
         if str(precision) == AUTO:
             rank_zero_info(resolved.reason)
@@ -106,3 +107,15 @@ class Trainer(pl.Trainer):
         table = results_table(list(results), split)
         if table and self.is_global_zero:
             print(table, flush=True)
+
+
+def check_budget(options: dict) -> None:
+    """Refuse a negative training budget by its option name (Lightning's own check is a
+    traceback): -1 is Lightning's "no limit" (`max_steps`: `max_epochs` decides; `max_epochs`:
+    train until `max_steps`), any other negative value is a mistake."""
+    for option in ("max_steps", "max_epochs"):
+        value = options.get(option)
+        if value is not None and value < -1:
+            raise ValueError(
+                f"trainer.{option} must be >= 0, or -1 for no limit, got {value}"
+            )

@@ -82,6 +82,13 @@ def answer_positions(golds: Sequence[int], label: Callable[[int], str | int]) ->
     }
 
 
+def examples_fingerprint(trainer: pl.Trainer, task: str, split: str) -> str | None:
+    """`trainer.datamodule.fingerprints` of the task's split (what the report pairs runs on),
+    None when the data module does not record it."""
+    fingerprints = getattr(getattr(trainer, "datamodule", None), "fingerprints", None) or {}
+    return fingerprints.get((task, "validation" if split == "val" else split))
+
+
 def json_number(value: Any) -> float | None:
     """A JSON-safe float: NaN and infinities become null."""
     value = float(value)
@@ -144,6 +151,7 @@ class EvaluationFiles:
             "n_resamples": self.n_resamples,
             "bins": own["bins"],
             "scoring": scoring,
+            "examples_fingerprint": examples_fingerprint(trainer, self.task, self.split),
             "confidence_kind": kind,
             "by_confidence": by_kind,
             **answer_positions([row[2] for row in rows], position_labeller(trainer, self.task, idx)),

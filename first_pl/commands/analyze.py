@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from first_pl.commands.output_path import check_output_path
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore
+from first_pl.fileio.output_path import check_output_path
 from first_pl.methods.loading import load_model
 from first_pl.teacher.analysis import (
     coverage,

@@ -45,7 +45,9 @@ def answer_lines(answer: Answer, threshold: float, on: str) -> list[str]:
         if answer.token is not None
         else f"exp of the option's {answer.scoring} score"
     )
+    truncated = [f"prompt truncated: {answer.tokens_dropped} tokens cut from the middle of the question"]
     return [
+        *(truncated if answer.tokens_dropped else []),
         f"answer: {answer.letter}. {answer.text}",
         f"confidence: {answer.confidence:.4f} ({scored})",
         f"confidence over the candidates: {answer.renormalized:.4f}",
@@ -101,7 +103,8 @@ def ask(
         template: the prompt template; default: the one the checkpoint's training task used
             (recorded in it), else first_pl's.
         max_length: longer prompts lose tokens from the middle of the context and question;
-            default: the checkpoint's training max_length, else 256.
+            default: the checkpoint's training max_length, else 256; a cut is said with
+            how many tokens and the length that would fit.
         trust_checkpoint: load a checkpoint that needs more than tensors and plain data (its
             pickle can run code): only for a file from a source you trust. Default: refused.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import CALIBRATION_FIGURE as FIGURE_FILE
 from first_pl.fileio.run_files import CALIBRATION_FILE as RESULT_FILE
 from first_pl.teacher.calibration import CalibrationResult
@@ -69,6 +70,7 @@ def calibrate(
             `tail_bucket: true` does.
         allow_split: calibrate on a train or test store anyway (recorded in calibration.json).
     """
+    check_output_path(output_dir, "--output_dir", folder=True)
     result = calibrate_store(
         store, output_dir, transform=transform, objective=objective, answer_only=answer_only,
         n_bins=n_bins, deltas=deltas, tail_bucket=tail_bucket, allow_split=allow_split,

@@ -15,9 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from first_pl.commands.model_card import model_card, teacher_transform
-from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.data.record import exported_record
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.fileio.output_path import OutputPathError, check_output_path
 from first_pl.fileio.run_files import EXPORT_MARKER
 from first_pl.lora import merge_lora
 from first_pl.methods.loading import load_model

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from first_pl.commands.output_path import check_output_path
 from first_pl.commands.replace import check_store_output
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStore, partial_path
+from first_pl.fileio.output_path import check_output_path
 from first_pl.methods.loading import load_model
 from first_pl.teacher.extract_launch import committed, extract_in_process_group
 from first_pl.teacher.vllm_backend import check_backend_options

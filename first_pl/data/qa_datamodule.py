@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -27,7 +28,7 @@ from first_pl.data.bucketing import LengthGroupedSampler
 from first_pl.data.template import PromptTemplate, letter_token_ids
 from first_pl.data.tokenize import Encoded, TruncationReport, collate, encode
 from first_pl.models import SMOLLM2_ALIAS, load_tokenizer
-from first_pl.tasks.base import MCExample, Task, TaskDataError
+from first_pl.tasks.base import MCExample, Task, TaskDataError, examples_fingerprint
 from first_pl.tasks.option_order import AnswerPositions, position_label
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class QADataModule(L.LightningDataModule):
         self.encoded: dict[tuple[str, str, int | None], list[Encoded]] = {}
         self.truncation: dict[tuple[str, str], TruncationReport] = {}
         self.answer_positions: dict[tuple[str, str], AnswerPositions] = {}
+        # what each split held (`examples_fingerprint`), recorded with its metrics
+        self.fingerprints: dict[tuple[str, str], str] = {}
 
     @functools.cached_property
     def tokenizer(self):
@@ -155,6 +158,7 @@ class QADataModule(L.LightningDataModule):
             if report.truncated:
                 log.warning(report.summary(f"{task.name}/{split}"))
             self.truncation[key] = report
+            self.fingerprints[key] = examples_fingerprint(examples)
             if examples and isinstance(examples[0], MCExample):
                 self.report_answer_positions(key, examples, template.letters)
         return self.encoded[cache_key]
@@ -244,10 +248,19 @@ class QADataModule(L.LightningDataModule):
         return self.examples(self.train_task, "train")
 
     def eval_dataloaders(self, split: str) -> list[DataLoader]:
-        return [
-            self.loader(self.examples(task, split, self.eval_length), self.eval_batch_size, False, self.collate_eval)
-            for task in self.evaluation_tasks
-        ]
+        """One loader per evaluation task. An empty task is skipped with a warning (by the
+        evaluation callback); all of them empty is refused in validate / test / predict, which
+        would end with no metrics at all (a fit only loses its validation points)."""
+        items = [self.examples(task, split, self.eval_length) for task in self.evaluation_tasks]
+        fitting = self.trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if not any(items) and not fitting:
+            names = ", ".join(repr(name) for name in self.eval_task_names)
+            raise TaskDataError(
+                f"every evaluation task has no examples in its {split} split ({names}): "
+                f"there is nothing to evaluate and no metrics would be written; give "
+                f"data.eval_tasks a task with {split} examples"
+            )
+        return [self.loader(x, self.eval_batch_size, False, self.collate_eval) for x in items]
 
     @property
     def eval_length(self) -> int:

@@ -12,6 +12,7 @@ beside it.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -42,6 +43,7 @@ class Answer:
     # The token whose full-vocab probability is the confidence (the letter's, or the option's
     # first token for text answers); None for option scorings, which score whole options.
     token: str | None = None
+    tokens_dropped: int = 0  # prompt tokens cut (from the middle of the question) to fit max_length
 
 
 def check_question(question: str, choices: list[str], letters: str) -> None:
@@ -96,7 +98,10 @@ def answer_question(
     check_question(question, choices, template.letters)
     # `answer` is unknown; 0 only fills the gold field, which `evaluate` carries through unused.
     example = MCExample("ask", question, tuple(choices), 0, context=context)
-    item = encode(example, tokenizer, template, max_length, TruncationReport())
+    report = TruncationReport()
+    item = encode(example, tokenizer, template, max_length, report)
+    if report.tokens_dropped:
+        warnings.warn(truncation_message(report.tokens_dropped, max_length), stacklevel=2)
     device = next(module.parameters()).device
     batch = {
         k: v.to(device) if isinstance(v, torch.Tensor) else v
@@ -118,4 +123,14 @@ def answer_question(
         probabilities={template.letters[i]: float(p) for i, p in enumerate(probs)},
         scoring=item.scoring,
         token=token,
+        tokens_dropped=report.tokens_dropped,
+    )
+
+
+def truncation_message(tokens_dropped: int, max_length: int) -> str:
+    """What `ask` says when the question did not fit: the model answered without its start."""
+    return (
+        f"the prompt is {tokens_dropped} tokens longer than --max_length {max_length}: its first "
+        f"{tokens_dropped} tokens were dropped and the model answered without them; give "
+        f"--max_length {max_length + tokens_dropped} to ask the whole question"
     )

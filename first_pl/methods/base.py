@@ -28,6 +28,10 @@ from first_pl.models import ModelSpec, build_model
 STRATEGY_KEY = "first_pl_strategy"
 
 
+class DivergedError(ValueError):
+    """Training reached a non-finite loss or weights: the model is lost, the run must stop."""
+
+
 @dataclass
 class OptimizerConfig:
     """Adam with a linear warm-up then cosine decay (paper appendix A.1 defaults)."""
@@ -155,6 +159,7 @@ class StudentModule(L.LightningModule):
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         logits, targets, mask = self.response_logits(batch)
         loss = self.loss(logits, targets, batch, mask)
+        self.check_finite_loss(loss, batch_idx)
         # The mean over ranks (a no-op in one process), so distributed runs log the global loss.
         self.log(
             "train/loss",
@@ -164,6 +169,27 @@ class StudentModule(L.LightningModule):
             sync_dist=True,
         )
         return loss
+
+    def divergence_advice(self) -> str:
+        return (
+            f"training diverged; lower the learning rate --model.init_args.optimizer.lr "
+            f"(now {self.optim.lr:g}), or check the data and the precision"
+        )
+
+    def check_finite_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Stop the fit before a NaN or inf loss reaches the weights: one backward of it makes
+        every weight NaN, and the run would go on to save them as its checkpoint. Every rank
+        takes the same decision (a rank raising alone would leave the others waiting)."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if strategy is not None:
+            finite = strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            raise DivergedError(
+                f"train/loss is {loss.detach().float().item()} at batch {batch_idx} of epoch "
+                f"{self.current_epoch}, after {self.global_step} optimizer step(s): "
+                f"{self.divergence_advice()}"
+            )
 
     def evaluate(self, batch: EvalBatch) -> EvalOutput:
         """Score the options of each example as its task's `template.scoring` says."""
@@ -208,7 +234,24 @@ class StudentModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the strategy class, so any checkpoint can be reloaded without its config, and
         how the data taught the model to answer (`first_pl.data.record`), so it is asked and
-        tested that way."""
+        tested that way; refuse to save weights that are not numbers (the file would look like
+        a valid model).
+
+        Sharded (DTensor) weights are left to the strategy: checking them here would need the
+        other ranks.
+        """
+        state = checkpoint.get("state_dict") or {}
+        bad = [
+            name for name, value in state.items()
+            if type(value) is torch.Tensor and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ]  # fmt: skip
+        if bad:
+            raise DivergedError(
+                f"the weights after {self.global_step} optimizer step(s) hold NaN or inf in "
+                f"{len(bad)} tensor(s), first {bad[0]!r}; no checkpoint is saved: "
+                f"{self.divergence_advice()}"
+            )
         checkpoint[STRATEGY_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
         datamodule = getattr(self._trainer, "datamodule", None)
         if isinstance(datamodule, QADataModule):

@@ -226,7 +226,7 @@ class FIRST(DistillationStrategy):
     convention).
 
     Args:
-        temperature: c (or T) > 0, or "auto" to read the transform and the value that
+        temperature: Eq. 4's c in (0, 1] (or the log-space T in [0.1, 10]), or "auto" to read the transform and the value that
             `first-pl calibrate` chose from `calibration`. The resolved values replace "auto"
             in the saved hyper-parameters, so a checkpoint reloads without the calibration file.
         calibration: path of `calibration.json` (used when temperature is "auto").
@@ -259,6 +259,12 @@ class FIRST(DistillationStrategy):
             raise ValueError(f"temperature must be a number > 0 or 'auto', got {temperature!r}")
         if not c > 0:  # also rejects NaN
             raise ValueError(f"temperature must be > 0, got {c}{source}")
+        spec = TRANSFORMS[transform or "prob_temperature"]
+        if not spec.contains(c):  # beyond the range the target is one-hot or uniform
+            raise ValueError(
+                f"temperature ({spec.parameter} of transform {spec.name!r}) must be in "
+                f"{spec.describe_range()}, the documented range, got {c}{source}"
+            )
         super().__init__(
             model=model,
             optimizer=optimizer,

@@ -11,7 +11,8 @@ bins, (b/n, (b+1)/n], 0.0 in the first and exactly 1.0 in the last bin; equal-ma
 the split convention of `equal_mass_bin_index` (rank r of N in bin floor(r n / N)).
 
 Edges: with no predictions every metric returns 0 (`n` is 0, so a report can tell "nothing
-measured" from "perfect"); a NaN confidence is refused with a ValueError naming `confidence`.
+measured" from "perfect"); a confidence that is NaN or outside [0, 1] (inf included), and a `correct` other than 0/1, are
+refused with a ValueError naming `confidence` or `correct`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from torchmetrics.utilities.data import dim_zero_cat
 from first_pl.metrics.functional import (
     calibration_bins,
     check_binning,
-    check_no_nan,
     check_norm,
+    check_predictions,
     expected_calibration_error,
     expected_calibration_error_from_bins,
 )
@@ -48,7 +49,7 @@ def _flat_pair(
         raise ValueError(
             f"confidence ({confidence.numel()}) and correct ({correct.numel()}) differ in length"
         )
-    check_no_nan(confidence)  # at update, where the caller is, not at compute
+    check_predictions(confidence, correct)  # at update, where the caller is, not at compute
     return confidence, correct
 
 

@@ -62,12 +62,37 @@ def check_norm(norm: str) -> None:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def check_no_nan(confidence: torch.Tensor) -> None:
-    """Refuse NaN confidences by name: binned, they would land in an arbitrary bin or none."""
-    nan = int(torch.isnan(confidence).sum()) if confidence.is_floating_point() else 0
-    if nan:
+# A probability computed in float32 (a sum, an exp of a log) can exceed 1 by a few ulp; within
+# this slack a confidence is taken as rounding and clamped into its bin, beyond it refused.
+CONFIDENCE_SLACK = 1e-6
+
+
+def check_predictions(confidence: torch.Tensor, correct: torch.Tensor) -> None:
+    """Refuse, by name, confidences that are not probabilities and `correct` that is not 0/1.
+
+    Binned, a NaN lands in an arbitrary bin or none, 1.7 or inf is clamped into the last bin as
+    if it were 1.0, and correct = 2 counts twice in a bin's accuracy: every figure would be
+    wrong without a word.
+    """
+    if confidence.is_floating_point():
+        nan = int(torch.isnan(confidence).sum())
+        if nan:
+            raise ValueError(
+                f"confidence holds {nan} NaN value(s) of {confidence.numel()}; expected probabilities in [0, 1]"
+            )
+    outside = (confidence < -CONFIDENCE_SLACK) | (confidence > 1 + CONFIDENCE_SLACK)
+    if outside.any():
+        first = confidence.reshape(-1)[outside.reshape(-1)][0].item()
         raise ValueError(
-            f"confidence holds {nan} NaN value(s) of {confidence.numel()}; expected probabilities in [0, 1]"
+            f"confidence holds {int(outside.sum())} value(s) of {confidence.numel()} outside "
+            f"[0, 1], first {first}; expected probabilities in [0, 1]"
+        )
+    not_binary = (correct != 0) & (correct != 1)
+    if not_binary.any():
+        first = correct.reshape(-1)[not_binary.reshape(-1)][0].item()
+        raise ValueError(
+            f"correct holds {int(not_binary.sum())} value(s) of {correct.numel()} other than "
+            f"0 and 1, first {first}; expected booleans or 0/1"
         )
 
 
@@ -88,7 +113,7 @@ def calibration_bins(
         raise ValueError(
             f"confidence {tuple(confidence.shape)} and correct {tuple(correct.shape)} differ in shape"
         )
-    check_no_nan(confidence)
+    check_predictions(confidence, correct)
     conf = confidence.to(torch.float64)
     corr = correct.to(torch.float64)
     lead = conf.shape[:-1]

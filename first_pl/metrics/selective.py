@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from first_pl.metrics.functional import check_predictions
+
 
 def accuracy_coverage_curve(
     confidence: torch.Tensor, correct: torch.Tensor
@@ -19,6 +21,7 @@ def accuracy_coverage_curve(
     threshold[i] covers coverage[i] of them at accuracy[i]. Tied confidences are kept or
     dropped together, so no point depends on the order of ties.
     """
+    check_predictions(confidence, correct)
     confidence = confidence.reshape(-1).to(torch.float64)
     correct = correct.reshape(-1).to(torch.float64)
     n = confidence.numel()
@@ -40,6 +43,7 @@ def confidence_auroc(confidence: torch.Tensor, correct: torch.Tensor) -> float:
     The probability that a random correct answer has higher confidence than a random wrong
     one; NaN when every answer is right or every answer is wrong (the ranking is undefined).
     """
+    check_predictions(confidence, correct)
     confidence = confidence.reshape(-1).to(torch.float64)
     positive = correct.reshape(-1).bool()
     n_pos = int(positive.sum())

@@ -15,11 +15,28 @@ from typing import Any
 import yaml
 
 
+class ConfigFileError(ValueError):
+    """A config file the pipeline (or `plan`) cannot read as a YAML mapping; names the file."""
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of options from `path`, refused by name when it is none."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pipeline config refers to {path}, which does not exist")
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        value = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"config {path} is not a text file (not UTF-8); expected YAML") from None
+    except yaml.YAMLError as err:
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None) or err
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigFileError(f"config {path} is not valid YAML{where}: {problem}") from None
+    if value is not None and not isinstance(value, dict):
+        raise ConfigFileError(
+            f"config {path} holds a {type(value).__name__}; expected a mapping of options"
+        )
+    return value or {}
 
 
 def load_merged(paths: str | list[str]) -> dict[str, Any]:
@@ -92,15 +109,32 @@ def validation_overrides(interval: int, limit: int | float) -> dict[str, Any]:
     }
 
 
-def instantiate_task(spec: Any):
-    """The `Task` a config's task entry (a class_path mapping or a class name) builds."""
+def instantiate_task(spec: Any, where: str = "task"):
+    """The `Task` a config's task entry (a class_path mapping or a class name) builds; a spec
+    that builds none is refused naming `where` (the option that gave it)."""
+    from argparse import ArgumentError
+
     from jsonargparse import ArgumentParser
 
     from first_pl.tasks.base import Task
 
-    parser = ArgumentParser()
+    parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(Task, "task")
-    return parser.instantiate_classes(parser.parse_object({"task": spec})).task
+    try:
+        parsed = parser.parse_object({"task": spec})
+    except ArgumentError as err:
+        raise ConfigFileError(f"{where} {spec!r} is not a task: {_first_problem(err)}") from None
+    return parser.instantiate_classes(parsed).task
+
+
+def _first_problem(err: Exception) -> str:
+    """jsonargparse's reason in one line ("Problem with given class_path 'x': Option 'y' is not
+    accepted"), without the lines on the Union it tried."""
+    lines = [line.strip(" -") for line in str(err).splitlines()]
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("Problem with given class_path"):
+            return f"{line} {lines[i + 1]}"
+    return " ".join(lines)
 
 
 def write_splits(data_section: dict[str, Any], folder: Path) -> dict[str, Any]:

@@ -81,6 +81,7 @@ class Pipeline(PipelineSettings):
 
     def run(self) -> Path:
         """Every stage in order (each skipped when done before); the report's path."""
+        self.check_files()
         if self.threads:
             import torch
 

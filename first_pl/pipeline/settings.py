@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from first_pl.devices import DeviceChoice
+from first_pl.fileio.output_path import check_output_path
 from first_pl.pipeline.files import (
+    ConfigFileError,
     deep_merge,
     instantiate_task,
     load_merged,
@@ -30,6 +32,7 @@ from first_pl.pipeline.student_choice import (
     StudentChoice,
     check_student_choice,
 )
+from first_pl.teacher.calibration import OBJECTIVES
 
 
 @dataclass
@@ -111,8 +114,7 @@ class PipelineSettings:
         check_student_choice(self.student_choice, self.students)
         if self.prefix_layers < 0:
             raise ValueError(f"prefix_layers must be >= 0, got {self.prefix_layers}")
-        if self.val_check_interval < 0:
-            raise ValueError(f"val_check_interval must be >= 0, got {self.val_check_interval}")
+        self.check_values()
         if isinstance(self.seeds, str):
             try:
                 self.seeds = [int(part) for part in self.seeds.split(",") if part.strip()]
@@ -122,6 +124,59 @@ class PipelineSettings:
                 ) from None
         if len(set(self.student_seeds)) != len(self.student_seeds):
             raise ValueError(f"seeds must not repeat a seed, got {self.seeds}")
+
+    def check_values(self) -> None:
+        """Refuse an option out of its range when the config is read: the pipeline would
+        otherwise meet it only at the stage that uses it, after the teacher's training."""
+        if self.calibrate_objective not in OBJECTIVES:
+            raise ValueError(
+                f"calibrate_objective must be one of {OBJECTIVES}, got {self.calibrate_objective!r}"
+            )
+        budgets = {"teacher.max_steps": (self.teacher.max_steps, 1)}
+        budgets.update({f"students.{m}.max_steps": (s.max_steps, 0) for m, s in self.students.items()})
+        for option, (value, low) in {
+            **budgets,
+            "val_check_interval": (self.val_check_interval, 0),
+            "extract_batch_size": (self.extract_batch_size, 1),
+            "coverage_positions": (self.coverage_positions, 1),
+            "converged_acc_tol": (self.converged_acc_tol, 0),
+            "converged_loss_tol": (self.converged_loss_tol, 0),
+        }.items():
+            if not value >= low:  # also rejects NaN
+                raise ValueError(f"{option} must be >= {low}, got {value}")
+        if not self.limit_val_batches > 0:
+            raise ValueError(f"limit_val_batches must be > 0, got {self.limit_val_batches}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or unset: torch's default), got {self.threads}")
+
+    def check_files(self) -> None:
+        """Read every config file, build every task the stages will use and check that
+        `output_dir` can be written, before the first stage runs: a misspelt file or task must
+        cost seconds, not the teacher's training."""
+        check_output_path(self.output_dir, "output_dir", folder=True)
+        load_merged(self.trainer)
+        if "data" not in load_yaml(self.data):
+            raise ConfigFileError(f"data config {self.data} has no 'data' section")
+        stages = {"teacher": self.teacher, **{f"students.{m}": s for m, s in self.students.items()}}
+        for option, stage in stages.items():
+            if "model" not in load_yaml(stage.config):
+                raise ConfigFileError(f"{option}.config {stage.config} has no 'model' section")
+        train_task = self.data_section()["init_args"]["train_task"]
+        names = [instantiate_task(train_task, "data's train_task").name]
+        names += [instantiate_task(t, f"ood_tasks[{i}]").name for i, t in enumerate(self.ood_tasks)]
+        unknown = sorted(set(self.ood_templates) - set(names))
+        if unknown:
+            raise ValueError(
+                f"ood_templates names {unknown}, which are not tasks of this pipeline; its tasks "
+                f"are {names}"
+            )
+        from first_pl.data.template import PromptTemplate
+
+        for name, template in self.ood_templates.items():
+            try:
+                PromptTemplate(**template)
+            except TypeError as err:
+                raise ValueError(f"ood_templates.{name}: {err}") from None
 
     @property
     def student_seeds(self) -> list[int]:

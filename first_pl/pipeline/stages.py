@@ -2,8 +2,10 @@
 
 A stage's key hashes its own settings and the keys of the stages it reads, so a changed config
 reruns that stage and everything downstream of it, and nothing else. A stage folder counts as
-done only when its `stage.json` exists, written last and atomically; a crashed stage is rerun
-(its own steps, such as extraction, resume from their partial files).
+done only when its `stage.json` exists, written last and atomically, and every output it recorded
+inside its folder still exists; a crashed stage is rerun in its folder (its own steps, such as
+extraction, resume from their partial files), a stage whose output was deleted is moved aside
+and rerun.
 
 A key names a configuration, not a result: a deleted stage folder is recomputed under the same
 key, and a training run need not give the same weights twice (`precision auto` resolves per
@@ -106,13 +108,21 @@ class StageRunner:
         folder = self.root / f"{name}-{key}"
         done = folder / STAGE_FILE
         record = json.loads(done.read_text()) if done.is_file() else None
-        if record is not None and self._upstream_rerun(name, folder, record, upstream_runs):
+        if record is not None and (
+            self._upstream_rerun(name, folder, record, upstream_runs)
+            or self._outputs_lost(name, folder, record)
+        ):
             record = None
         if record is not None:
             result = StageResult(name, key, folder, record["outputs"], record["seconds"],
                                  cached=True, run_id=record.get("run_id"))  # fmt: skip
             self.log(f"[{self.elapsed()}] {name}: done before ({folder.name}), skipped")
         else:
+            if folder.exists():
+                self.log(
+                    f"[{self.elapsed()}] {name}: {folder.name} holds an unfinished run (no "
+                    f"{STAGE_FILE}); running the stage again there"
+                )
             self.log(f"[{self.elapsed()}] {name}: running in {folder}")
             folder.mkdir(parents=True, exist_ok=True)
             start = time.monotonic()
@@ -146,10 +156,28 @@ class StageRunner:
                    and recorded[u] != run]  # fmt: skip
         if not changed:
             return False
+        self._move_aside(name, folder, record, f"{', '.join(changed)} recomputed since it ran")
+        return True
+
+    def _outputs_lost(self, name: str, folder: Path, record: dict[str, Any]) -> bool:
+        """True (and the folder moved aside) when an output the stage recorded in its own folder
+        is gone, such as a deleted teacher checkpoint: the stage is not done, whatever its
+        `stage.json` says, and every stage reading it would fail or read nothing."""
+        lost = [
+            f"{key} {value}" for key, value in record["outputs"].items()
+            if isinstance(value, str) and Path(value).is_relative_to(folder)
+            and not Path(value).exists()
+        ]  # fmt: skip
+        if not lost:
+            return False
+        self._move_aside(name, folder, record, f"its output {'; '.join(lost)} no longer exists")
+        return True
+
+    def _move_aside(self, name: str, folder: Path, record: dict[str, Any], reason: str) -> None:
+        """Keep a result that no longer counts as `<folder>.stale-<run id>`, never deleting it."""
         stale = folder.with_name(f"{folder.name}{STALE_MARK}{(record.get('run_id') or 'old')[:8]}")
         folder.rename(stale)
         self.log(
-            f"[{self.elapsed()}] {name}: {', '.join(changed)} recomputed since {folder.name} "
-            f"ran; its old result moved to {stale.name}, rerunning"
+            f"[{self.elapsed()}] {name}: {reason} ({folder.name}); its old result moved to "
+            f"{stale.name}, rerunning"
         )
-        return True

@@ -87,15 +87,21 @@ class Sweep(Pipeline):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, values, ok, what in (
-            ("temperatures", self.temperatures, lambda c: c > 0, "> 0"),
-            ("log_temperatures", self.log_temperatures, lambda t: t > 0, "> 0"),
-            ("deltas", self.deltas, lambda d: 0 <= d < 1, "in [0, 1)"),
-            ("ks", self.ks, lambda k: isinstance(k, int) and k >= 1, "integers >= 1"),
+        for name, values, transform in (
+            ("temperatures", self.temperatures, "prob_temperature"),
+            ("log_temperatures", self.log_temperatures, "log_temperature"),
+            ("deltas", self.deltas, "label_smoothing"),
         ):
-            bad = [v for v in values if not ok(v)]
+            spec = TRANSFORMS[transform]
+            bad = [v for v in values if not spec.contains(v)]
             if bad:
-                raise ValueError(f"sweep {name} must be {what}, got {bad}")
+                raise ValueError(
+                    f"sweep {name} must be in {spec.describe_range()} (the documented range of "
+                    f"{spec.parameter}), got {bad}"
+                )
+        bad = [k for k in self.ks if not (isinstance(k, int) and k >= 1)]
+        if bad:
+            raise ValueError(f"sweep ks must be integers >= 1, got {bad}")
         unknown = [name for name in self.calibrated if name not in TRANSFORMS]
         if unknown:
             raise ValueError(
@@ -153,6 +159,7 @@ class Sweep(Pipeline):
 
     def run(self) -> Path:
         """The pipeline's upstream stages, then each dimension's students; the summary's path."""
+        self.check_files()
         task = self.check_task()  # before any stage: a typo must not cost a whole sweep
         runner = StageRunner(Path(self.output_dir))
         up = self.upstream(runner)

@@ -34,7 +34,12 @@ def extraction(
     `<stage>/teacher_<split>.h5` on the device and processes of the trainer's fit and test
     (`devices`; `options`: further `first-pl extract` options, such as k). The store does not
     depend on the process count (rank blocks are merged in order), so neither does the stage's
-    key."""
+    key.
+
+    A store already in the folder is an unfinished run's (the stage has no `stage.json`: it was
+    killed after the store was published), made perhaps by an earlier teacher: it is replaced
+    (`overwrite`, which keeps it until the new one is complete and still resumes a partial one).
+    """
 
     def body(folder: Path) -> dict[str, Any]:
         output = folder / f"teacher_{split}.h5"
@@ -46,6 +51,7 @@ def extraction(
             **options,
             "batch_size": batch_size,
             "accelerator": devices.accelerator,
+            "overwrite": True,
         }
         config = write_yaml(folder / "extract.yaml", settings)
         run_first_pl(["extract", "--config", str(config)], devices.processes, folder / "extract.log")

@@ -7,7 +7,7 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 SPLITS = ("train", "validation", "test")
 
@@ -47,6 +47,17 @@ class InstructionExample:
 
 
 Example = MCExample | InstructionExample
+
+
+def examples_fingerprint(examples: Sequence[Example]) -> str:
+    """Identity of a split's content: every example's id and fields, in id order.
+
+    Two runs share it only when they were scored on the same questions, options and answers;
+    ids alone do not say so (a GeneratedMC task with another seed reuses them).
+    """
+    rows = sorted((asdict(example) for example in examples), key=lambda row: row["id"])
+    blob = json.dumps(rows, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass

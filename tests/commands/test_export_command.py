@@ -18,9 +18,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from first_pl.cli import main
 from first_pl.commands.export import EXPORT_MARKER
 from first_pl.commands.model_card import base_model, teacher_transform
-from first_pl.commands.output_path import OutputPathError
 from first_pl.data.record import DATA_KEY
 from first_pl.data.template import PromptTemplate
+from first_pl.fileio.output_path import OutputPathError
 from first_pl.methods import FIRST, FineTune, LabelSmoothingDistill
 from first_pl.methods.checkpoint import CheckpointError, load_strategy
 from first_pl.methods.loading import consolidate

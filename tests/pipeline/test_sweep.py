@@ -60,7 +60,7 @@ def test_grid_crosses_transforms_and_tail_bucket():
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        ({"log_temperatures": [0.0]}, r"sweep log_temperatures must be > 0, got \[0\.0\]"),
+        ({"log_temperatures": [0.0]}, r"sweep log_temperatures must be in \[0\.1, 10\] \(the documented range of T\), got \[0\.0\]"),
         ({"ks": [0]}, r"sweep ks must be integers >= 1, got \[0\]"),
         ({"tail_buckets": []}, "sweep tail_buckets is empty"),
     ],

@@ -344,12 +344,12 @@ CASES = [
     Case(
         "sweep-temperature-zero",
         lambda w, t: main(["sweep", "--output_dir", str(t), "--temperatures", "[0.5, 0]"]),
-        r"sweep temperatures must be > 0, got \[0",
+        r"sweep temperatures must be in \(0, 1\] \(the documented range of c\), got \[0",
     ),
     Case(
         "sweep-delta-one",
         lambda w, t: main(["sweep", "--output_dir", str(t), "--deltas", "[1.0]"]),
-        r"sweep deltas must be in \[0, 1\), got \[1\.0\]",
+        r"sweep deltas must be in \[0, 1\) \(the documented range of delta\), got \[1\.0\]",
     ),
     Case(
         "pipeline-config-file-missing",

@@ -115,12 +115,24 @@ def axolotl_rows(
     ids, logprobs = [], []
     for t in response_positions(labels):
         entry = _entry(entries, t, offset, example_id, source)
-        if token_rows is not None:
-            pairs = [
-                (int(i), float(lp)) for i, lp in zip(token_rows[t + 1 - offset], entry, strict=True)
-            ]
-        else:
-            pairs = [(int(str(e["token"]).split(":")[1]), float(e["logprob"])) for e in entry]
+        try:
+            if token_rows is not None:
+                pairs = [
+                    (int(i), float(lp))
+                    for i, lp in zip(token_rows[t + 1 - offset], entry, strict=True)
+                ]
+            else:
+                pairs = [(int(str(e["token"]).split(":")[1]), float(e["logprob"])) for e in entry]
+        except (ValueError, TypeError, KeyError, IndexError) as err:
+            layout = (
+                f"'target_token_ids' and {field!r} rows of equal length"
+                if token_rows is not None
+                else f"{field!r} entries {{'token': 'token_id:<id>', 'logprob': <number>}}"
+            )
+            raise TeacherStoreError(
+                f"{source}: example {example_id!r} position {t + 1} is malformed ({type(err).__name__}: {err}); "
+                f"expected {layout}"
+            ) from None
         top = _top(
             sorted(pairs, key=lambda p: -p[1]),
             k,

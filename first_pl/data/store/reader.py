@@ -58,17 +58,31 @@ class TeacherStore:
                     f"{self.path} is incomplete (its writer never finalized it); finish the extraction"
                 )
             self.metadata = StoreMetadata.from_attrs(self.attrs)
+            self.packed = "gold_rank" in self._h5
+            self._check_layout()
             if verify:
                 self.verify_checksums()
             self.example_ids: list[str] = [s.decode() for s in self._h5["example_ids"][:]]
             self.offsets: np.ndarray = self._h5["offsets"][:]
-            self.packed = "gold_rank" in self._h5
             self._missing_before = self._count_missing() if self.packed else None
         except (OSError, KeyError) as err:
             raise TeacherStoreError(
                 f"{self.path} is truncated or not a teacher store ({err})"
             ) from err
         self._index = {example_id: i for i, example_id in enumerate(self.example_ids)}
+
+    def _check_layout(self) -> None:
+        """Refuse a file without every dataset of a store's layout (those it recorded checksums
+        of at finalize, else those its layout reads) by name, before a read of one fails as
+        h5py's "object 'gold' doesn't exist"."""
+        held = set(self._h5.keys())
+        recorded = {key.removeprefix("sha256_") for key in self.attrs if key.startswith("sha256_")}
+        absent = sorted(({"example_ids", "offsets"} | (recorded or set(self.row_datasets))) - held)
+        if absent:
+            raise TeacherStoreError(
+                f"{self.path} lacks the dataset(s) {absent} of a teacher store (it holds "
+                f"{sorted(held)}); extract or import the store again"
+            )
 
     def _check_openable(self) -> None:
         if self.path.name.endswith(".partial"):
