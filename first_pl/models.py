@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,6 +26,7 @@ from transformers import (
 )
 
 from first_pl.fileio.atomic import atomic_folder
+from first_pl.layers import drop_layers, keep_indices
 from first_pl.lora import LoraSettings, add_lora
 from first_pl.prefix.split import prefix_of, split_prefix
 
@@ -202,36 +202,6 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     )
     payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
-
-
-def keep_indices(
-    num_layers: int, keep_every: int | None, keep_layers: list[int] | None
-) -> list[int]:
-    """Indices of the decoder layers a student keeps."""
-    if keep_layers is not None:
-        bad = [i for i in keep_layers if not 0 <= i < num_layers]
-        if bad or not keep_layers:
-            raise ValueError(
-                f"model.keep_layers must be a non-empty list of indices in [0, {num_layers}), got {keep_layers}"
-            )
-        return sorted(set(keep_layers))
-    if keep_every is not None:
-        return list(range(0, num_layers, keep_every))
-    return list(range(num_layers))
-
-
-def drop_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
-    """Keep only the listed decoder layers (Llama-style `model.model.layers`), in place."""
-    layers = model.model.layers
-    if keep == list(range(len(layers))):
-        return model
-    model.model.layers = nn.ModuleList(layers[i] for i in keep)
-    for new_index, layer in enumerate(model.model.layers):
-        layer.self_attn.layer_idx = new_index
-    model.config.num_hidden_layers = len(keep)
-    if getattr(model.config, "layer_types", None) is not None:
-        model.config.layer_types = [model.config.layer_types[i] for i in keep]
-    return model
 
 
 def build_model(spec: ModelSpec) -> PreTrainedModel:

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
-from first_pl.models import ModelSpec, drop_layers, freeze, keep_indices
+from first_pl.layers import drop_layers, keep_indices
+from first_pl.models import ModelSpec, freeze
 
 GIB = 2**30
 # Sharding strategies whose units are gathered one or two at a time (reshard after forward).

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from first_pl.layers import drop_layers
 from first_pl.prefix.frozen import FrozenPrefix
 
 PREFIX_ATTR = "first_pl_prefix"
@@ -72,8 +73,6 @@ def split_prefix(
     model: PreTrainedModel, prefix_layers: int, keep_layers: list[int] | None, source: str
 ) -> PreTrainedModel:
     """Keep the layers above `prefix_layers` in `model` (in place) and attach the prefix."""
-    from first_pl.models import drop_layers
-
     layers = model.get_decoder().layers
     above = upper_layers(len(layers), prefix_layers, keep_layers)
     prefix = FrozenPrefix(_prefix_decoder(model, nn.ModuleList(layers[:prefix_layers])), source)
