@@ -106,7 +106,7 @@ def load_records(source: Path, fmt: str) -> dict[str, Mapping[str, Any]]:
 def not_a_record(source: str, fmt: str, example_id: str, err: Exception) -> TeacherStoreError:
     """The error for a record whose shape is not ``fmt``'s (``err`` is what reading it raised)."""
     return TeacherStoreError(
-        f"{source}: the record of example {example_id!r} is not a {fmt} record: expected "
+        f"{source}: the record of example {example_id!r} is not one of the {fmt} format: expected "
         f"{EXPECTED[fmt]} ({type(err).__name__}: {err})"
     )
 
