@@ -219,8 +219,8 @@ CASES = [
     Case(
         "import-resumed-from-another-source",
         resumed_from_another_source,
-        r"cannot resume .*s\.h5\.partial: it holds rows from import_source .*A\.jsonl.* but this "
-        r"run reads .*B\.jsonl.*delete the partial file",
+        r"cannot resume .*s\.h5\.partial: its import_source is .*A\.jsonl.* but this run has "
+        r".*B\.jsonl.*; delete the partial file",
     ),
     # imports: probabilities that are not one distribution's
     Case(

@@ -195,23 +195,17 @@ class TeacherStoreWriter:
                 f"cannot resume {self.partial}: it has store format version {version}, this "
                 f"writer writes version {FORMAT_VERSION}; delete the partial file to start over"
             )
-        found = StoreMetadata.from_attrs(f.attrs)
-        for field in dataclasses.fields(StoreMetadata):
-            want, have = getattr(self.metadata, field.name), getattr(found, field.name)
-            if want != have:
+        # one store, one origin: the metadata and the source its rows are read from
+        found = {**dataclasses.asdict(StoreMetadata.from_attrs(f.attrs)),
+                 **{key: plain(f.attrs.get(key)) for key in PROVENANCE_ATTRS}}  # fmt: skip
+        wanted = {**dataclasses.asdict(self.metadata),
+                  **{key: self.provenance.get(key) for key in PROVENANCE_ATTRS}}  # fmt: skip
+        for name, want in wanted.items():
+            if want != found[name]:
                 raise StoreMismatchError(
-                    field.name,
-                    f"cannot resume {self.partial}: its {field.name} is {have!r} but this run has "
+                    name,
+                    f"cannot resume {self.partial}: its {name} is {found[name]!r} but this run has "
                     f"{want!r}; delete the partial file or use another path",
-                )
-        for key in PROVENANCE_ATTRS:
-            want, have = self.provenance.get(key), plain(f.attrs.get(key))
-            if want != have:
-                raise StoreMismatchError(
-                    key,
-                    f"cannot resume {self.partial}: it holds rows from {key} {have} but this run "
-                    f"reads {want}; one store takes its rows from one source: delete the partial "
-                    "file to start over from this one, or use another path",
                 )
         self._truncate_to_committed()
 
