@@ -189,11 +189,12 @@ def calibrated_choice(
 ) -> CalibrationResult:
     """What `first-pl calibrate` chose (its parameter and transform), from its `calibration.json`.
 
-    The store it was chosen on is compared with the training store at fit
-    (`check_calibration_store`). Refuses a result for another transform than this strategy applies (`transforms`), one
+    Refuses a result for another transform than this strategy applies (`transforms`), one
     chosen with the tail bucket set differently from this strategy's `tail_bucket` (the
     parameter is only the right one for the same target), and one chosen on a train or test
     store without calibrate's explicit `allow_split` (files written before calibrate refused them).
+    The store it was chosen on is compared with the training store at fit start
+    (`check_calibration_store`), when that store is open.
     """
     if calibration is None:
         raise ValueError(

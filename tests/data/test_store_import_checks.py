@@ -19,6 +19,7 @@ from first_pl.data.store import (
     TeacherStore,
     interop,
     partial_path,
+    truncate_store,
 )
 from first_pl.tasks import GeneratedMC
 from first_pl.teacher.calibration_result import STORE_FIELDS, check_calibration_store
@@ -52,6 +53,8 @@ def test_store_records_its_import_source(tmp_path, tiny_model_dir, truth):
         "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
     }
     assert store.metadata.max_length == 64 and store.metadata.teacher == "imported"
+    truncated = TeacherStore(truncate_store(store.path, tmp_path / "k2.h5", 2))
+    assert truncated.attrs["import_source"] == store.attrs["import_source"]
 
 
 def test_an_interrupted_import_resumes_from_the_same_source(
