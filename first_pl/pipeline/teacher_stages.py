@@ -92,7 +92,11 @@ def calibrate_stage(
             )
         )
         path = folder / CALIBRATION_FILE
-        return {"calibration": str(path), "parameter": chosen[0].parameter, "sha256": sha256_of(path)}
+        return {
+            "calibration": str(path),
+            "parameter": chosen[0].parameter,
+            "sha256": sha256_of(path),
+        }
 
     settings = {
         "objective": pipeline.calibrate_objective,

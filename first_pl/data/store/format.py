@@ -100,7 +100,9 @@ class StoreMetadata:
 
     def attrs(self) -> dict[str, Any]:
         """The fields as HDF5 attributes: an unknown optional field (None) is left out."""
-        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+        return {
+            name: value for name, value in dataclasses.asdict(self).items() if value is not None
+        }
 
 
 # fields that stores written by earlier versions of first_pl do not have

@@ -122,7 +122,9 @@ def check_probabilities(
         p = math.exp(value) if logprobs and not math.isnan(value) else value
         if not 0.0 <= p <= 1.0 + PROBS_SUM_TOLERANCE:  # also NaN
             what = "log-probability" if logprobs else "probability"
-            bound = "finite and <= 0 (a probability in [0, 1])" if logprobs else "finite and in [0, 1]"
+            bound = (
+                "finite and <= 0 (a probability in [0, 1])" if logprobs else "finite and in [0, 1]"
+            )
             raise TeacherStoreError(
                 f"{where}: the {what} of rank {rank} is {value!r}; it must be {bound}"
             )

@@ -106,7 +106,9 @@ def vllm_rows(
                 "includes the actual prompt token): another tokenisation"
             )
         ranked = {int(token): (v.get("rank"), float(v["logprob"])) for token, v in entry.items()}
-        members = [(i, lp) for i, (rank, lp) in ranked.items() if rank is not None and int(rank) <= k]
+        members = [
+            (i, lp) for i, (rank, lp) in ranked.items() if rank is not None and int(rank) <= k
+        ]
         top = _top(members, k, where)
         (last, lowest), kept = top[-1], {token for token, _ in top}
         for token, (rank, lp) in ranked.items():
