@@ -46,7 +46,9 @@ def import_store(
             bit-packed parquet, joined to the examples by ``input_ids``).
         output: the store to write (.h5).
         split: which split of ``data.train_task`` the records are for.
-        teacher: the teacher's name, recorded in the store.
+        teacher: the teacher's name, recorded in the store; the source file's importer, path,
+            size and sha256 are recorded beside it (``import_source``), and a partial store
+            left by a failed import resumes only from that same file.
         k: top tokens to keep per position (the source must hold at least k).
         probs_dtype: dtype of the stored probabilities.
         logprobs_field: axolotl's field holding the log-probabilities.

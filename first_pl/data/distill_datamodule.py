@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from first_pl.data.batch import IGNORE_INDEX, DistillBatch, response_mask
@@ -30,6 +31,8 @@ HINTS = {
     "template_fingerprint": "the store was extracted under another data.template",
     "task": "the store was extracted from another data.train_task or other task settings",
     "split": "the store holds another split than the training split",
+    "max_length": "the store was extracted under another data.max_length, so the teacher saw "
+    "prompts truncated otherwise",
 }
 
 
@@ -38,17 +41,19 @@ def task_identity(task: Task) -> str:
     return f"{task.name}/{task.fingerprint()}"
 
 
-def store_fields(data: QADataModule, task: Task, split: str) -> dict[str, str]:
+def store_fields(data: QADataModule, task: Task, split: str) -> dict[str, Any]:
     """The store metadata fields a data module's settings decide.
 
     `first-pl extract` writes exactly these and `DistillDataModule` expects exactly these, so
     a store made with the same data config always validates and any other never does.
+    ``max_length`` is among them: it decides how much of a long prompt the teacher saw.
     """
     return {
         "tokenizer_fingerprint": tokenizer_fingerprint(data.tokenizer),
         "task": task_identity(task),
         "split": split,
         "template_fingerprint": data.template_for(task).fingerprint(),
+        "max_length": data.max_length,
     }
 
 
@@ -107,9 +112,22 @@ class DistillDataModule(QADataModule):
         return store.load_all() if self.in_memory else store
 
     def validate_store(self, store: TeacherStore) -> None:
-        """Raise a ``StoreMismatchError`` naming the store and the field that does not fit."""
+        """Raise a ``StoreMismatchError`` naming the store and the field that does not fit.
+
+        A store written before ``max_length`` was recorded is checked on everything else, with
+        a warning that its ``max_length`` cannot be.
+        """
+        expected = store_fields(self, self.train_task, "train")
+        if store.metadata.max_length is None:
+            del expected["max_length"]
+            rank_zero_warn(
+                f"{store.path} does not record the max_length it was extracted under (an older "
+                f"first_pl wrote it), so it cannot be checked against data.max_length="
+                f"{self.max_length}; if they differ, the teacher saw prompts truncated otherwise: "
+                "extract it again to be sure"
+            )
         try:
-            store.validate_against(store_fields(self, self.train_task, "train"))
+            store.validate_against(expected)
         except StoreMismatchError as err:
             raise StoreMismatchError(
                 err.field,

@@ -20,7 +20,11 @@ from first_pl.data.batch import TEACHER_KEYS, TrainBatch
 from first_pl.methods.base import OptimizerConfig, StudentModule
 from first_pl.methods.losses import distillation_loss
 from first_pl.models import ModelSpec
-from first_pl.teacher.calibration_result import TEMPERATURE_TRANSFORMS, CalibrationResult
+from first_pl.teacher.calibration_result import (
+    TEMPERATURE_TRANSFORMS,
+    CalibrationResult,
+    check_calibration_store,
+)
 from first_pl.teacher.transforms import TRANSFORMS, label_smooth, renormalize, with_tail
 
 
@@ -56,17 +60,23 @@ class DistillationStrategy(StudentModule):
         self.renormalize_student = renormalize_student
         self.ce_weight = ce_weight
         self.tail_bucket = tail_bucket
+        # (path, CalibrationResult) when a parameter is "auto": checked against the store at fit
+        self.calibrated_from: tuple[str, CalibrationResult] | None = None
 
     def teacher_target(self, probs: torch.Tensor) -> torch.Tensor:
         """The target distribution from the stored top-k `[P, k]` (`[P, k + 1]` with the tail)."""
         raise NotImplementedError
 
     def on_fit_start(self) -> None:
-        """Refuse a store whose teacher ids index past the student's vocabulary, before step 1."""
+        """Before step 1, refuse a store whose teacher ids index past the student's vocabulary,
+        and a calibrated parameter chosen on another teacher, task, k or tokenisation."""
         store = getattr(getattr(self.trainer, "datamodule", None), "teacher_store", None)
         if store is not None and self.model is not None:
             vocab = self.model.get_output_embeddings().weight.shape[0]
             store.validate_against(student_vocab_size=int(vocab))
+        if store is not None and self.calibrated_from is not None:
+            path, result = self.calibrated_from
+            check_calibration_store(path, result.settings, store.path, store.metadata)
 
     def loss(
         self, logits: torch.Tensor, targets: torch.Tensor, batch: TrainBatch, mask: torch.Tensor
@@ -150,8 +160,10 @@ class LabelSmoothingDistill(DistillationStrategy):
         ce_weight: float = 0.0,
         tail_bucket: bool = False,
     ) -> None:
+        result = None
         if delta == "auto":
-            delta, _ = calibrated_choice(calibration, "delta", ("label_smoothing",), tail_bucket)
+            result = calibrated_choice(calibration, "delta", ("label_smoothing",), tail_bucket)
+            delta = result.parameter
         if not isinstance(delta, (int, float)) or not 0.0 <= delta < 1.0:  # also rejects NaN
             raise ValueError(f"delta must be in [0, 1), got {delta!r} (or 'auto')")
         super().__init__(
@@ -163,6 +175,7 @@ class LabelSmoothingDistill(DistillationStrategy):
         )
         self.delta = float(delta)
         self.hparams["delta"] = self.delta
+        self.calibrated_from = (str(calibration), result) if result is not None else None
 
     def teacher_target(self, probs: torch.Tensor) -> torch.Tensor:
         return label_smooth(probs, self.delta)
@@ -173,13 +186,15 @@ def calibrated_choice(
     option: str,
     transforms: tuple[str, ...],
     tail_bucket: bool,
-) -> tuple[float, str]:
-    """The parameter and transform that `first-pl calibrate` chose, from its `calibration.json`.
+) -> CalibrationResult:
+    """What `first-pl calibrate` chose (its parameter and transform), from its `calibration.json`.
 
     Refuses a result for another transform than this strategy applies (`transforms`), one
     chosen with the tail bucket set differently from this strategy's `tail_bucket` (the
     parameter is only the right one for the same target), and one chosen on a train or test
     store without calibrate's explicit `allow_split` (files written before calibrate refused them).
+    The store it was chosen on is compared with the training store at fit start
+    (`check_calibration_store`), when that store is open.
     """
     if calibration is None:
         raise ValueError(
@@ -214,7 +229,7 @@ def calibrated_choice(
             f"but this strategy has tail_bucket={tail_bucket}; calibrate again with "
             f"--tail_bucket {str(tail_bucket).lower()}"
         )
-    return result.parameter, result.transform
+    return result
 
 
 class FIRST(DistillationStrategy):
@@ -250,9 +265,10 @@ class FIRST(DistillationStrategy):
             raise ValueError(
                 f"transform must be one of {TEMPERATURE_TRANSFORMS}, got {transform!r}"
             )
+        result = None
         if temperature == "auto":
-            c, transform = calibrated_choice(calibration, "temperature", allowed, tail_bucket)
-            source = f" (read from {calibration})"
+            result = calibrated_choice(calibration, "temperature", allowed, tail_bucket)
+            c, transform, source = result.parameter, result.transform, f" (read from {calibration})"
         elif isinstance(temperature, (int, float)):
             c, source = float(temperature), ""
         else:
@@ -276,6 +292,7 @@ class FIRST(DistillationStrategy):
         self.transform = transform or "prob_temperature"
         self.hparams["temperature"] = c
         self.hparams["transform"] = self.transform
+        self.calibrated_from = (str(calibration), result) if result is not None else None
 
     def teacher_target(self, probs: torch.Tensor) -> torch.Tensor:
         return TRANSFORMS[self.transform].apply(probs, self.temperature)

@@ -15,7 +15,6 @@ value given and the sources above.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch
 from lightning.fabric.utilities.load import _METADATA_FILENAME
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
+from first_pl.fileio.digest import sha256_of
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import (
     CheckpointError,
@@ -74,19 +74,6 @@ class LoadedModel:
         if self.kind == "model":
             return self.source
         return f"{Path(self.source).name} sha256:{sha256_of(Path(self.source))}"
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names and bytes, in sorted order)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def source_kind(source: str, option: str) -> SourceKind:

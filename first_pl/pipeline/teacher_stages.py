@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from first_pl.devices import DeviceChoice
+from first_pl.fileio.digest import sha256_of
 from first_pl.fileio.run_files import (
     CALIBRATION_FILE,
     COVERAGE_STEM,
     RANK_CALIBRATION_STEM,
+    STAGE_FILE,
 )
 from first_pl.pipeline.files import write_yaml
 from first_pl.pipeline.launch import run_first_pl
@@ -83,7 +85,8 @@ def calibrate_stage(
 
     `choice` holds further calibrate options (the sweep's `transform` and `tail_bucket`); they
     join the stage's key, so the pipeline's own stage, which gives none, keeps its key. The
-    result is the one `calibrate` returned when the stage ran here, else its `calibration.json`.
+    result is the one `calibrate` returned when the stage ran here, else its `calibration.json`,
+    which must be the file the stage wrote (`verified_calibration`).
     """
     chosen: list[CalibrationResult] = []  # filled only when the stage runs in this call
 
@@ -97,7 +100,12 @@ def calibrate_stage(
                 **choice,
             )
         )
-        return {"calibration": str(folder / CALIBRATION_FILE), "parameter": chosen[0].parameter}
+        path = folder / CALIBRATION_FILE
+        return {
+            "calibration": str(path),
+            "parameter": chosen[0].parameter,
+            "sha256": sha256_of(path),
+        }
 
     settings = {
         "objective": pipeline.calibrate_objective,
@@ -105,8 +113,41 @@ def calibrate_stage(
         **choice,
     }
     stage = runner.run(name, settings, body, after)
-    result = chosen[0] if chosen else CalibrationResult.from_json(stage.outputs["calibration"])
-    return Calibrated(stage, result)
+    return Calibrated(stage, chosen[0] if chosen else verified_calibration(stage))
+
+
+def verified_calibration(stage: StageResult) -> CalibrationResult:
+    """The `calibration.json` of a finished calibrate stage, refused when it is not the file
+    the stage wrote (its sha256 is in `stage.json`; records of earlier releases have only the
+    parameter). Students read the file when they train, so an edited one would reach the
+    students trained from now on and not those already done: it is refused for every one."""
+    path = Path(stage.outputs["calibration"])
+    redo = (
+        f"restore it, or delete {stage.folder} to calibrate again (the students that read it "
+        "are then trained again)"
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}, written by the {stage.name} stage, is missing; {redo}")
+    recorded, parameter = stage.outputs.get("sha256"), stage.outputs.get("parameter")
+    if recorded is not None:
+        changed, what = recorded != sha256_of(path), f"sha256 {recorded}"
+    else:
+        changed, what = _parameter_in(path) != parameter, f"parameter {parameter}"
+    if changed:
+        raise ValueError(
+            f"{path} was changed after the {stage.name} stage wrote it (its {STAGE_FILE} records "
+            f"{what}): students trained before read the old file and students trained now would "
+            f"read this one; {redo}"
+        )
+    return CalibrationResult.from_json(path)
+
+
+def _parameter_in(path: Path) -> float | None:
+    """The parameter a calibration file holds, None when it no longer reads as one."""
+    try:
+        return CalibrationResult.from_json(path).parameter
+    except (ValueError, TypeError, KeyError):  # JSONDecodeError is a ValueError
+        return None
 
 
 def analysis_stage(

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from first_pl.data.batch import IGNORE_INDEX
-from first_pl.data.store import TeacherStore, ids_dtype_for
+from first_pl.data.store import TeacherStore, TeacherStoreError, ids_dtype_for
 from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
 from first_pl.lm_head import head_logits
 from first_pl.teacher.extract import Batch, response_hidden
@@ -134,12 +134,21 @@ class RankCalibration:
 
 
 def rank_calibration(store: TeacherStore, max_positions: int | None = None) -> RankCalibration:
-    """Rank-wise calibration over the store's positions (the first ``max_positions`` if given)."""
+    """Rank-wise calibration over the store's positions (the first ``max_positions`` if given).
+
+    A store with non-finite probabilities (a teacher whose outputs were NaN) is refused: its
+    mean probabilities would be NaN, and a figure of NaN says nothing.
+    """
     k = store.metadata.k
     prob_sum, hits, seen = np.zeros(k), np.zeros(k), 0
+    non_finite, first_bad = 0, -1
     for ids, probs, gold in store.iter_blocks():
         if max_positions is not None:
             ids, probs, gold = (a[: max_positions - seen] for a in (ids, probs, gold))
+        bad = ~np.isfinite(probs).all(axis=1)
+        if bad.any() and first_bad < 0:
+            first_bad = seen + int(np.argmax(bad))
+        non_finite += int(bad.sum())
         prob_sum += probs.astype(np.float64).sum(axis=0)
         hits += (ids == gold[:, None]).sum(axis=0)
         seen += len(gold)
@@ -147,6 +156,12 @@ def rank_calibration(store: TeacherStore, max_positions: int | None = None) -> R
             break
     if seen == 0:
         raise ValueError(f"{store.path} has no positions")
+    if non_finite:
+        raise TeacherStoreError(
+            f"{store.path}: {non_finite} of the {seen} positions read hold non-finite "
+            f"probabilities (first at row {first_bad}); rank-wise calibration needs finite ones: "
+            "extract the store again from a teacher whose outputs are finite"
+        )
     return RankCalibration(
         rank=list(range(1, k + 1)),
         mean_prob=(prob_sum / seen).tolist(),

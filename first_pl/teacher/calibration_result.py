@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from first_pl.data.store import StoreMetadata, StoreMismatchError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -17,6 +19,13 @@ if TYPE_CHECKING:
 TEMPERATURE_TRANSFORMS = ("prob_temperature", "log_temperature")
 OBJECTIVE_LABELS = {"ece": "ECE (%)", "trust": "Trust (%)", "nll": "NLL (nats)",
                     "student_trust": "students' validation Trust (%)"}  # fmt: skip
+# The store metadata `calibration.json` records of the store it was chosen on, and which the
+# store a student distils from must share: the parameter suits one teacher's top-k rows of one
+# task, tokenised one way. (The split differs by design; the content fingerprint with it.)
+STORE_FIELDS = (
+    "teacher", "task", "k", "vocab_size", "tokenizer_fingerprint", "template_fingerprint",
+    "max_length",
+)  # fmt: skip
 
 
 @dataclass
@@ -69,6 +78,24 @@ class CalibrationResult:
         data.setdefault("parameter", temperature)
         data["curve"] = [(float(c), float(v)) for c, v in data["curve"]]
         return cls(**data)
+
+
+def check_calibration_store(
+    calibration: str | Path, settings: dict[str, Any], store: Path, metadata: StoreMetadata
+) -> None:
+    """Refuse distilling from ``store`` with a parameter chosen on another teacher, task, k or
+    tokenisation; a field the calibration (written by an older first_pl) or the store does not
+    record is not compared."""
+    for field_name in STORE_FIELDS:
+        chosen_on, training = settings.get(field_name), getattr(metadata, field_name)
+        if None not in (chosen_on, training) and chosen_on != training:
+            raise StoreMismatchError(
+                field_name,
+                f"{calibration}: {field_name} is {chosen_on!r} (of the store it was chosen on, "
+                f"{settings.get('store', 'not recorded')}) but the training store {store} has "
+                f"{training!r}; calibrate on the validation store of this teacher and data "
+                "config, or give the parameter as a number",
+            )
 
 
 def plot_calibration_curve(result: CalibrationResult, path: str | Path) -> None:

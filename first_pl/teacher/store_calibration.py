@@ -27,7 +27,7 @@ from first_pl.teacher.calibration import (
     choose_parameter,
     score_label_smoothing,
 )
-from first_pl.teacher.calibration_result import plot_calibration_curve
+from first_pl.teacher.calibration_result import STORE_FIELDS, plot_calibration_curve
 
 DEFAULT_DELTAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 
@@ -118,11 +118,9 @@ def calibrate_store(
     result.settings.update(
         store=str(Path(store).resolve()),
         store_fingerprint=fingerprint,
-        teacher=meta.teacher,
-        task=meta.task,
+        **{name: getattr(meta, name) for name in STORE_FIELDS},
         split=meta.split,
         allow_split=allow_split,
-        k=meta.k,
         label_smoothing=[list(pair) for pair in smoothing],
     )
     out = Path(output_dir)

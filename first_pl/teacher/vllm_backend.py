@@ -73,7 +73,8 @@ def topk_rows(
     vLLM's `Logprob` objects become the JSON form `first-pl import-store` reads, and the rows come
     from its conversion (`first_pl.data.store.interop`), so a live vLLM run and an imported vLLM
     dump give the same store: position t (labels shifted) is entry t + 1, the actual token must
-    be present (vLLM always adds it), entries of rank above k are dropped, rows run by rank.
+    be present (vLLM always adds it), entries of rank above k are dropped, rows run by
+    log-probability.
     """
     record = {
         "example_id": example.example_id,

@@ -129,7 +129,7 @@ def example() -> Encoded:
     return Encoded("ex", input_ids=[10, 11, 12, 13, 2], labels=[IGNORE_INDEX, 12, 13, 2, IGNORE_INDEX])
 
 
-def test_topk_rows_drop_the_added_actual_token_and_run_by_rank():
+def test_topk_rows_drop_the_added_actual_token_and_run_by_log_probability():
     lp = np.log
     prompt_logprobs = [
         None,
@@ -139,7 +139,6 @@ def test_topk_rows_drop_the_added_actual_token_and_run_by_rank():
         # predicts 13, inside the top-2: k entries
         {13: Logprob(lp(0.7), 1), 6: Logprob(lp(0.2), 2)},
         {8: Logprob(lp(0.4), 1), 2: Logprob(lp(0.4), 1)},  # a tie shares rank 1: the smaller id first
-        {9: Logprob(lp(0.9), 1), 3: Logprob(lp(0.1), 2)},  # after EOS: not read
     ]
     ids, probs, gold = vllm_backend.topk_rows(prompt_logprobs, example(), k=2)
     np.testing.assert_array_equal(ids, [[5, 4], [13, 6], [2, 8]])
@@ -152,15 +151,17 @@ def test_topk_rows_drop_the_added_actual_token_and_run_by_rank():
 def test_topk_rows_refuse_too_few_tokens_a_missing_actual_token_and_missing_positions():
     lp = np.log
     two = {12: Logprob(lp(0.5), 1), 4: Logprob(lp(0.3), 2)}
-    entries = [None, None, two, {13: Logprob(lp(0.7), 1)}, {2: Logprob(lp(0.4), 1)}, None]
+    entries = [None, None, two, {13: Logprob(lp(0.7), 1)}, {2: Logprob(lp(0.4), 1)}]
     with pytest.raises(ValueError, match=r"vLLM prompt_logprobs: example 'ex' position 3 holds 1 top "
                        r"tokens, fewer than k=2"):  # fmt: skip
         vllm_backend.topk_rows(entries, example(), k=2)
     no_gold = [None, None, {4: Logprob(lp(0.3), 1)}, *entries[3:]]
     with pytest.raises(ValueError, match=r"example 'ex' position 2 scores other tokens than the data's token 12"):
         vllm_backend.topk_rows(no_gold, example(), k=1)
-    with pytest.raises(ValueError, match=r"example 'ex' has no teacher distribution for response position 2 \(entry 3 of 3\)"):
+    with pytest.raises(ValueError, match=r"prompt_logprobs of example 'ex' has 3 entries but the data has 5 tokens"):
         vllm_backend.topk_rows(entries[:3], example(), k=1)
+    with pytest.raises(ValueError, match=r"example 'ex' has no teacher distribution for response position 2 \(entry 3 of 5\)"):
+        vllm_backend.topk_rows([*entries[:3], None, *entries[4:]], example(), k=1)
 
 
 def test_missing_vllm_names_the_extra(config, tiny_model_dir, tmp_path, monkeypatch):

@@ -31,6 +31,11 @@ LIBRARIES = ("torch", "transformers", "h5py", "first_pl")
 BLOCK_ROWS = 1 << 16  # rows read at a time when hashing or scanning, so memory stays bounded
 EXAMPLE_CHUNK = 4096  # examples per chunk of example_ids and offsets
 SMALL_FILTERS: dict[str, Any] = {"compression": "gzip", "shuffle": True}
+# float16 rounding of k probabilities that truly sum to <= 1 stays below this
+PROBS_SUM_TOLERANCE = 2e-3
+# Root attributes that say where the rows came from beyond `StoreMetadata` (an import's source
+# file): written on the partial and the published store, and a resume must match them.
+PROVENANCE_ATTRS = ("import_source",)
 
 
 class TeacherStoreError(ValueError):
@@ -51,6 +56,11 @@ class StoreMetadata:
 
     A resumed writer must match the partial file on every one of these fields, and a
     consumer validates the fields it cares about with :meth:`TeacherStore.validate_against`.
+
+    ``max_length`` is the data's prompt + response token budget: a prompt longer than it loses
+    tokens from the left, so the teacher saw other inputs at another ``max_length`` although
+    the examples, positions and gold tokens agree. None: a store written before it was
+    recorded (read as before; its ``max_length`` cannot be checked).
     """
 
     k: int
@@ -61,6 +71,7 @@ class StoreMetadata:
     split: str
     template_fingerprint: str
     probs_dtype: str = "float16"
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -69,6 +80,8 @@ class StoreMetadata:
             raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
         if self.probs_dtype not in PROBS_DTYPES:
             raise ValueError(f"probs_dtype must be one of {PROBS_DTYPES}, got {self.probs_dtype!r}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
 
     @property
     def ids_dtype(self) -> np.dtype:
@@ -76,8 +89,24 @@ class StoreMetadata:
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> StoreMetadata:
-        values = {f.name: attrs[f.name] for f in dataclasses.fields(cls)}
+        """The metadata of a store's root attributes; fields recorded only by later versions
+        (``OPTIONAL_FIELDS``) keep their defaults when absent."""
+        values = {
+            f.name: attrs[f.name]
+            for f in dataclasses.fields(cls)
+            if f.name not in OPTIONAL_FIELDS or f.name in attrs
+        }
         return cls(**{name: plain(value) for name, value in values.items()})
+
+    def attrs(self) -> dict[str, Any]:
+        """The fields as HDF5 attributes: an unknown optional field (None) is left out."""
+        return {
+            name: value for name, value in dataclasses.asdict(self).items() if value is not None
+        }
+
+
+# fields that stores written by earlier versions of first_pl do not have
+OPTIONAL_FIELDS = ("max_length",)
 
 
 def ids_dtype_for(vocab_size: int) -> np.dtype:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from first_pl.data.store.format import TeacherStoreError, example_id_length
+from first_pl.data.store.format import PROVENANCE_ATTRS, TeacherStoreError, example_id_length
 from first_pl.data.store.reader import TeacherStore
 from first_pl.data.store.writer import TeacherStoreWriter
 
@@ -83,7 +83,8 @@ def truncate_store(
 
     The top-k' of a top-k extraction is its first k' columns (the store keeps them in
     descending order), so one extraction at the largest k gives every smaller k without running
-    the teacher again: the k sweep and its bytes-per-k figure use this.
+    the teacher again: the k sweep and its bytes-per-k figure use this. An imported store's
+    source (``import_source``) is kept.
     """
     store = TeacherStore(source)
     if not 1 <= k <= store.metadata.k:
@@ -95,6 +96,7 @@ def truncate_store(
         compression=compression or store.attrs.get("compression"),
         overwrite=overwrite,
         id_length=example_id_length(store.example_ids),
+        provenance={key: store.attrs[key] for key in PROVENANCE_ATTRS if key in store.attrs},
     )
     with writer as w:
         if w.example_ids_done != store.example_ids[: w.num_done]:

@@ -74,9 +74,13 @@ def export_parquet(
 
 
 def check_parquet_metadata(source: Path, expected: StoreMetadata) -> None:
-    """A first_pl parquet must come from the same tokenizer, template, task and split."""
+    """A first_pl parquet must come from the same tokenizer, template, task, split and
+    max_length (when it records one: exports of older stores do not)."""
     found = parquet_metadata(source)
-    for field in ("tokenizer_fingerprint", "template_fingerprint", "task", "split", "vocab_size"):
+    fields = ["tokenizer_fingerprint", "template_fingerprint", "task", "split", "vocab_size"]
+    if found.get("max_length") is not None:
+        fields.append("max_length")
+    for field in fields:
         if found.get(field) != getattr(expected, field):
             raise TeacherStoreError(
                 f"{source}: {field} is {found.get(field)!r} but the data config gives "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from first_pl.data.store.format import (
     DEFAULT_COMPRESSION,
     EXAMPLE_CHUNK,
     FORMAT_VERSION,
+    PROVENANCE_ATTRS,
     SMALL_FILTERS,
     StoreMetadata,
     StoreMismatchError,
@@ -77,12 +78,16 @@ class TeacherStoreWriter:
         chunk_rows: int = 4096,
         overwrite: bool = False,
         id_length: int | None = None,
+        provenance: Mapping[str, str] | None = None,
     ) -> None:
         compression = compression or DEFAULT_COMPRESSION
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         if id_length is not None and id_length < 1:
             raise ValueError(f"id_length must be >= 1, got {id_length}")
+        unknown = sorted(set(provenance or {}) - set(PROVENANCE_ATTRS))
+        if unknown:
+            raise ValueError(f"provenance keys must be among {PROVENANCE_ATTRS}, got {unknown}")
         self.path = Path(path)
         self.partial = partial_path(self.path)
         self.metadata = metadata
@@ -90,6 +95,7 @@ class TeacherStoreWriter:
         self.chunk_rows = chunk_rows
         self.overwrite = overwrite
         self.id_length = id_length
+        self.provenance = dict(provenance or {})
         self._lock = FileLock(lock_path(self.path))
         self._file: h5py.File | None = None
         self._ids_done: list[str] = []
@@ -163,7 +169,8 @@ class TeacherStoreWriter:
         f.create_dataset("ids", shape, ids_dtype, maxshape=maxshape, chunks=chunks)
         f.create_dataset("probs", shape, meta.probs_dtype, maxshape=maxshape, chunks=chunks)
         f.create_dataset("gold", (0,), ids_dtype, maxshape=(None,), chunks=(chunk,))
-        f.attrs.update(dataclasses.asdict(meta))
+        f.attrs.update(meta.attrs())
+        f.attrs.update(self.provenance)
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["ids_dtype"] = ids_dtype.name
         f.attrs["compression"] = self.compression
@@ -188,13 +195,16 @@ class TeacherStoreWriter:
                 f"cannot resume {self.partial}: it has store format version {version}, this "
                 f"writer writes version {FORMAT_VERSION}; delete the partial file to start over"
             )
-        found = StoreMetadata.from_attrs(f.attrs)
-        for field in dataclasses.fields(StoreMetadata):
-            want, have = getattr(self.metadata, field.name), getattr(found, field.name)
-            if want != have:
+        # one store, one origin: the metadata and the source its rows are read from
+        found = {**dataclasses.asdict(StoreMetadata.from_attrs(f.attrs)),
+                 **{key: plain(f.attrs.get(key)) for key in PROVENANCE_ATTRS}}  # fmt: skip
+        wanted = {**dataclasses.asdict(self.metadata),
+                  **{key: self.provenance.get(key) for key in PROVENANCE_ATTRS}}  # fmt: skip
+        for name, want in wanted.items():
+            if want != found[name]:
                 raise StoreMismatchError(
-                    field.name,
-                    f"cannot resume {self.partial}: its {field.name} is {have!r} but this run has "
+                    name,
+                    f"cannot resume {self.partial}: its {name} is {found[name]!r} but this run has "
                     f"{want!r}; delete the partial file or use another path",
                 )
         self._truncate_to_committed()
