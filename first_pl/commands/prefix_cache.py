@@ -16,9 +16,9 @@ from pathlib import Path
 import h5py
 import torch
 
-from first_pl.commands.output_path import OutputPathError, check_output_path
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.tokenize import Encoded
+from first_pl.fileio.output_path import OutputPathError, check_output_path
 from first_pl.models import ModelSpec, build_model
 from first_pl.prefix import FrozenPrefix, prefix_of
 from first_pl.prefix.store import save_memo

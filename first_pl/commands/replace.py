@@ -14,8 +14,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from first_pl.commands.output_path import OutputPathError
 from first_pl.data.store import StoreMetadata, TeacherStoreError
+from first_pl.fileio.output_path import OutputPathError
 
 # What every first_pl store holds, complete or partial, of any readable format version.
 _STORE_DATASETS = ("example_ids", "offsets", "ids", "probs")
