@@ -180,6 +180,9 @@ OPTION_SCORINGS = (
     "option_loglik_norm_bytes",
     "option_pmi",
 )
+# Scorings whose score is no log-probability (its exp can exceed 1): their confidence is the
+# softmax over the options, the only probability they define.
+RATIO_SCORINGS = ("option_pmi",)
 SCORING_ALIASES = {"option_loglik_norm": "option_loglik_norm_tokens"}  # a shorter name, same scoring
 SCORINGS = TOKEN_SCORINGS + OPTION_SCORINGS + tuple(SCORING_ALIASES)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from first_pl.data.batch import EXAMPLE_FACTS, EvalBatch, EvalOutput
+from first_pl.data.template import RATIO_SCORINGS
 
 
 def token_scores(
@@ -74,10 +75,14 @@ def choice_output(
     scores: torch.Tensor, mask: torch.Tensor, batch: EvalBatch, scoring: str | None = None
 ) -> EvalOutput:
     """The `EvalOutput` (`first_pl.data.batch`) of log-space option scores, with the batch's
-    per-example facts (`EXAMPLE_FACTS`) passed on for the evaluation's checks."""
+    per-example facts (`EXAMPLE_FACTS`) passed on for the evaluation's checks.
+
+    A PMI score (`RATIO_SCORINGS`) is a log-ratio, not a log-probability, so there is no
+    full-vocabulary probability of the chosen option: its candidate probabilities are the
+    softmax over the options (both confidence kinds then agree)."""
     scores = scores.float().masked_fill(~mask, float("-inf"))
     pred = scores.argmax(dim=1)
-    probs = scores.exp()
+    probs = scores.softmax(dim=1) if scoring in RATIO_SCORINGS else scores.exp()
     output = EvalOutput(
         candidate_logprobs=scores,
         candidate_probs=probs,

@@ -78,6 +78,13 @@ def test_each_scoring_matches_its_dense_reference(tiny_tokenizer, scoring):
     assert out["candidate_mask"].tolist() == [[True, True, True], [True, True, False]]
     assert out["candidate_logprobs"][1, 2].item() == float("-inf")
     assert out["pred"].tolist() == out["candidate_logprobs"].argmax(1).tolist()
+    # every confidence is a probability; PMI, a log-ratio, has only the softmax over the options
+    probs = out["candidate_probs"]
+    assert bool(((probs >= 0) & (probs <= 1)).all()) and bool(((out["confidence"] >= 0) & (out["confidence"] <= 1)).all())
+    if scoring == "option_pmi":
+        torch.testing.assert_close(probs, out["candidate_logprobs"].softmax(1))
+    else:
+        torch.testing.assert_close(probs, out["candidate_logprobs"].exp())
 
 
 def test_pmi_adds_one_domain_row_per_option_at_minus_one(tiny_tokenizer):
