@@ -23,7 +23,7 @@ class Longest(pl.LightningModule):
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
         mask = batch["choice_tokens"] > 0
-        return choice_output(batch["choice_tokens"].float(), mask, batch, batch["scoring"])
+        return choice_output(batch["choice_tokens"].float().log_softmax(1), mask, batch, batch["scoring"])
 
 
 def write_task(tmp_path, n: int = 120) -> BigBench:
