@@ -132,10 +132,13 @@ class PipelineSettings:
             raise ValueError(
                 f"calibrate_objective must be one of {OBJECTIVES}, got {self.calibrate_objective!r}"
             )
+        # -1: no step limit, the trainer's max_epochs is the budget (the Table-1 configs)
         budgets = {"teacher.max_steps": (self.teacher.max_steps, 1)}
         budgets.update({f"students.{m}.max_steps": (s.max_steps, 0) for m, s in self.students.items()})
+        for option, (value, low) in budgets.items():
+            if value != -1 and not value >= low:
+                raise ValueError(f"{option} must be >= {low}, or -1 (max_epochs decides), got {value}")
         for option, (value, low) in {
-            **budgets,
             "val_check_interval": (self.val_check_interval, 0),
             "extract_batch_size": (self.extract_batch_size, 1),
             "coverage_positions": (self.coverage_positions, 1),

@@ -164,8 +164,8 @@ CASES = [
     ),
     Case(
         "pipeline-teacher-max-steps-negative",
-        lambda w, t: pipeline(t, "--teacher.max_steps", "-1"),
-        r"teacher\.max_steps must be >= 1, got -1",
+        lambda w, t: pipeline(t, "--teacher.max_steps", "-3"),
+        r"teacher\.max_steps must be >= 1, or -1 \(max_epochs decides\), got -3",
     ),
     # one-line errors that name their file or option
     Case(
