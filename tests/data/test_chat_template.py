@@ -84,7 +84,7 @@ def test_chat_without_a_chat_template_is_refused_naming_the_model(tiny_model_dir
 def test_chat_false_keeps_the_template_fingerprint():
     """Stores extracted before `chat` existed must still match a template without it."""
     fields = asdict(PromptTemplate())
-    del fields["scoring"], fields["chat"]
+    del fields["scoring"], fields["chat"], fields["domain_premise"]
     without_chat = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     assert PromptTemplate().fingerprint() == without_chat
     assert PromptTemplate(chat=True).fingerprint() != without_chat
