@@ -128,9 +128,10 @@ def answer_question(
 
 
 def truncation_message(tokens_dropped: int, max_length: int) -> str:
-    """What `ask` says when the question did not fit: the model answered without its start."""
+    """What `ask` says when the question did not fit: the model answered without part of it."""
     return (
-        f"the prompt is {tokens_dropped} tokens longer than --max_length {max_length}: its first "
-        f"{tokens_dropped} tokens were dropped and the model answered without them; give "
+        f"the prompt is {tokens_dropped} tokens longer than --max_length {max_length}: "
+        f"{tokens_dropped} tokens were cut from the middle of the question and the model answered "
+        f"without them; give "
         f"--max_length {max_length + tokens_dropped} to ask the whole question"
     )

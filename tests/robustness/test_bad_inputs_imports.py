@@ -322,8 +322,8 @@ CASES = [
             t / "a.h5",
             "axolotl",
         ),
-        r"a\.jsonl: the record of example '.*' is not one of the axolotl format: expected per token "
-        r"a list of \{'token': 'token_id:<id>'",
+        r"a\.jsonl: example '.*' position \d+ is malformed \(IndexError: .*\); expected 'logprobs' "
+        r"entries \{'token': 'token_id:<id>', 'logprob': <number>\}",
     ),
     # stores and calibrations made under other settings
     Case(

@@ -34,6 +34,7 @@ from first_pl.cli import main
 from first_pl.commands.ask import ask
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore
+from first_pl.devices import DeviceChoice
 from first_pl.metrics import ExpectedCalibrationError, TrustScore, expected_calibration_error
 from first_pl.metrics.selective import confidence_auroc
 from first_pl.pipeline.stages import StageResult
@@ -281,11 +282,11 @@ def test_ask_says_how_much_of_the_question_it_cut(world: World, capsys) -> None:
     dropped = answer.tokens_dropped
     assert dropped > 0
     message = (
-        f"the prompt is {dropped} tokens longer than --max_length 16: its first {dropped} "
-        f"tokens were dropped and the model answered without them; give --max_length {16 + dropped}"
+        f"the prompt is {dropped} tokens longer than --max_length 16: {dropped} tokens were cut "
+        f"from the middle of the question and the model answered without them; give --max_length {16 + dropped}"
     )
     assert any(str(w.message).startswith(message) for w in caught), [str(w.message) for w in caught]
-    assert f"prompt truncated: {dropped} tokens dropped from the left" in capsys.readouterr().out
+    assert f"prompt truncated: {dropped} tokens cut from the middle of the question" in capsys.readouterr().out
     whole = ask(str(world.checkpoint), question, ["Oslo", "Rome"], max_length=16 + dropped)
     assert whole.tokens_dropped == 0
 
@@ -301,7 +302,8 @@ def test_an_unfinished_extract_stage_replaces_the_store_its_folder_holds(
     shutil.copy(world.validation_store, folder / "teacher_train.h5")  # not this stage's store
     teacher = StageResult("teacher", "key", world.run_dir, {"checkpoint": str(world.checkpoint)})
     data = yaml.safe_load(world.data_yaml.read_text())["data"]
-    body = extraction(data, teacher, "train", 4, 1, probs_dtype="float32", progress=False)
+    cpu = DeviceChoice("cpu", 1, "one CPU process")
+    body = extraction(data, teacher, "train", 4, cpu, probs_dtype="float32", progress=False)
     store, want = TeacherStore(body(folder)["store"]), TeacherStore(world.train_store)
     assert store.metadata == want.metadata and store.example_ids == want.example_ids
     for got, expected in zip(store.iter_blocks(), want.iter_blocks(), strict=True):
