@@ -24,7 +24,11 @@ from first_pl.pipeline.files import deep_merge, load_yaml
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.student_choice import ChoiceSpec
 from first_pl.teacher.calibration import choose_parameter
-from first_pl.teacher.calibration_result import CalibrationResult, plot_calibration_curve
+from first_pl.teacher.calibration_result import (
+    STORE_FIELDS,
+    CalibrationResult,
+    plot_calibration_curve,
+)
 from first_pl.teacher.store_calibration import store_arrays
 
 if TYPE_CHECKING:
@@ -108,9 +112,10 @@ def student_choice_result(
     `ece_before`, `ece_after`, `accuracy` and `n_positions` keep their meaning, the teacher's
     on its validation store (`teacher`: that store scored at the chosen value)."""
     best = rows[best_row(rows)]
-    kept = ("parameter_name", "range", "n_bins", "answer_only", "store")
+    # the validation store's identity (STORE_FIELDS) too: a student reading the choice checks it
+    kept = ("parameter_name", "range", "n_bins", "answer_only", "store", *STORE_FIELDS)
     settings = {**{k: teacher.settings[k] for k in kept if k in teacher.settings},
-                "split": "validation", "task": best["task"], "steps": steps, "students": rows,
+                "split": "validation", "validated_on": best["task"], "steps": steps, "students": rows,
                 "tie_break": TIE_BREAK, "teacher_figures": TEACHER_FIGURES}  # fmt: skip
     return CalibrationResult(
         parameter=best["value"],
@@ -134,6 +139,7 @@ def teacher_at(
     teacher_store = TeacherStore(store)
     try:
         probs, ids, gold, answer_mask = store_arrays(teacher_store)
+        identity = {name: getattr(teacher_store.metadata, name) for name in STORE_FIELDS}
     finally:
         teacher_store.close()
     result = choose_parameter(
@@ -141,6 +147,7 @@ def teacher_at(
         answer_mask=answer_mask, answer_only=answer_only, tail_bucket=tail,
     )  # fmt: skip
     result.settings["store"] = str(Path(store).resolve())
+    result.settings.update(identity)
     return result
 
 

@@ -131,8 +131,8 @@ def test_the_choice_is_a_calibration_result_temperature_auto_reads(tmp_path):
     result = student_choice_result(spec, rows, teacher, 3)
     assert (result.parameter, result.value, result.curve) == (0.2, 0.45, [(0.2, 0.45), (0.5, 0.3)])
     result.to_json(tmp_path / CALIBRATION_FILE)
-    assert calibrated_choice(tmp_path / CALIBRATION_FILE, "temperature", TEMPERATURE_TRANSFORMS,
-                             False) == (0.2, "prob_temperature")  # fmt: skip
+    chosen = calibrated_choice(tmp_path / CALIBRATION_FILE, "temperature", TEMPERATURE_TRANSFORMS, False)
+    assert (chosen.parameter, chosen.transform) == (0.2, "prob_temperature")
     assert CalibrationResult.from_json(tmp_path / CALIBRATION_FILE).settings["students"] == rows
     plot_calibration_curve(result, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 10_000
