@@ -96,7 +96,8 @@ def template_section(record: dict[str, Any] | None) -> list[str]:
     return [
         f"The model was trained to answer with {answer} after the prompt below; an evaluation "
         f"scores the options by `{template.resolved_scoring}`. Prompts were cut to "
-        f"max_length={record['max_length']} tokens (from the left). Example (prompt + answer):",
+        f"max_length={record['max_length']} tokens (a longer prompt loses the middle of its "
+        "question). Example (prompt + answer):",
         "",
         "```text",
         prompt,

@@ -58,7 +58,7 @@ class StoreMetadata:
     consumer validates the fields it cares about with :meth:`TeacherStore.validate_against`.
 
     ``max_length`` is the data's prompt + response token budget: a prompt longer than it loses
-    tokens from the left, so the teacher saw other inputs at another ``max_length`` although
+    tokens from the middle of its question, so the teacher saw other inputs at another ``max_length`` although
     the examples, positions and gold tokens agree. None: a store written before it was
     recorded (read as before; its ``max_length`` cannot be checked).
     """
