@@ -771,8 +771,9 @@ def error_message(exc: BaseException, capsys) -> str:
     return str(cause)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gives_one_clear_error(case: Case, world: World, tmp_path: Path, capsys) -> None:
+def assert_one_clear_error(case, world: World, tmp_path: Path, capsys) -> str:
+    """Provoke `case` (any table's: it has `id`, `provoke` and `expect`) and check that its one
+    error matches `case.expect`; returns the message."""
     try:
         case.provoke(world, tmp_path)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the table says what is expected
@@ -780,6 +781,12 @@ def test_bad_input_gives_one_clear_error(case: Case, world: World, tmp_path: Pat
     else:
         pytest.fail(f"{case.id}: no error")
     assert re.search(case.expect, message), f"{case.id}: {message[-2000:]}"
+    return message
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gives_one_clear_error(case: Case, world: World, tmp_path: Path, capsys) -> None:
+    assert_one_clear_error(case, world, tmp_path, capsys)
 
 
 def test_catalogue_size(record_property) -> None:
