@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from first_pl.prefix.split import PREFIX_ATTR
+from first_pl.prefix.split import prefix_of
 
 # Config attributes of Hugging Face models that post-process the LM head's output, and the
 # value at which each does nothing.
@@ -41,7 +41,7 @@ def hidden_at(
 ) -> torch.Tensor:
     """Final hidden states `[P, H]` at the positions where `select` `[B, L]` is true, in (b, t)
     order. A model with a frozen prefix (`first_pl.prefix`) starts from the prefix's states."""
-    prefix = getattr(model, PREFIX_ATTR, None)
+    prefix = prefix_of(model)
     if prefix is None:
         hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask)
     else:

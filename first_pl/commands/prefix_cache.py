@@ -10,6 +10,7 @@ when first needed, so the store decides speed, never results.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def prefix_cache(
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     start = time.perf_counter()
-    spec = ModelSpec(**{**vars(model), "prefix_cache": None})
+    spec = dataclasses.replace(model, prefix_cache=None)
     prefix = prefix_of(build_model(spec))
     data.setup("fit")
     with torch.inference_mode():
