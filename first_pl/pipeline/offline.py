@@ -42,6 +42,7 @@ from first_pl.pipeline.files import (
     write_splits,
     write_yaml,
 )
+from first_pl.pipeline.finished_checkpoint import drop_resume_state
 from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.settings import DEFAULT_STUDENTS, PipelineSettings, TrainStage
 from first_pl.pipeline.stage_logging import finish_wandb_run, log_report_run, stage_loggers
@@ -215,6 +216,8 @@ class Pipeline(PipelineSettings):
             run_first_pl(test_args, processes, folder / "test.log")
             finish_wandb_run()
             outputs["metrics"] = figures(folder / TEST_DIR / TEST_METRICS_FILE)
+            if "checkpoint" in outputs:  # tested: nothing resumes this fit again
+                drop_resume_state(Path(outputs["checkpoint"]), name)
             return outputs
 
         return runner.run(name, settings, body, after)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from first_pl_testing import tiny_pipeline
 
 
@@ -36,7 +37,14 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     }  # fmt: skip
     assert (folders["report"] / "reliability_physics.png").is_file()
     assert len((folders["data"] / "test.jsonl").read_text().splitlines()) == 16
-    capsys.readouterr()
+    # A tested stage keeps its weights only (extraction read the teacher's after the rewrite).
+    log = capsys.readouterr().out
+    for stage in ("teacher", "student-finetune", "student-first"):
+        assert re.search(rf"{stage}: kept the checkpoint's weights only \(\d+ MiB", log)
+        (checkpoint,) = (folders[stage] / "checkpoints").glob("*.ckpt")
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        assert "optimizer_states" not in saved and "lr_schedulers" not in saved
+        assert saved["state_dict"] and saved["hyper_parameters"]
 
     tiny_pipeline(tiny_model_dir, out).run()
     log = capsys.readouterr().out
