@@ -28,20 +28,23 @@ SPLITS = ("train", "validation", "test")
 
 
 def job_examples(data: QADataModule) -> list[list[Encoded]]:
-    """The encoded examples of every split the data module can serve, one list per task split
-    (a batch holds one task's scoring), training task first."""
-    tasks = [data.train_task] if data.train_task is not None else []
-    tasks += [t for t in data.evaluation_tasks if t is not data.train_task]
+    """The encoded examples of every split a job reads, one list per task split (a batch holds
+    one task's scoring), training task first: the training task's train split at the training
+    length and its validation and test splits at the evaluation length, as the stages encode
+    them; the other evaluation tasks' test splits only (the pipeline validates on the training
+    task alone; a validation of another task computes its rows when first asked)."""
+    splits = [(data.train_task, split) for split in SPLITS] if data.train_task is not None else []
+    splits += [(t, "test") for t in data.evaluation_tasks if t is not data.train_task]
     return [
-        data.examples(task, split)
-        for task in tasks
-        for split in SPLITS
-        if split != "train" or task is data.train_task
+        data.examples(task, split, None if split == "train" else data.eval_length)
+        for task, split in splits
     ]
 
 
 def warm(prefix: FrozenPrefix, data: QADataModule, batch_size: int) -> None:
-    """Run the prefix over every row of `job_examples`, longest first (little padding)."""
+    """Run the prefix over every row the job's models run (`job_examples`), longest first
+    (little padding): the option rows of a task scored by option likelihood, the prompt rows
+    of any other."""
     for group in job_examples(data):
         warm_group(prefix, data, sorted(group, key=lambda e: -len(e.input_ids)), batch_size)
 
@@ -49,11 +52,12 @@ def warm(prefix: FrozenPrefix, data: QADataModule, batch_size: int) -> None:
 def warm_group(prefix: FrozenPrefix, data: QADataModule, examples: list[Encoded], batch_size: int) -> None:
     for start in range(0, len(examples), batch_size):
         batch = data.collate_eval(examples[start : start + batch_size])
-        prefix(batch["input_ids"], batch["attention_mask"])
-        if "option_input_ids" in batch:
-            for row in range(0, batch["option_input_ids"].shape[0], batch_size):
-                rows = slice(row, row + batch_size)
-                prefix(batch["option_input_ids"][rows], batch["option_attention_mask"][rows])
+        if "option_input_ids" not in batch:
+            prefix(batch["input_ids"], batch["attention_mask"])
+            continue
+        for row in range(0, batch["option_input_ids"].shape[0], batch_size):
+            rows = slice(row, row + batch_size)
+            prefix(batch["option_input_ids"][rows], batch["option_attention_mask"][rows])
 
 
 def prefix_cache(

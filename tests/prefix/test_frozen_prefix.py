@@ -20,6 +20,7 @@ from first_pl.methods import FineTune
 from first_pl.methods.checkpoint import load_strategy
 from first_pl.models import ModelSpec, build_model, save_tiny_llama
 from first_pl.prefix import PrefixSettingsError, join_prefix, prefix_of
+from first_pl.prefix.frozen import sequence_key
 from first_pl.prefix.store import PrefixStoreError, load_memo, save_memo
 from first_pl.tasks import BigBench, GeneratedMC
 
@@ -201,13 +202,25 @@ def test_prefix_cache_command_stores_every_row_a_job_reads(six_layers, tmp_path)
         *data.train_dataloader(),
         *data.split_loader("validation", 4),  # what extraction reads
         *data.split_loader("test", 4),
-        *data.val_dataloader()[0],  # physics, with its option rows
-        *data.test_dataloader()[0],
+        *data.test_dataloader()[0],  # physics, with its option rows
     ]
     with torch.no_grad():
         for b in module_batches:
-            prefix(b["input_ids"], b["attention_mask"])
-            if "option_input_ids" in b:
+            if "option_input_ids" in b:  # an option-scored batch runs its option rows only
                 prefix(b["option_input_ids"], b["option_attention_mask"])
+            else:
+                prefix(b["input_ids"], b["attention_mask"])
     assert prefix.misses == 0 and prefix.hits > 0
+    # Nothing the job never runs: not physics' validation split (the pipeline validates on the
+    # training task only), not the prompt rows of an option-scored task.
+    unread = [*data.val_dataloader()[0], *data.test_dataloader()[0]]
+    assert not any(
+        sequence_key(ids[: int(mask.sum())]) in prefix.stored
+        for b in unread
+        for ids, mask in zip(b["input_ids"], b["attention_mask"], strict=True)
+    )
+    prefix.misses = 0
+    with torch.no_grad():
+        rows = sum(prefix(b["option_input_ids"], b["option_attention_mask"]).shape[0] for b in data.val_dataloader()[0])
+    assert prefix.misses == rows == 5 * 4  # physics validation: computed when asked, not stored
     assert len(prefix.stored) >= 12 + 6 + 6 + 5 * 2
