@@ -1,11 +1,12 @@
-"""Old package names that still import: `first_pl.modules` is now `first_pl.methods` and
-`first_pl.knowledge` is now `first_pl.teacher` (issue 15: "modules" read as Lightning's modules
-and collided with its `Strategy`; "knowledge" hid that it is the teacher side).
+"""Old module names that still import: configs (`class_path: first_pl.modules.FIRST`),
+checkpoints (whose pickled hyperparameters name `first_pl.modules.base.OptimizerConfig`) and
+scripts written against an old name keep working after a package or module is renamed.
 
-Configs (`class_path: first_pl.modules.FIRST`) and checkpoints (whose pickled hyperparameters
-name `first_pl.modules.base.OptimizerConfig`) written before the move keep loading: a finder
-on `sys.meta_path` answers every `first_pl.modules[.x]` / `first_pl.knowledge[.x]` import with
-the module object of the new name, so both names are one module (one class identity, no copy).
+`first_pl.modules` is `first_pl.methods` ("modules" read as Lightning's LightningModules),
+`first_pl.knowledge` is `first_pl.teacher` (the teacher side), and the report's top-level
+modules (`report_*`, `run_metrics`) are the package `first_pl.report`. A
+finder on `sys.meta_path` answers every old import with the module object of the new name, so
+both names are one module (one class identity, no copy).
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
-RENAMED: dict[str, str] = {"first_pl.modules": "first_pl.methods", "first_pl.knowledge": "first_pl.teacher"}
+RENAMED: dict[str, str] = {
+    "first_pl.modules": "first_pl.methods",
+    "first_pl.knowledge": "first_pl.teacher",
+    "first_pl.report_runs": "first_pl.report.runs",
+    "first_pl.report_tables": "first_pl.report.tables",
+    "first_pl.report_seeds": "first_pl.report.paired",
+    "first_pl.report_curves": "first_pl.report.curves",
+    "first_pl.report_checks": "first_pl.report.checks",
+    "first_pl.run_metrics": "first_pl.report.run_metrics",
+}
 
 
 def new_name(name: str) -> str | None:

@@ -10,7 +10,7 @@ the package. The floors, lowest first:
     2  data                      tokens, store, batches, data modules
     3  teacher                   the teacher side: extraction, transforms, choice of c
     4  methods                   the LightningModules: the four methods (strategies)
-    5  callbacks trainer run_folder run_metrics report
+    5  callbacks trainer run_folder report
     6  pipeline planning         stages that run the commands
     7  commands
     8  cli __main__
@@ -33,7 +33,7 @@ FLOORS: dict[str, int] = {
     "data": 2,
     "teacher": 3,
     "methods": 4,
-    "callbacks": 5, "trainer": 5, "run_folder": 5, "run_metrics": 5, "report": 5,
+    "callbacks": 5, "trainer": 5, "run_folder": 5, "report": 5,
     "pipeline": 6, "planning": 6,
     "commands": 7,
     "cli": 8, "__main__": 8,
@@ -51,9 +51,8 @@ class Import:
 
 
 def room(module: str) -> str:
-    """The room of `first_pl.x.y`: `x`; every `report*` module is the room `report`."""
-    name = module.split(".")[1] if "." in module else module
-    return "report" if name.startswith("report") else name
+    """The room of `first_pl.x.y`: `x`."""
+    return module.split(".")[1] if "." in module else module
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -28,7 +28,7 @@ export HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false OMP_NUM_
 "$venv/bin/python" - "$out" <<'EOF'
 import sys
 
-from first_pl.run_metrics import read_curve
+from first_pl.report.run_metrics import read_curve
 
 for task, points in read_curve(sys.argv[1]).items():
     for p in points:

@@ -13,7 +13,7 @@ import torch
 from first_pl.metrics.calibration import bins_summary
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error
 from first_pl.report import ReportError, build_report
-from first_pl.report_curves import ConvergenceRule
+from first_pl.report.curves import ConvergenceRule
 
 
 def entry(confidence: list[float], correct: list[bool]) -> dict:
@@ -72,7 +72,7 @@ def seeded_runs(root: Path) -> list[Path]:
 def test_seeds_are_aggregated_and_paired_with_the_baseline(tmp_path):
     runs = seeded_runs(tmp_path / "runs")
     labels = ["finetune", "first", "finetune", "first"]
-    text = build_report([str(r) for r in runs], str(tmp_path / "out"), methods=labels, n_resamples=200).read_text()
+    text = build_report([str(r) for r in runs], str(tmp_path / "out"), methods=labels, n_resamples=200).path.read_text()
     assert "| finetune | 50.0 ± 0.0 (50.0 to 50.0, 2 seeds) |" in text
     assert "| first to finetune | +50.0 |" in text
     row = next(line for line in text.splitlines() if line.startswith("| first | gen | 0,1 | 20 |"))
@@ -91,7 +91,7 @@ def test_seeds_are_aggregated_and_paired_with_the_baseline(tmp_path):
 
 def test_a_single_point_curve_cannot_be_judged(tmp_path):
     run = write_run(tmp_path / "r", "student-first", 0, {"gen": ([0.5, 0.6], [True, False])}, [(5, 50.0, 0.7)])
-    text = build_report([str(run)], str(tmp_path / "out")).read_text()
+    text = build_report([str(run)], str(tmp_path / "out")).path.read_text()
     assert "| student-first | 0 | gen | 5 | 50.0 | - | - | cannot tell |" in text
 
 
@@ -112,7 +112,7 @@ def test_runs_with_different_n_warn_in_the_log_and_the_report(tmp_path):
     a = write_run(tmp_path / "a", "student-finetune", 0, {"gen": ([0.9] * 10, [True] * 10)})
     b = write_run(tmp_path / "b", "student-first", 0, {"gen": ([0.9] * 12, [True] * 12)})
     with pytest.warns(UserWarning, match="gen was tested on different numbers of examples"):
-        text = build_report([str(a), str(b)], str(tmp_path / "out"), methods=["finetune", "first"]).read_text()
+        text = build_report([str(a), str(b)], str(tmp_path / "out"), methods=["finetune", "first"]).path.read_text()
     assert "Warning: gen was tested on different numbers of examples (finetune (seed 0) n=10, first (seed 0) n=12)" in text
 
 
@@ -121,7 +121,7 @@ def test_a_parent_folder_reports_each_of_its_runs(tmp_path):
     write_run(parent / "ft-abc", "student-finetune", 0, {"gen": ([0.8] * 4, [True, True, False, True])})
     write_run(parent / "first-def", "student-first", 0, {"gen": ([0.8] * 4, [True] * 4)})
     with pytest.warns(UserWarning, match="holds 2 runs, each reported"):
-        text = build_report([str(parent)], str(tmp_path / "out")).read_text()
+        text = build_report([str(parent)], str(tmp_path / "out")).path.read_text()
     assert "| student-finetune | 75.0" in text and "| student-first | 100.0" in text
     assert "| runs |" not in text
     with pytest.raises(ReportError, match=r"holds 2 runs \(first-def, ft-abc\); give each as its own --runs entry"):
@@ -134,13 +134,13 @@ def test_stale_stage_results_of_a_parent_folder_are_named_and_left_out(tmp_path)
     write_run(parent / "first-def.stale-0123abcd", "student-first", 0,
               {"gen": ([0.8] * 4, [False] * 4)})  # fmt: skip
     with pytest.warns(UserWarning, match=r"holds 1 stale stage result\(s\) \(first-def\.stale-0123abcd\); not reported"):
-        text = build_report([str(parent)], str(tmp_path / "out")).read_text()
+        text = build_report([str(parent)], str(tmp_path / "out")).path.read_text()
     assert "| student-first | 100.0" in text and "| student-first | 0.0" not in text
 
 
 def test_tasks_as_a_list_selects_and_unknown_or_malformed_tasks_are_refused(tmp_path):
     run = write_run(tmp_path / "r", "student-first", 0, {"gen": ([0.9], [True]), "physics": ([0.4], [False])})
-    text = build_report([str(run)], str(tmp_path / "out"), tasks=["physics"]).read_text()
+    text = build_report([str(run)], str(tmp_path / "out"), tasks=["physics"]).path.read_text()
     assert "physics Acc" in text and "gen Acc" not in text
     with pytest.raises(ReportError, match=r"--tasks names \['typo'\], which no run was tested on; the runs have \['gen', 'physics'\]"):
         build_report([str(run)], str(tmp_path / "out"), tasks=["typo"])

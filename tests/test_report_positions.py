@@ -32,7 +32,7 @@ def two_runs(root: Path, second: dict[str, int]) -> list[str]:
 
 def test_the_report_shows_positions_and_the_constant_answer_row(tmp_path):
     runs = two_runs(tmp_path, {"A": 7, "B": 13})
-    text = build_report(runs, str(tmp_path / "out"), methods=["finetune", "first"]).read_text()
+    text = build_report(runs, str(tmp_path / "out"), methods=["finetune", "first"]).path.read_text()
     assert "## Answer positions" in text
     assert "| gen | 20 | A 7, B 13 | 65.0 (B) |" in text
     assert "| constant answer | 65.0 (B) | - | - |" in text  # fine-tune's 65.0 is no better
@@ -41,7 +41,7 @@ def test_the_report_shows_positions_and_the_constant_answer_row(tmp_path):
 
 def test_runs_on_splits_with_different_positions_are_warned_and_get_no_baseline(tmp_path):
     runs = two_runs(tmp_path, {"A": 10, "B": 10})
-    text = build_report(runs, str(tmp_path / "out"), methods=["finetune", "first"]).read_text()
+    text = build_report(runs, str(tmp_path / "out"), methods=["finetune", "first"]).path.read_text()
     assert "Warning: gen: the runs were tested on splits with different answer positions (2 distinct)" in text
     assert "| gen | 20 | A 7, B 13 | 65.0 (B) |" in text and "| gen | 20 | A 10, B 10 | 50.0 (A) |" in text
     assert "\n| constant answer |" not in text
@@ -49,7 +49,7 @@ def test_runs_on_splits_with_different_positions_are_warned_and_get_no_baseline(
 
 def test_runs_that_predate_the_record_are_said_to_lack_it(tmp_path):
     run = write_run(tmp_path / "a", "student-first", 0, {"gen": ([0.9] * 4, [True] * 4)})
-    text = build_report([str(run)], str(tmp_path / "out")).read_text()
+    text = build_report([str(run)], str(tmp_path / "out")).path.read_text()
     assert "gen: no run records its answer positions." in text
     assert "\n| constant answer |" not in text
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from first_pl.run_metrics import RunMetricsError, read_curve, read_task_metrics
+from first_pl.report.run_metrics import RunMetricsError, read_curve, read_task_metrics
 
 FIGURES = {"n": 8, "acc": 75.0, "ece": 12.5, "trust": 62.5, "bins": {"count": [8]}}
 

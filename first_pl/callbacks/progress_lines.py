@@ -29,8 +29,10 @@ import torch
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
 from first_pl.callbacks.throughput import TokenThroughput
+from first_pl.metrics.bootstrap import FIGURE_LABELS, FIGURES
 
-FIGURES = (("acc", "Acc"), ("ece", "ECE"), ("trust", "Trust"), ("loss", "loss"))
+# What a validation line and a results table show: the figures, then the validation loss.
+COLUMNS = (*((key, FIGURE_LABELS[key]) for key in FIGURES), ("loss", "loss"))
 
 
 def clock(seconds: float) -> str:
@@ -60,7 +62,7 @@ def figure(key: str, value: float, width: int = 0) -> str:
 
 def figures_text(figures: Mapping[str, float]) -> str:
     """`Acc 61.25 ECE 8.40 Trust 52.85 loss 0.9120` (Acc, ECE and Trust in percent)."""
-    return " ".join(f"{label} {figure(key, figures[key])}" for key, label in FIGURES if key in figures)
+    return " ".join(f"{label} {figure(key, figures[key])}" for key, label in COLUMNS if key in figures)
 
 
 def results_table(results: list[Mapping[str, Any]], split: str) -> str:
@@ -73,10 +75,10 @@ def results_table(results: list[Mapping[str, Any]], split: str) -> str:
     if not tasks:
         return ""
     width = max(len("task"), *(len(task) for task in tasks))
-    header = f"{'task':<{width}}" + "".join(f"{label:>9}" for _, label in FIGURES)
+    header = f"{'task':<{width}}" + "".join(f"{label:>9}" for _, label in COLUMNS)
     rows = [
         f"{task:<{width}}"
-        + "".join(figure(key, figures[key], 9) if key in figures else f"{'-':>9}" for key, _ in FIGURES)
+        + "".join(figure(key, figures[key], 9) if key in figures else f"{'-':>9}" for key, _ in COLUMNS)
         for task, figures in tasks.items()
     ]
     title = f"{split} results (Acc, ECE, Trust in %; loss: NLL of the gold option)"

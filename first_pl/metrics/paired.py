@@ -24,9 +24,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from first_pl.metrics.bootstrap import acc_ece_trust
+from first_pl.metrics.bootstrap import FIGURES, acc_ece_trust
 
-FIGURES = ("acc", "ece", "trust")
 # Elements of one [draws, seeds, examples] chunk: bounds memory as in `bootstrap`.
 _MAX_CHUNK_ELEMENTS = 1 << 24
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from first_pl.fileio.run_files import CALIBRATION_FIGURE, TEST_METRICS_FILE, metrics_file
+from first_pl.metrics.bootstrap import FIGURES
 from first_pl.pipeline.files import (
     deep_merge,
     last_checkpoint,
@@ -51,21 +52,21 @@ from first_pl.pipeline.student_choice import CHOICES
 from first_pl.pipeline.student_choice_stages import choose_by_students
 from first_pl.pipeline.teacher_stages import analysis_stage, calibrate_stage, extract_stage
 from first_pl.pipeline.upstream import Upstream
+from first_pl.report.run_metrics import read_task_metrics
 from first_pl.run_folder import OVERWRITE_FLAG
-from first_pl.run_metrics import read_task_metrics
 
 __all__ = ["DEFAULT_STUDENTS", "Pipeline", "TrainStage", "Upstream"]
 
 TEST_DIR = "test"
 DISTILL_DATA = "first_pl.data.distill_datamodule.DistillDataModule"
-FIGURES = ("n", "acc", "ece", "trust")  # the test figures a training stage records per task
+STAGE_FIGURES = ("n", *FIGURES)  # the test figures a training stage records per task
 # The students that read a calibration, and the stage that chose it.
 CALIBRATED_BY = {"first": "calibrate", **{spec.method: spec.stage for spec in CHOICES}}
 
 
 def figures(path: Path) -> dict[str, dict[str, Any]]:
-    """`FIGURES` of each task of an evaluation's metrics file."""
-    return {t: {k: m[k] for k in FIGURES} for t, m in read_task_metrics(path).items()}
+    """`STAGE_FIGURES` of each task of an evaluation's metrics file."""
+    return {t: {k: m[k] for k in STAGE_FIGURES} for t, m in read_task_metrics(path).items()}
 
 
 class ReportedRun(NamedTuple):
@@ -280,7 +281,7 @@ class Pipeline(PipelineSettings):
         def body(folder: Path) -> dict[str, Any]:
             from first_pl.report import build_report
 
-            path = build_report(
+            report = build_report(
                 [str(r.stage.folder) for r in runs],
                 str(folder),
                 methods=labels,
@@ -295,8 +296,8 @@ class Pipeline(PipelineSettings):
             if self.logger == "wandb":
                 curve = Path(up.calibration.path).with_name(CALIBRATION_FIGURE)
                 figures = [curve] if curve.is_file() else []
-                log_report_run(Path(path), figures, Path(self.output_dir).name)
-            return {"report": str(path)}
+                log_report_run(report, figures, Path(self.output_dir).name)
+            return {"report": str(report.path)}
 
         settings = {
             "runs": [r.stage.key for r in runs],

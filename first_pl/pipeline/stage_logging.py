@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from first_pl.report.blocks import Figures, Heading, Report, Table
+from first_pl.report.render import to_html
+
 LOGGERS = ("csv", "wandb")
 WANDB_LOGGER = "first_pl.callbacks.wandb_logging.OfflineAwareWandbLogger"
 
@@ -58,30 +61,21 @@ def finish_wandb_run() -> None:
         wandb.finish()
 
 
-def markdown_tables(text: str) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """The tables of a Markdown report by the heading above them (columns, rows), in order;
-    a second table under one heading gets `-2`, and so on."""
-    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
-    heading, block = "report", []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            block.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-            continue
-        if len(block) >= 2:
-            name = re.sub(r"[^a-z0-9]+", "_", heading.lower()).strip("_")
-            key = (
-                name
-                if name not in tables
-                else f"{name}-{sum(k.startswith(name) for k in tables) + 1}"
-            )
-            tables[key] = (block[0], block[2:])
-        block = []
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
+def report_tables(report: Report) -> dict[str, Table]:
+    """The report's tables by the heading above them (`test_results`), in order; a second table
+    under one heading gets `-2`, and so on."""
+    tables: dict[str, Table] = {}
+    heading, under = report.title, 0
+    for block in report.blocks:
+        if isinstance(block, Heading):
+            heading, under = block.text, 0
+        elif isinstance(block, Table):
+            name, under = re.sub(r"[^a-z0-9]+", "_", heading.lower()).strip("_"), under + 1
+            tables[name if under == 1 else f"{name}-{under}"] = block
     return tables
 
 
-def log_report_run(report: Path, figures: list[Path], group: str) -> None:
+def log_report_run(report: Report, figures: list[Path], group: str) -> None:
     """The report as a W&B run of its own (job type `report`) in the experiment's group: its
     tables (`report/<heading>`), its figures and the given ones (such as the calibration curve,
     the paper's figure 5 left) as images, and the whole report as HTML."""
@@ -98,16 +92,15 @@ def log_report_run(report: Path, figures: list[Path], group: str) -> None:
         )
     run = wandb.init(
         project="first-pl", group=group, name="report", job_type="report",
-        dir=str(report.parent), mode=mode, reinit="finish_previous", settings=wandb_settings(),
+        dir=str(report.folder), mode=mode, reinit="finish_previous", settings=wandb_settings(),
     )  # fmt: skip
     media: dict[str, Any] = {
-        f"report/{name}": wandb.Table(columns=columns, data=rows)
-        for name, (columns, rows) in markdown_tables(report.read_text()).items()
+        f"report/{name}": wandb.Table(columns=table.columns, data=table.rows)
+        for name, table in report_tables(report).items()
     }
-    for figure in [*sorted(report.parent.glob("*.png")), *figures]:
+    shown = [path for block in report.blocks if isinstance(block, Figures) for path in block.paths]
+    for figure in [*shown, *figures]:
         media[f"figures/{figure.stem}"] = wandb.Image(str(figure), caption=figure.stem)
-    html = report.with_suffix(".html")
-    if html.is_file():
-        media["report/html"] = wandb.Html(html.read_text())
+    media["report/html"] = wandb.Html(to_html(report))
     run.log(media)
     run.finish()

@@ -26,7 +26,7 @@ from first_pl.pipeline.files import deep_merge  # noqa: E402
 from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
 from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
 from first_pl.pipeline.upstream import Upstream  # noqa: E402
-from first_pl.report import markdown_table  # noqa: E402
+from first_pl.report.render import fmt, markdown_table  # noqa: E402
 from first_pl.teacher.calibration_result import (  # noqa: E402
     CalibrationResult,
     draw_calibration_curve,
@@ -222,17 +222,13 @@ def is_chosen(row: dict[str, Any]) -> bool:
     return str(row["coefficient"]).endswith("(chosen)")
 
 
-def fmt(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
 def write_summary(
     rows: list[dict[str, Any]], calibration: CalibrationResult, figures: list[str], path: Path
 ) -> Path:
     """`sweep.md`: the parameter calibrate chose, every row as a table, then the figures."""
     header = ["method", "transform", "coefficient", "value", "tail_bucket", "k", "task", "n",
               "acc", "ece", "trust"]  # fmt: skip
-    table = markdown_table(header, [[fmt(r.get(h)) for h in header] for r in rows])
+    table = markdown_table(header, [[fmt(r.get(h), ".2f") for h in header] for r in rows])
     name = calibration.settings.get("parameter_name", "c")
     chosen = (
         f"calibrate chose {name} = {calibration.parameter:.2f} ({calibration.transform}; "

@@ -64,7 +64,7 @@ def test_truncation_and_length_bias_reach_metrics_predictions_and_report(tmp_pat
         rows = list(csv.DictReader(handle))
     assert {row["example_id"]: int(row["truncated_tokens"]) for row in rows} == cut
 
-    text = build_report([str(run)], str(tmp_path / "report"), n_resamples=20).read_text()
+    text = build_report([str(run)], str(tmp_path / "report"), n_resamples=20).path.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| run | - | pets |"))
     share = 100 * entry["truncated_examples"] / entry["n"]
     assert f"| option_loglik_norm_bytes | {entry['n']} | {entry['truncated_examples']} ({share:.1f}%) |" in row
@@ -83,7 +83,7 @@ def test_a_task_cut_in_5_percent_or_fewer_is_not_flagged(tmp_path, tiny_model_di
     trainer.test(Longest(), datamodule=dm)
     entry = json.loads((run / "metrics_test.json").read_text())["tasks"]["pets"]
     assert (entry["truncated_examples"], entry["truncated_tokens"], entry["scoring"]) == (0, 0, "option_pmi")
-    text = build_report([str(run)], str(tmp_path / "report"), n_resamples=20).read_text()
+    text = build_report([str(run)], str(tmp_path / "report"), n_resamples=20).path.read_text()
     assert "| run | - | pets | option_pmi |" in text and "TRUNCATED" not in text
 
 

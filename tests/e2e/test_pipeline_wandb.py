@@ -5,12 +5,15 @@ files the report reads (CSV stays the default: `logger: csv`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from first_pl_testing import tiny_pipeline
 from wandb_run_files import history_keys, run_record
 
 from first_pl.pipeline.offline import Pipeline
-from first_pl.pipeline.stage_logging import markdown_tables
+from first_pl.pipeline.stage_logging import report_tables
+from first_pl.report.blocks import Heading, Paragraph, Report, Table
 
 FIGURES = ("acc", "ece", "trust")
 
@@ -50,9 +53,10 @@ def test_tiny_pipeline_logs_each_stage_to_its_own_offline_wandb_run(tiny_model_d
     assert (teacher / "metrics.csv").is_file() and (teacher / "test" / "metrics_test.csv").is_file()
 
 
-def test_markdown_tables_by_heading():
-    text = "# T\n\n## Test results\n| method | Acc |\n|---|---|\n| first | 50.0 |\n| teacher | 40.0 |\n\n| a |\n|---|\n| 1 |\nnote\n"
-    assert markdown_tables(text) == {
-        "test_results": (["method", "Acc"], [["first", "50.0"], ["teacher", "40.0"]]),
-        "test_results-2": (["a"], [["1"]]),
-    }
+def test_report_tables_are_named_by_the_heading_above_them():
+    first, second = Table(["method", "Acc"], [["first", "50.0"]]), Table(["a"], [["1"]])
+    paired = Table(["method", "Acc"], [["first", "+1.0"]])
+    report = Report("T", [Heading("Test results"), Paragraph(["note"]), first, second,
+                          Heading("Paired comparison with finetune"), Paragraph([]), paired], Path("out"))  # fmt: skip
+    assert report_tables(report) == {"test_results": first, "test_results-2": second,
+                                     "paired_comparison_with_finetune": paired}  # fmt: skip

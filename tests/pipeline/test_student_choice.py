@@ -173,7 +173,7 @@ def test_report_pairs_compare_two_methods_directly_and_refuse_unknown_labels(tmp
     runs = [str(r) for r in seeded_runs(tmp_path / "runs")]
     labels = ["finetune", "first", "finetune", "first"]
     text = build_report(runs, str(tmp_path / "out"), methods=labels, n_resamples=200,
-                        pairs=[("finetune", "first")]).read_text()  # fmt: skip
+                        pairs=[("finetune", "first")]).path.read_text()  # fmt: skip
     direct = text.split("## Paired comparison with first\n")[1].split("## ")[0]
     rows = [line for line in direct.splitlines() if line.startswith("| finetune | gen |")]
     assert len(rows) == 1 and rows[0].split(" | ")[4].startswith("-50.0 [")

@@ -1,5 +1,5 @@
-"""Several seeds per method in a report: the per-example predictions of each run, paired with
-the baseline's run of the same seed, and compared by `first_pl.metrics.paired`.
+"""The report's paired comparisons: each run's per-example predictions, paired with the other
+method's run of the same seed, and compared by `first_pl.metrics.paired` (the statistics).
 
 A run's `predictions/test_<task>.csv` (written by `CalibrationEvaluation`) holds each example's
 confidence (the task's own kind) and whether it was right; two runs are paired on the example

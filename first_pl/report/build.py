@@ -15,34 +15,29 @@ curves with a convergence verdict; reliability diagrams.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 from first_pl.fileio.output_path import check_output_path
-from first_pl.fileio.run_files import REPORT_FILE, safe_name
+from first_pl.fileio.run_files import safe_name
 from first_pl.metrics.plots import reliability_grid
-from first_pl.report_checks import checks_section
-from first_pl.report_curves import ConvergenceRule, curve_figure
-from first_pl.report_runs import ReportError, RunResult, check_comparable, expand_runs
-from first_pl.report_tables import (
-    Section,
-    fmt,
-    html_table,
+from first_pl.report.blocks import Block, Figures, Heading, Report, Section
+from first_pl.report.checks import checks_section
+from first_pl.report.curves import ConvergenceRule, curve_figure
+from first_pl.report.render import fmt, write_report
+from first_pl.report.runs import ReportError, RunResult, check_comparable, expand_runs
+from first_pl.report.tables import (
     kinds_table,
     main_table,
-    markdown_table,
     paired_table,
     positions_table,
     size_notes,
 )
 
-__all__ = ["ReportError", "build_report", "markdown_table"]
-
 
 def curves_section(
     results: list[RunResult], tasks: list[str], rule: ConvergenceRule, out: Path
-) -> tuple[Section, list[Path]]:
-    """A learning-curve figure per task and each run's convergence verdict."""
+) -> list[Block]:
+    """Each run's convergence verdict and a learning-curve figure per task."""
     section = Section("Learning curves", [rule.describe()],
                       ["method", "seed", "task", "steps", "last Acc", "Acc change", "loss change", "converged"])  # fmt: skip
     images = []
@@ -58,7 +53,8 @@ def curves_section(
                                  fmt(v["d_acc"], ".2f"), fmt(v["d_loss"], ".3f"), verdict])  # fmt: skip
     if not images:
         section.notes.append("No run has validation curves (pipeline option val_check_interval).")
-    return section, images
+        return section.blocks()
+    return [*section.blocks(), Figures(images)]
 
 
 def build_report(
@@ -74,8 +70,9 @@ def build_report(
     converged_acc_tol: float = 2.0,
     converged_loss_tol: float = 0.05,
     pairs: list[tuple[str, str]] | None = None,
-) -> Path:
-    """Write `report.md`, `report.html` and the figures (reliability grids, learning curves).
+) -> Report:
+    """Write `report.md`, `report.html` and the figures (reliability grids, learning curves);
+    returns the report's blocks (what both files show, and the pipeline logs to W&B).
 
     Args:
         runs: run folders (pipeline stages, `first-pl test` runs, offline W&B run folders), or
@@ -87,7 +84,7 @@ def build_report(
         baseline, first: the methods of the difference row; every method is paired with
             `baseline`.
         n_resamples: bootstrap resamples and permutations of the paired comparisons.
-        converged_acc_tol, converged_loss_tol: the convergence rule (`report_curves`).
+        converged_acc_tol, converged_loss_tol: the convergence rule (`report.curves`).
         pairs: further paired comparisons, each (method, other): `method` minus `other`, paired
             as each method is with `baseline` (e.g. FIRST with c chosen two ways).
     """
@@ -121,12 +118,13 @@ def build_report(
         f"{t}: n={next(r.tasks[t]['n'] for r in results if t in r.tasks)}" for t in tasks
     )
     head = Section("", [f"Test examples per task: {counts}.", *size_notes(results, tasks)])
-    curves, curve_images = curves_section(results, tasks, rule, out)
     sections = [head, main_table(groups, tasks, baseline, first), positions_table(groups, tasks),
                 kinds_table(groups, tasks), paired_table(groups, tasks, baseline, n_resamples)]  # fmt: skip
     sections += [paired_table({other: groups[other], method: groups[method]}, tasks, other,
                               n_resamples) for method, other in pairs or []]  # fmt: skip
-    sections += [checks_section(results, tasks), curves]
+    sections.append(checks_section(results, tasks))
+    blocks = [block for section in sections for block in section.blocks()]
+    blocks += curves_section(results, tasks, rule, out)
     images = []
     for task in tasks:  # the first run of each method (its first seed)
         panels = [
@@ -136,33 +134,6 @@ def build_report(
         ]
         images.append(out / f"reliability_{safe_name(task)}.png")
         reliability_grid(panels, images[-1])
-    return write_report(out, title, sections, curve_images, images)
-
-
-def write_report(out: Path, title: str, sections: list[Section], curve_images: list[Path],
-                 images: list[Path]) -> Path:  # fmt: skip
-    md, body = [f"# {title}", ""], [f"<h1>{html.escape(title)}</h1>"]
-    for section in sections:
-        if section.title:
-            md += [f"## {section.title}", ""]
-            body.append(f"<h2>{html.escape(section.title)}</h2>")
-        md += [*section.notes, ""]
-        body += [f"<p>{html.escape(note)}</p>" for note in section.notes]
-        if section.header and section.rows:
-            md += [markdown_table(section.header, section.rows), ""]
-            body.append(html_table(section.header, section.rows))
-        if section.title == "Learning curves":
-            md += [f"![{img.stem}]({img.name})" for img in curve_images] + [""]
-            body += [f"<img src='{img.name}' width='100%'>" for img in curve_images]
-    md += ["## Reliability diagrams", ""] + [f"![{img.stem}]({img.name})" for img in images]
-    body += ["<h2>Reliability diagrams</h2>"] + [
-        f"<h3>{html.escape(img.stem)}</h3><img src='{img.name}' width='100%'>" for img in images
-    ]
-    md_path = out / REPORT_FILE
-    md_path.write_text("\n".join(md) + "\n")
-    (out / "report.html").write_text(
-        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-        + "".join(body)
-        + "</body></html>"
-    )
-    return md_path
+    report = Report(title, [*blocks, Heading("Reliability diagrams"), Figures(images, captioned=True)], out)
+    write_report(report)
+    return report

@@ -3,16 +3,16 @@ paired comparisons with the baseline, and warnings about runs tested on differen
 
 from __future__ import annotations
 
-import html
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
+from first_pl.metrics.bootstrap import FIGURE_LABELS, FIGURES
 from first_pl.metrics.paired import seed_summary
-from first_pl.report_runs import RunResult
-from first_pl.report_seeds import compare, paired_cell, read_predictions
+from first_pl.report.blocks import Section
+from first_pl.report.paired import compare, paired_cell, read_predictions
+from first_pl.report.render import fmt
+from first_pl.report.runs import RunResult
 
-FIGURES = ("acc", "ece", "trust")
 KINDS = ("full_vocab", "renormalised")
 
 
@@ -50,41 +50,11 @@ def kind_value(figures: dict[str, Any], kind: str, key: str) -> float | None:
     return figures.get("by_confidence", {}).get(kind, {}).get(key)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def fmt(value: float | None, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-@dataclass
-class Section:
-    """A titled part of the report: a table and notes (Markdown and HTML from the same rows)."""
-
-    title: str
-    notes: list[str]
-    header: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-
-
 def main_table(
     groups: dict[str, list[RunResult]], tasks: list[str], baseline: str, first: str
 ) -> Section:
     """One row per method (intervals, or mean ± sd over seeds), then FIRST minus Fine-tune."""
-    header = ["method"] + [
-        f"{t} {k.capitalize() if k != 'ece' else 'ECE'}" for t in tasks for k in FIGURES
-    ]
+    header = ["method"] + [f"{t} {FIGURE_LABELS[k]}" for t in tasks for k in FIGURES]
     rows = [
         [method] + [group_cell(runs, t, k) for t in tasks for k in FIGURES]
         for method, runs in groups.items()
@@ -167,7 +137,7 @@ def kinds_table(groups: dict[str, list[RunResult]], tasks: list[str]) -> Section
             f"{entry.get('confidence_kind') or 'full_vocab'}"
         )
     header = ["method"] + [
-        f"{t} {k} {kind}" for t in tasks for k in ("ECE", "Trust") for kind in KINDS
+        f"{t} {FIGURE_LABELS[k]} {kind}" for t in tasks for k in ("ece", "trust") for kind in KINDS
     ]
     rows = [
         [method] + [

@@ -2,8 +2,8 @@
 
 `CalibrationEvaluation` appends one JSON line per validation and task to the run's
 `val_curve.jsonl` during `fit`. A comparison of methods means something only when every
-student has finished learning (issue 13: at 60 steps the students were still under-confident
-and the order of the methods changed by 160), so the report says for each run whether it has
+student has finished learning (a student stopped early is still under-confident, and the order
+of the methods can change as it trains on), so the report says for each run whether it has
 converged, by a rule it states: the last two validation points differ by at most `acc_tol`
 accuracy points and `loss_tol` nats of validation loss.
 """

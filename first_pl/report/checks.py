@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import warnings
 
-from first_pl.report_runs import RunResult
-from first_pl.report_tables import Section
+from first_pl.report.blocks import Section
+from first_pl.report.runs import RunResult
 
 TRUNCATION_FLAG = 0.05  # a task with more than this share of its examples cut is flagged
 

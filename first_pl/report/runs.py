@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from first_pl.fileio.run_files import CONFIG_FILE, STAGE_FILE, STALE_MARK, TEST_METRICS_FILE
-from first_pl.run_metrics import RunMetricsError, read_curve, read_task_metrics
+from first_pl.report.run_metrics import RunMetricsError, read_curve, read_task_metrics
 
 # Folders that hold a run's test files but are not the run: a pipeline stage's test logs, a
 # W&B run's files.
