@@ -29,7 +29,7 @@ from first_pl.commands.extract import extract
 from first_pl.commands.plan import plan
 from first_pl.commands.prefix_cache import prefix_cache
 from first_pl.commands.recorded_config import checkpoint_defaults
-from first_pl.commands.store_io import export_store, import_store
+from first_pl.commands.store_io import export_store, import_store, verify_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.fileio.output_path import check_output_path
@@ -66,6 +66,7 @@ COMMANDS: dict[str, Callable[..., object]] = {
     "ask": ask,
     "import-store": import_store,
     "export-store": export_store,
+    "verify-store": verify_store,
     "plan": plan,
     "prefix-cache": prefix_cache,
 }

@@ -41,6 +41,7 @@ def export_parquet(
     import pyarrow.parquet as pq
 
     store = TeacherStore(store_path)
+    store.verify_checksums()  # what is published is the store its sha256 names
     meta = {**store.metadata.__dict__, "source_format_version": store.attrs.get("format_version")}
     schema = pa.schema(
         [
