@@ -41,7 +41,6 @@ def export_parquet(
     import pyarrow.parquet as pq
 
     store = TeacherStore(store_path)
-    store.verify_checksums()  # what is published is the store its sha256 names
     meta = {**store.metadata.__dict__, "source_format_version": store.attrs.get("format_version")}
     schema = pa.schema(
         [
@@ -68,6 +67,7 @@ def export_parquet(
                 writer.write_table(pa.table(columns, schema=schema))
 
     try:
+        store.verify_checksums()  # what is published is the store its sha256 names
         atomic_write(out, write)
     finally:
         store.close()
