@@ -29,13 +29,14 @@ from first_pl.commands.extract import extract
 from first_pl.commands.plan import plan
 from first_pl.commands.prefix_cache import prefix_cache
 from first_pl.commands.recorded_config import checkpoint_defaults
-from first_pl.commands.store_io import export_store, import_store
+from first_pl.commands.store_io import export_store, import_store, verify_store
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import command_config_file
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
+from first_pl.methods.compatibility import check_checkpoint_model
 from first_pl.noise import VERBOSE_ENV, configure_third_party_noise
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.sweep import Sweep
@@ -65,6 +66,7 @@ COMMANDS: dict[str, Callable[..., object]] = {
     "ask": ask,
     "import-store": import_store,
     "export-store": export_store,
+    "verify-store": verify_store,
     "plan": plan,
     "prefix-cache": prefix_cache,
 }
@@ -166,20 +168,16 @@ class FirstCLI(LightningCLI):
         checkpoint = read_ckpt_path(ckpt_path, bool(config.get(TRUST_FLAG)), config.get("weights_only"))
         if checkpoint is None:
             return
-        class_before, model_before = _model_class(self.config), _model_identity(self.config)
+        class_before, model_before = _model_class(self.config), _model_spec(self.config)
         self._take_hyperparameters(subcommand, checkpoint)
-        class_after, model_after = _model_class(self.config), _model_identity(self.config)
+        class_after = _model_class(self.config)
         if class_before is not None and class_after is not None and class_before != class_after:
             raise CheckpointError(
                 f"--ckpt_path {ckpt_path} holds a {class_after} checkpoint but the config gives "
                 f"model {class_before}; use a config of the checkpoint's strategy (such as its "
                 f"run folder's config.yaml)"
             )
-        if model_before is not None and model_after is not None and model_before != model_after:
-            raise CheckpointError(
-                f"--ckpt_path {ckpt_path} was trained with model {model_after} but the config "
-                f"gives model {model_before}; use the model settings the checkpoint was trained with"
-            )
+        check_checkpoint_model(checkpoint, model_before, f"--ckpt_path {ckpt_path}")
 
     def _take_hyperparameters(self, subcommand: str, checkpoint: dict) -> None:
         """The checkpoint's saved model class and init arguments replace the config's model
@@ -263,14 +261,12 @@ def _model_class(config) -> str | None:
         return None
 
 
-def _model_identity(config) -> dict | None:
-    """What decides a checkpoint's weights: `model.init_args.model` minus dtype/checkpointing."""
+def _model_spec(config) -> object:
+    """The config's `model.init_args.model`, or None when it names none."""
     try:
-        spec = config[config["subcommand"]]["model"]["init_args"]["model"]
+        return config[config["subcommand"]]["model"]["init_args"]["model"]
     except (KeyError, TypeError, AttributeError):
         return None
-    spec = spec.as_dict() if hasattr(spec, "as_dict") else dict(spec or {})
-    return {k: spec.get(k) for k in ("name_or_path", "keep_every", "keep_layers")}
 
 
 def run_command(name: str, args: list[str]) -> None:

@@ -20,13 +20,8 @@ import torch
 
 from first_pl.data.record import exported_record, recorded_max_length, recorded_template
 from first_pl.data.template import PromptTemplate
-from first_pl.methods.answer import (
-    Answer,
-    AskError,
-    answer_question,
-    check_question,
-    check_vocabulary,
-)
+from first_pl.methods.answer import Answer, AskError, answer_question, check_question
+from first_pl.methods.compatibility import check_vocabulary
 from first_pl.methods.loading import load_model
 from first_pl.models import load_tokenizer
 
@@ -125,7 +120,13 @@ def ask(
         module = module.cuda()
     tokenizer_source = tokenizer or module.model_spec.name_or_path
     loaded = load_tokenizer(tokenizer_source)
-    check_vocabulary(loaded, module, tokenizer_source)
+    check_vocabulary(
+        module.model,
+        loaded,
+        f"tokenizer {tokenizer_source}",
+        "the model",
+        "give --tokenizer of the model the checkpoint was trained from",
+    )
     result = answer_question(
         module, loaded, question, choices, template, threshold, abstain_on, context, max_length
     )

@@ -24,7 +24,7 @@ from first_pl.teacher.vllm_backend import check_backend_options
 
 
 def summary(output: Path, resumed: tuple[int, int], seconds: float) -> str:
-    store = TeacherStore(output, verify=False)
+    store = TeacherStore(output)
     examples, positions = len(store) - resumed[0], store.num_positions - resumed[1]
     lines = {
         "store": str(output),

@@ -6,6 +6,7 @@ of the data config and writes a store with the metadata `first-pl extract` would
 that data, so `DistillDataModule` validates it the same way (tokenizer, template, task,
 split, examples, positions, gold).
 Export writes a store as a Hugging Face `datasets` parquet (docs/STORE_FORMAT.md).
+Verify recomputes a store's sha256 checksums, its identity, which no open recomputes.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def import_store(
     )
     examples = data.split_examples(split)
     import_records(source, format, examples, metadata, out, logprobs_field, overwrite)
-    store = TeacherStore(out, verify=False)
+    store = TeacherStore(out)
     print(
         f"imported {len(store)} examples, {store.num_positions} positions (k={k}) from {source} into {out}"
     )
@@ -87,3 +88,26 @@ def export_store(store: str, output: str, overwrite: bool = False) -> None:
     check_export_output(out, overwrite)
     export_parquet(store, out)
     print(f"exported {store} to {out}")
+
+
+def verify_store(store: str) -> None:
+    """Check a teacher store against the sha256 of each dataset recorded when it was written.
+
+    Opening a store does not hash it (HDF5 checks each chunk's Fletcher-32 as it is read, and a
+    whole-store hash would cost a full read at every open); this full read does, and also
+    checks the probabilities (no NaN, negative, or row sum above 1). An export runs the same
+    checksum check first.
+
+    Args:
+        store: the HDF5 store.
+    """
+    opened = TeacherStore(store)
+    try:
+        opened.verify_checksums()
+        opened.check_values()
+        print(
+            f"{store}: {len(opened)} examples, {opened.num_positions} positions; every "
+            "dataset matches its recorded sha256"
+        )
+    finally:
+        opened.close()

@@ -85,9 +85,10 @@ class DistillDataModule(QADataModule):
         store: the teacher store of the training split, written by ``first-pl extract`` with
             the same data settings.
         in_memory: read the whole store into memory at setup (fastest when it fits).
-        check_values: also verify the store's checksums, scan every stored probability (no NaN,
-            negative, or row sum above 1) and compare its gold tokens with the data's labels;
-            reads the whole store once at setup.
+        check_values: also scan every stored probability (no NaN, negative, or row sum above
+            1) and compare its gold tokens with the data's labels; reads the whole store once at
+            setup, so a damaged chunk fails its Fletcher-32 check there (the store's sha256 is
+            `first-pl verify-store`'s).
         **kwargs: QADataModule's arguments.
     """
 
@@ -107,7 +108,7 @@ class DistillDataModule(QADataModule):
     @functools.cached_property
     def teacher_store(self) -> TeacherStore:
         """The validated store (opened once; it reopens itself in each dataloader worker)."""
-        store = TeacherStore(self.store_path, verify=self.check_values)
+        store = TeacherStore(self.store_path)
         self.validate_store(store)
         return store.load_all() if self.in_memory else store
 

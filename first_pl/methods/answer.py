@@ -53,16 +53,6 @@ def check_question(question: str, choices: list[str], letters: str) -> None:
     check_choices(choices, letters)
 
 
-def check_vocabulary(tokenizer, module: StudentModule, source: str) -> None:
-    """Refuse a tokenizer whose ids the model has no embedding for (an IndexError otherwise)."""
-    rows = module.embedding_rows_if_short(tokenizer)
-    if rows is not None:
-        raise AskError(
-            f"tokenizer {source} has {len(tokenizer)} tokens but the model embeds only {rows}; "
-            f"give --tokenizer of the model the checkpoint was trained from"
-        )
-
-
 def check_choices(choices: list[str], letters: str) -> None:
     """Between 2 and one-per-letter options, none empty and no two equal (of two equal options
     one letter would win over its twin by the letters' own probabilities)."""

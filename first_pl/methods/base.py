@@ -21,6 +21,7 @@ from first_pl.data.batch import EvalBatch, EvalOutput, TrainBatch, response_mask
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.record import DATA_KEY, data_record
 from first_pl.data.template import OPTION_SCORINGS
+from first_pl.methods.compatibility import check_checkpoint_model, check_vocabulary
 from first_pl.methods.scoring import choice_output, option_scores, target_log_probs, token_scores
 from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
 from first_pl.models import ModelSpec, build_model
@@ -119,24 +120,15 @@ class StudentModule(L.LightningModule):
             if self.device_mesh is not None:
                 shard_model(self.model, self.device_mesh)
             install_logits_at(self.model)
-        self.check_vocabulary()
-
-    def embedding_rows_if_short(self, tokenizer) -> int | None:
-        """The model's embedding rows when `tokenizer` has ids beyond them (an IndexError deep
-        inside the first forward otherwise), else None: the one test behind `fit` and `ask`."""
-        rows = self.model.get_input_embeddings().num_embeddings
-        return rows if len(tokenizer) > rows else None
-
-    def check_vocabulary(self) -> None:
-        """Refuse a fit/test whose data tokenizer has ids the model has no embedding for."""
         datamodule = getattr(self._trainer, "datamodule", None)
         tokenizer = getattr(datamodule, "tokenizer", None)
-        rows = self.embedding_rows_if_short(tokenizer) if tokenizer is not None else None
-        if rows is not None:
-            raise ValueError(
-                f"--data.tokenizer {datamodule.tokenizer_name!r} has {len(tokenizer)} tokens but "
-                f"--model.model {self.model_spec.name_or_path!r} embeds only {rows}; give the data "
-                f"the tokenizer of the model"
+        if tokenizer is not None:
+            check_vocabulary(
+                self.model,
+                tokenizer,
+                f"--data.tokenizer {datamodule.tokenizer_name!r}",
+                f"--model.model {self.model_spec.name_or_path!r}",
+                "give the data the tokenizer of the model",
             )
 
     def logits_at(self, batch: TrainBatch, select: torch.Tensor) -> torch.Tensor:
@@ -258,12 +250,15 @@ class StudentModule(L.LightningModule):
             checkpoint[DATA_KEY] = data_record(datamodule)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse, naming both models, a checkpoint whose weights do not fit this module's model.
+        """Refuse, naming both models, a checkpoint trained with another model than this
+        module's config (`check_checkpoint_model`, as `--ckpt_path` does) or whose weights do not
+        fit this module's model (settings such as LoRA, which the model identity leaves out).
 
         Without this, `--ckpt_path` of a checkpoint trained with another `model` fails deep in
         `load_state_dict` with a list of tensor names.
         """
         self.data_record = checkpoint.get(DATA_KEY)
+        check_checkpoint_model(checkpoint, self.model_spec, "the checkpoint")
         state = checkpoint.get("state_dict")
         if not isinstance(state, dict) or self.model is None:
             return  # sharded checkpoints are restored by the strategy, which checks them itself

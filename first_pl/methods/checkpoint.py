@@ -21,6 +21,7 @@ from lightning.pytorch.utilities.model_registry import _is_registry
 
 from first_pl.data.record import DATA_KEY
 from first_pl.methods.base import STRATEGY_KEY, OptimizerConfig, StudentModule
+from first_pl.methods.compatibility import CheckpointError
 from first_pl.models import ModelSpec
 
 TRUST_FLAG = "trust_checkpoint"
@@ -34,10 +35,6 @@ SAFE_CHECKPOINT_CLASSES = (
     (OptimizerConfig, "first_pl.modules.base.OptimizerConfig"),
 )
 torch.serialization.add_safe_globals(list(SAFE_CHECKPOINT_CLASSES))
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or not a first_pl strategy's."""
 
 
 def refusal(path: str | Path, err: pickle.UnpicklingError) -> CheckpointError:

@@ -26,7 +26,7 @@ SPLITS = ("train", "validation")
 
 
 def _store_k(stage: StageResult) -> int:
-    store = TeacherStore(stage.outputs["store"], verify=False)
+    store = TeacherStore(stage.outputs["store"])
     try:
         return store.metadata.k
     finally:
@@ -62,7 +62,7 @@ def k_students(
             paths = {s: folder / f"teacher_{s}_k{k}.h5" for s in SPLITS}
             for split, path in paths.items():
                 truncate_store(sources[split].outputs["store"], path, k)
-            store = TeacherStore(paths["train"], verify=False)
+            store = TeacherStore(paths["train"])
             positions = store.num_positions
             store.close()
             size = paths["train"].stat().st_size

@@ -296,20 +296,54 @@ def _flip_bytes(path: Path, offset: int) -> None:
     path.write_bytes(bytes(raw))
 
 
-def test_reader_refuses_corrupted_dataset(tmp_path: Path) -> None:
-    path = write_store(tmp_path / "t.h5", make_examples(40), compression="none")
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_a_damaged_chunk_fails_its_read_and_verify_by_name(tmp_path: Path, compression) -> None:
+    """A flipped byte inside a chunk of probs: the store still opens (no full hash at open), the
+    read that touches the chunk fails its Fletcher-32 with one error naming the file and the
+    dataset, and the sha256 check of `verify-store` fails too."""
+    path = write_store(tmp_path / "t.h5", make_examples(40), compression=compression)
     with h5py.File(path, "r") as f:
-        offset = f["probs"].id.get_offset()  # contiguous when uncompressed
-    _flip_bytes(path, offset)
-    with pytest.raises(TeacherStoreError, match="is corrupt: the checksum of dataset 'probs'"):
-        TeacherStore(path)
-    TeacherStore(path, verify=False)  # a caller may opt out of the full read
-    gzip = write_store(tmp_path / "g.h5", make_examples(40))
-    with h5py.File(gzip, "r") as f:
+        assert all(f[name].fletcher32 for name in ("ids", "probs", "gold_rank", "example_ids"))
         offset = f["probs"].id.get_chunk_info(0).byte_offset
-    _flip_bytes(gzip, offset)  # a damaged gzip chunk fails to inflate before any checksum
-    with pytest.raises(TeacherStoreError, match="g.h5 is truncated or unreadable"):
-        TeacherStore(gzip)
+    _flip_bytes(path, offset)
+    store = TeacherStore(path)
+    first = next(i for i in range(len(store)) if store.offsets[i + 1] > store.offsets[i])
+    with pytest.raises(
+        TeacherStoreError,
+        match=r"t\.h5 is corrupt: reading rows \d+\.\.\d+ of dataset 'probs' failed its chunk "
+        r"checksum or decompression \(.*\); extract or import the store again$",
+    ):
+        store.positions(first)
+    with pytest.raises(TeacherStoreError, match=r"t\.h5 is (corrupt|truncated or unreadable)"):
+        store.verify_checksums()
+
+
+def test_a_changed_value_is_found_by_the_sha256_only(tmp_path: Path) -> None:
+    """A value rewritten through HDF5 keeps valid chunk checksums: the recorded sha256 (the
+    store's identity) is what names it."""
+    path = write_store(tmp_path / "t.h5", make_examples(40))
+    with h5py.File(path, "r+") as f:
+        f["probs"][0, 0] = f["probs"][0, 0] / 2
+    store = TeacherStore(path)
+    with pytest.raises(TeacherStoreError, match="is corrupt: the checksum of dataset 'probs'"):
+        store.verify_checksums()
+
+
+def test_a_store_without_chunk_checksums_still_opens_and_verifies(tmp_path: Path) -> None:
+    """Stores published before Fletcher-32 (contiguous ids/probs, unchecked chunks) read as before."""
+    new = write_store(tmp_path / "new.h5", make_examples(20))
+    old = tmp_path / "old.h5"
+    with h5py.File(new, "r") as src, h5py.File(old, "w") as dst:
+        for name in src:
+            dst.create_dataset(name, data=src[name][:])  # contiguous, no filter
+        dst.attrs.update(src.attrs)
+    with h5py.File(old, "r") as f:
+        assert not any(f[name].fletcher32 for name in f)
+    a, b = TeacherStore(new), TeacherStore(old)
+    b.verify_checksums()
+    for i in range(len(a)):
+        for x, y in zip(a.positions(i), b.positions(i), strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,20 @@ def test_auroc_matches_numpy_and_torchmetrics_with_ties(rounding):
     assert ours == pytest.approx(theirs, abs=1e-6)
 
 
-def test_auroc_undefined_when_one_class():
-    assert math.isnan(confidence_auroc(torch.rand(5), torch.ones(5, dtype=torch.bool)))
+@pytest.mark.parametrize(
+    "correct",
+    [torch.ones(5, dtype=torch.bool), torch.zeros(5, dtype=torch.bool), torch.zeros(0)],
+    ids=["all-right", "all-wrong", "none"],
+)
+def test_auroc_undefined_when_one_class(correct):
+    assert math.isnan(confidence_auroc(torch.rand(len(correct)), correct))
+
+
+def test_auroc_hand_case_and_default_dtype_restored():
+    """Pairs (pos, neg): (0.9, 0.8) win, (0.9, 0.3) win, (0.8, 0.8) tie, (0.8, 0.3) win: 3.5 / 4."""
+    conf = torch.tensor([0.9, 0.8, 0.8, 0.3])
+    assert confidence_auroc(conf, torch.tensor([1, 0, 1, 0])) == 0.875
+    assert torch.get_default_dtype() == torch.float32
 
 
 def test_accuracy_coverage_curve_hand_case():

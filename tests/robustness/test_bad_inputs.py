@@ -132,6 +132,18 @@ def ids_beyond_vocab(arrays: dict, meta: dict) -> None:
 
 
 def corrupt_probs(world: World, tmp: Path) -> Path:
+    """A copy of the train store with 4 bytes flipped inside the first chunk of probs."""
+    out = copy_store(world, tmp)
+    with h5py.File(out, "r") as f:
+        offset = f["probs"].id.get_chunk_info(0).byte_offset + 8
+    raw = bytearray(out.read_bytes())
+    raw[offset : offset + 4] = bytes(b ^ 0xFF for b in raw[offset : offset + 4])
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def edit_probs(world: World, tmp: Path) -> Path:
+    """A copy of the train store with one probability rewritten through HDF5 (valid chunks)."""
     out = copy_store(world, tmp)
     with h5py.File(out, "r+") as f:
         f["probs"][0, 0] = f["probs"][0, 0] + 0.25
@@ -445,7 +457,7 @@ CASES = [
     Case(
         "store-corrupted",
         lambda w, t: distill_fit(w, t, corrupt_probs(w, t)),
-        r"copy\.h5 is corrupt: the checksum of dataset 'probs' does not match",
+        r"copy\.h5 is corrupt: reading rows 0\.\.\d+ of dataset 'probs' failed its chunk checksum",
     ),
     Case(
         "store-partial-path",

@@ -30,7 +30,10 @@ DEFAULT_COMPRESSION = "gzip"
 LIBRARIES = ("torch", "transformers", "h5py", "first_pl")
 BLOCK_ROWS = 1 << 16  # rows read at a time when hashing or scanning, so memory stays bounded
 EXAMPLE_CHUNK = 4096  # examples per chunk of example_ids and offsets
-SMALL_FILTERS: dict[str, Any] = {"compression": "gzip", "shuffle": True}
+# HDF5's per-chunk Fletcher-32 checksum: a damaged chunk fails the read that touches it, so a
+# store is checked as it is used, at no extra pass (the whole-store sha256 is for `verify-store`).
+CHUNK_CHECKSUM: dict[str, Any] = {"fletcher32": True}
+SMALL_FILTERS: dict[str, Any] = {"compression": "gzip", "shuffle": True, **CHUNK_CHECKSUM}
 # float16 rounding of k probabilities that truly sum to <= 1 stays below this
 PROBS_SUM_TOLERANCE = 2e-3
 # Root attributes that say where the rows came from beyond `StoreMetadata` (an import's source

@@ -67,6 +67,7 @@ def export_parquet(
                 writer.write_table(pa.table(columns, schema=schema))
 
     try:
+        store.verify_checksums()  # what is published is the store its sha256 names
         atomic_write(out, write)
     finally:
         store.close()

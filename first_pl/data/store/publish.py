@@ -4,9 +4,11 @@ The partial file is built for appending: resizable chunked datasets, gold as pla
 and the free space HDF5 leaves behind each resize. The published file is built for reading
 and for its size on disk: the gold column packed as ranks (`pack_gold`: 1 byte a position
 instead of 2-4), ``ids`` / ``probs`` gzip-compressed by default, every dataset in as few chunks
-as its size needs, HDF5's 1.10 file format (a single-chunk dataset needs no chunk index). It is
-written under a temporary name, checksummed, marked complete and renamed onto the final path,
-so a reader never sees half of it.
+as its size needs, each chunk with a Fletcher-32 checksum that HDF5 checks when it reads the
+chunk, HDF5's 1.10 file format (a single-chunk dataset needs no chunk index). It is written
+under a temporary name, checksummed (a sha256 of each dataset's values: the store's identity,
+checked by `first-pl verify-store` and before an export), marked complete and renamed onto the
+final path, so a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import h5py
 
 from first_pl.data.store.format import (
     BLOCK_ROWS,
+    CHUNK_CHECKSUM,
     EXAMPLE_CHUNK,
     FORMAT_VERSION,
     SMALL_FILTERS,
@@ -31,11 +34,11 @@ LIBVER = ("v110", "latest")  # readable by HDF5 >= 1.10 (2017), h5py >= 2.8
 
 
 def _layout(shape: tuple[int, ...], cap: int, filters: dict[str, Any]) -> dict[str, Any]:
-    """Chunks of at most ``cap`` rows with ``filters``; an empty dataset is contiguous (HDF5
-    refuses a chunk larger than a fixed shape)."""
+    """Chunks of at most ``cap`` rows with ``filters`` and a Fletcher-32 checksum each; an empty
+    dataset is contiguous (HDF5 refuses a chunk larger than a fixed shape)."""
     if shape[0] == 0:
         return {}
-    return {"chunks": (min(shape[0], cap), *shape[1:]), **filters}
+    return {"chunks": (min(shape[0], cap), *shape[1:]), **filters, **CHUNK_CHECKSUM}
 
 
 def _copy(src: h5py.Dataset, dst: h5py.Dataset, rows: int) -> None:
@@ -64,9 +67,9 @@ def _write(src: h5py.File, dst: h5py.File, compression: str, chunk_rows: int) ->
     for name, size in (("example_ids", n), ("offsets", n + 1)):
         data = src[name][:size]
         dst.create_dataset(name, data=data, **_layout(data.shape, EXAMPLE_CHUNK, SMALL_FILTERS))
-    gzip = {"compression": "gzip"} if compression == "gzip" else None
+    filters = {"compression": "gzip"} if compression == "gzip" else {}
     for name in ("ids", "probs"):
-        layout = _layout((rows, k), chunk_rows, gzip) if gzip else {}
+        layout = _layout((rows, k), chunk_rows, filters)
         _copy(src[name], dst.create_dataset(name, (rows, k), src[name].dtype, **layout), rows)
     rank = dst.create_dataset(
         "gold_rank", (rows,), rank_dtype_for(k), **_layout((rows,), 1 << 20, SMALL_FILTERS)

@@ -38,7 +38,7 @@ class TeacherStore:
     a fork), so the object can be pickled into dataloader workers.
     """
 
-    def __init__(self, path: str | os.PathLike, *, verify: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
@@ -60,10 +60,8 @@ class TeacherStore:
             self.metadata = StoreMetadata.from_attrs(self.attrs)
             self.packed = "gold_rank" in self._h5
             self._check_layout()
-            if verify:
-                self.verify_checksums()
-            self.example_ids: list[str] = [s.decode() for s in self._h5["example_ids"][:]]
-            self.offsets: np.ndarray = self._h5["offsets"][:]
+            self.example_ids: list[str] = [s.decode() for s in self._read("example_ids")]
+            self.offsets: np.ndarray = self._read("offsets")
             self._missing_before = self._count_missing() if self.packed else None
         except (OSError, KeyError) as err:
             raise TeacherStoreError(
@@ -120,7 +118,11 @@ class TeacherStore:
         self._file = None
 
     def verify_checksums(self) -> None:
-        """Recompute each dataset's sha256 and compare with the one stored at finalize."""
+        """Recompute each dataset's sha256 and compare with the one stored at finalize.
+
+        A full read of the store, so not done at open: HDF5 checks each chunk's Fletcher-32 as
+        a read touches it (`_read`); `first-pl verify-store` and an export run this.
+        """
         try:
             actual = checksums(self._h5)
         except (OSError, KeyError) as err:
@@ -146,16 +148,28 @@ class TeacherStore:
         except KeyError:
             raise KeyError(f"example id {example_id!r} is not in {self.path}") from None
 
-    def _dataset(self, name: str) -> h5py.Dataset | np.ndarray:
-        return self._memory[name] if self._memory is not None else self._h5[name]
+    def _read(self, name: str, rows: slice = slice(None)) -> np.ndarray:
+        """``name[rows]``, from memory after `load_all`, else from the file, where HDF5 checks the
+        Fletcher-32 of every chunk it reads (stores written before it are read unchecked)."""
+        if self._memory is not None and name in self._memory:
+            return self._memory[name][rows]
+        try:
+            return self._h5[name][rows]
+        except OSError as err:
+            where = f"rows {rows.start or 0}..{rows.stop} of " if rows.stop is not None else ""
+            raise TeacherStoreError(
+                f"{self.path} is corrupt: reading {where}dataset '{name}' failed its chunk "
+                f"checksum or decompression ({err}); extract or import the store again"
+            ) from err
 
     def _count_missing(self) -> np.ndarray:
         """``[N + 1]``: gold tokens outside the top-k before each example's first row."""
-        rank, k = self._h5["gold_rank"], self.metadata.k
+        k = self.metadata.k
         before = np.zeros(len(self.offsets), np.int64)
         running = 0
-        for start in range(0, rank.shape[0], BLOCK_ROWS):
-            cumulative = running + np.cumsum(rank[start : start + BLOCK_ROWS] == k)
+        for start in range(0, self.num_positions, BLOCK_ROWS):
+            rank = self._read("gold_rank", slice(start, start + BLOCK_ROWS))
+            cumulative = running + np.cumsum(rank == k)
             stop = start + len(cumulative)
             lo, hi = np.searchsorted(self.offsets, [start, stop], side="right")
             before[lo:hi] = cumulative[self.offsets[lo:hi] - start - 1]
@@ -163,11 +177,12 @@ class TeacherStore:
         return before
 
     def _rows(self, start: int, stop: int, missing: slice) -> Rows:
-        ids, probs = self._dataset("ids")[start:stop], self._dataset("probs")[start:stop]
+        rows = slice(start, stop)
+        ids, probs = self._read("ids", rows), self._read("probs", rows)
         if not self.packed:
-            return ids, probs, self._dataset("gold")[start:stop]
-        rank = self._dataset("gold_rank")[start:stop]
-        return ids, probs, unpack_gold(ids, rank, self._dataset("gold_missing")[missing])
+            return ids, probs, self._read("gold", rows)
+        rank, absent = self._read("gold_rank", rows), self._read("gold_missing", missing)
+        return ids, probs, unpack_gold(ids, rank, absent)
 
     @property
     def row_datasets(self) -> tuple[str, ...]:
@@ -187,7 +202,7 @@ class TeacherStore:
 
     def load_all(self) -> TeacherStore:
         """Hold the per-position data in memory: fastest when the store fits (no small reads)."""
-        self._memory = {name: self._h5[name][:] for name in self.row_datasets}
+        self._memory = {name: self._read(name) for name in self.row_datasets}
         return self
 
     def iter_blocks(self, rows: int = BLOCK_ROWS) -> Iterator[Rows]:
@@ -197,7 +212,7 @@ class TeacherStore:
             stop = min(start + rows, self.num_positions)
             absent = 0
             if self.packed:
-                absent = int((self._dataset("gold_rank")[start:stop] == self.metadata.k).sum())
+                absent = int((self._read("gold_rank", slice(start, stop)) == self.metadata.k).sum())
             yield self._rows(start, stop, slice(used, used + absent))
             used += absent
 

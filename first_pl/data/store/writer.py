@@ -19,6 +19,7 @@ import numpy as np
 
 from first_pl.data.store.append_checks import checked_batch, encode_example_ids
 from first_pl.data.store.format import (
+    CHUNK_CHECKSUM,
     COMPRESSIONS,
     DEFAULT_COMPRESSION,
     EXAMPLE_CHUNK,
@@ -166,9 +167,10 @@ class TeacherStoreWriter:
         )
         ids_dtype = meta.ids_dtype
         shape, maxshape, chunks = (0, meta.k), (None, meta.k), (chunk, meta.k)
-        f.create_dataset("ids", shape, ids_dtype, maxshape=maxshape, chunks=chunks)
-        f.create_dataset("probs", shape, meta.probs_dtype, maxshape=maxshape, chunks=chunks)
-        f.create_dataset("gold", (0,), ids_dtype, maxshape=(None,), chunks=(chunk,))
+        rows = {"maxshape": maxshape, "chunks": chunks, **CHUNK_CHECKSUM}
+        f.create_dataset("ids", shape, ids_dtype, **rows)
+        f.create_dataset("probs", shape, meta.probs_dtype, **rows)
+        f.create_dataset("gold", (0,), ids_dtype, maxshape=(None,), chunks=(chunk,), **CHUNK_CHECKSUM)
         f.attrs.update(meta.attrs())
         f.attrs.update(self.provenance)
         f.attrs["format_version"] = FORMAT_VERSION
