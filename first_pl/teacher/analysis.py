@@ -29,6 +29,10 @@ from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
 from first_pl.lm_head import head_logits
 from first_pl.teacher.extract import Batch, response_hidden
 
+# Examples per teacher forward pass of the coverage figure (`first-pl coverage`'s default and
+# the pipeline's analysis stage): the full-vocabulary softmax of every position is held at once.
+COVERAGE_BATCH_SIZE = 8
+
 
 @dataclass
 class CoverageResult:
