@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from first_pl.data.batch import IGNORE_INDEX
+from first_pl.data.batch import response_mask
 from first_pl.data.store import TeacherStore, TeacherStoreError, ids_dtype_for
 from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
 from first_pl.lm_head import head_logits
@@ -90,7 +90,7 @@ def coverage(
     try:
         with torch.inference_mode():
             for batch in dataloader:
-                total_positions += int((batch["labels"] != IGNORE_INDEX).sum())
+                total_positions += int(response_mask(batch["labels"]).sum())
                 if seen >= max_positions:
                     continue
                 cum = _cumulative_topk(model, batch, max_k)[: max_positions - seen].numpy()
