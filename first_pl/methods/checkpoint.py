@@ -119,10 +119,10 @@ LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
 # Trainer downloads itself (with litmodels installed). Lightning 2.6 matches the name with a
 # private function; tests/methods/test_lightning_names.py pins this pattern to it.
 REGISTRY_CKPT = re.compile(r"registry(:.*)?", re.IGNORECASE | re.DOTALL)
-# The file Lightning's FSDP and ModelParallel strategies write beside the torch.distributed
-# shards of a sharded checkpoint folder (Lightning 2.6 names it in a private constant); a real
-# sharded checkpoint of the installed Lightning holds it (tests/methods/test_fsdp.py).
-SHARDED_METADATA_FILE = "meta.pt"
+# Lightning's own file in a sharded checkpoint folder (the trainer state beside the shards and
+# DCP's `.metadata`), which its FSDP and ModelParallel strategies write; Lightning 2.6 names it
+# in a private constant, and tests/methods/test_fsdp.py pins this name on a checkpoint it wrote.
+LIGHTNING_META_FILE = "meta.pt"
 
 
 def names_registry(ckpt_path: str | Path) -> bool:
