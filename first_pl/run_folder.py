@@ -15,6 +15,7 @@ never touch the fit's `metrics.csv` and `hparams.yaml`.
 from __future__ import annotations
 
 import csv
+import glob
 from collections.abc import Collection
 from pathlib import Path
 
@@ -150,18 +151,44 @@ def check_trains(trainer: Trainer) -> None:
             )
 
 
+def last_checkpoint_folder(callback: ModelCheckpoint, trainer: Trainer) -> Path:
+    """The folder `callback` writes its last checkpoint into, before the fit has set it up: its
+    `dirpath`, else `<save_dir>/<name>/<version>/checkpoints` of the trainer's first logger, else
+    `<default_root_dir>/checkpoints`. ModelCheckpoint's own rule, which Lightning 2.6 keeps
+    private; tests/methods/test_lightning_names.py pins it to where
+    Lightning writes."""
+    if callback.dirpath is not None:
+        return Path(callback.dirpath)
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir) / "checkpoints"
+    logger = trainer.loggers[0]
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+    return Path(save_dir) / str(logger.name) / version / "checkpoints"
+
+
+def last_checkpoints(callback: ModelCheckpoint, trainer: Trainer) -> list[Path]:
+    """The checkpoints `--ckpt_path last` resumes from, as Lightning finds them: the files of
+    `last_checkpoint_folder` whose name starts with the callback's `CHECKPOINT_NAME_LAST`
+    (`last.ckpt`, `last-v1.ckpt`, ...) and ends with its `FILE_EXTENSION`."""
+    pattern = f"{glob.escape(callback.CHECKPOINT_NAME_LAST)}*{glob.escape(callback.FILE_EXTENSION)}"
+    return sorted(last_checkpoint_folder(callback, trainer).glob(pattern))
+
+
 def check_last_checkpoint(trainer: Trainer) -> None:
     """Refuse `--ckpt_path last` when no ModelCheckpoint folder holds a last checkpoint.
 
     Lightning only warns and trains from scratch into the folder the user meant to resume.
     """
     callbacks = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
-    if any(Path(p).exists() for cb in callbacks for p in cb._find_last_checkpoints(trainer)):
+    if any(last_checkpoints(cb, trainer) for cb in callbacks):
         return
-    folder = Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+    folders = [last_checkpoint_folder(cb, trainer) for cb in callbacks] or [
+        Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+    ]
     raise CheckpointError(
         f"--ckpt_path last: there is no last checkpoint to resume (looked for last*.ckpt in "
-        f"{folder}); only a ModelCheckpoint with save_last: true writes one (--config "
+        f"{', '.join(map(str, folders))}); only a ModelCheckpoint with save_last: true writes one (--config "
         f"configs/trainer/resumable.yaml). Give the checkpoint file to resume from, or drop "
         f"--ckpt_path to start a new run"
     )

@@ -1,9 +1,10 @@
 """scripts/import_layers.py: imports up a floor and import loops, on a package built here and on
-first_pl itself (where the list may only shrink)."""
+first_pl itself (which has none); `import first_pl.cli` imports no pipeline."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,16 +46,19 @@ def test_upward_imports_and_loops_of_a_small_package(layers, tmp_path, capsys):
             "fileio/__init__.py": "",
             "fileio/m.py": "from first_pl.fileio.n import z\n",  # a loop of two modules
             "fileio/n.py": "from first_pl.fileio.m import w\n",
+            "fileio/o.py": "def f():\n    from first_pl.fileio.p import v\n",  # a loop, lazily
+            "fileio/p.py": "from first_pl.fileio.o import u\n",
         },
     )
     assert layers.main(package) == 1
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "up a floor: first_pl.data.a:1 -> first_pl.teacher.b (floor 2 -> 3, at import)",
-        "up a floor: first_pl.data.c:3 -> first_pl.cli (floor 2 -> 8, inside a function)",
+        "up a floor: first_pl.data.c:3 -> first_pl.cli (floor 2 -> 9, inside a function)",
         "room loop: data <-> teacher",  # cli imports pipeline for typing only: no loop
-        "module loop at import: first_pl.fileio.m <-> first_pl.fileio.n",
-        "2 imports up a floor (1 at import), 1 room loops, 1 module loops at import",
+        "module loop: first_pl.fileio.m <-> first_pl.fileio.n",
+        "module loop: first_pl.fileio.o <-> first_pl.fileio.p",
+        "2 imports up a floor (1 at import), 1 room loops, 2 module loops",
     ]
 
 
@@ -64,18 +68,22 @@ def test_a_room_without_a_floor_is_named(layers, tmp_path):
         layers.main(package)
 
 
-# What first_pl still imports up a floor (issue 15): the pipeline runs the CLI and the commands
-# in-process. This list may only shrink; a new upward import fails here.
-KNOWN_UPWARD = {
-    ("first_pl.pipeline.launch", "first_pl.cli"),
-    ("first_pl.pipeline.teacher_stages", "first_pl.cli"),
-    ("first_pl.pipeline.teacher_stages", "first_pl.commands.calibrate"),
-}
+def test_first_pl_has_no_upward_import_and_no_loop(layers, capsys):
+    assert layers.main(SCRIPT.parents[1] / "first_pl") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "0 imports up a floor (0 at import), 0 room loops, 0 module loops"
+    ]
 
 
-def test_first_pl_has_no_new_upward_import_and_no_loop_at_import(layers):
-    found = list(layers.imports(SCRIPT.parents[1] / "first_pl"))
-    upward = {(i.source, i.target) for i in layers.upward(found)}
-    assert upward <= KNOWN_UPWARD, f"new imports up a floor: {sorted(upward - KNOWN_UPWARD)}"
-    assert all(i.lazy for i in layers.upward(found))
-    assert layers.module_loops(found) == []
+def test_the_entry_point_imports_no_pipeline_and_no_command():
+    """`first-pl fit` imports only what LightningCLI runs: the subcommands of
+    `first_pl.runner.COMMANDS` are imported when chosen."""
+    code = (
+        "import sys, first_pl.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('first_pl.pipeline', "
+        "'first_pl.commands', 'first_pl.planning'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=SCRIPT.parents[1]
+    ).stdout
+    assert out.strip() == "[]"

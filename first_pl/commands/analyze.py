@@ -15,6 +15,7 @@ from first_pl.data.store import TeacherStore
 from first_pl.fileio.output_path import check_output_path
 from first_pl.methods.loading import load_model
 from first_pl.teacher.analysis import (
+    COVERAGE_BATCH_SIZE,
     coverage,
     rank_calibration,
     write_coverage,
@@ -54,7 +55,7 @@ def coverage_figure(
     max_k: int = 100,
     max_positions: int = 2000,
     probs_dtype: Literal["float16", "float32"] = "float16",
-    batch_size: int = 8,
+    batch_size: int = COVERAGE_BATCH_SIZE,
     trust_checkpoint: bool = False,
 ) -> None:
     """Figure 2: cumulative top-k probability at response positions, and store size per k.

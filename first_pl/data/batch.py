@@ -13,8 +13,10 @@ No `from __future__ import annotations` here: `TypedDict` reads `NotRequired` fr
 annotations (with string ones, Python 3.11 counts every key as required).
 """
 
+from collections.abc import Sequence
 from typing import NotRequired, TypedDict
 
+import torch
 from torch import Tensor
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
@@ -92,3 +94,9 @@ EXAMPLE_FACTS = ("truncated_tokens", "choice_tokens", "choices")
 def response_mask(labels: Tensor) -> Tensor:
     """Bool `[B, L]`: the positions whose label is a response token (the ones a loss reads)."""
     return labels != IGNORE_INDEX
+
+
+def response_positions(labels: Sequence[int]) -> list[int]:
+    """The response positions of one example's label list (`Encoded.labels`), in order: the
+    positions `response_mask` keeps, which are the store's rows of that example."""
+    return response_mask(torch.as_tensor(labels)).nonzero().flatten().tolist()

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from first_pl.data.batch import IGNORE_INDEX, DistillBatch, response_mask
+from first_pl.data.batch import DistillBatch, response_mask, response_positions
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMismatchError, TeacherStore
 from first_pl.data.tokenize import Encoded
@@ -144,7 +144,7 @@ class DistillDataModule(QADataModule):
         examples = self.examples(self.train_task, "train")
         store.validate_against(
             example_ids=[ex.example_id for ex in examples],
-            positions_per_example=[sum(t != IGNORE_INDEX for t in ex.labels) for ex in examples],
+            positions_per_example=[len(response_positions(ex.labels)) for ex in examples],
         )
         if self.check_values:
             store.check_values()
@@ -154,7 +154,9 @@ class DistillDataModule(QADataModule):
         """The store's gold token at each position must be the data's label there."""
         _, _, gold = gather_rows(store, [store.example_index(ex.example_id) for ex in examples])
         labels = np.fromiter(
-            (t for ex in examples for t in ex.labels if t != IGNORE_INDEX), np.int64, len(gold)
+            (ex.labels[t] for ex in examples for t in response_positions(ex.labels)),
+            np.int64,
+            len(gold),
         )
         bad = np.flatnonzero(gold.astype(np.int64) != labels)
         if bad.size:

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning.fabric.utilities.load import _METADATA_FILENAME
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from first_pl.fileio.digest import sha256_of
 from first_pl.methods.base import StudentModule
 from first_pl.methods.checkpoint import (
+    LIGHTNING_META_FILE,
     CheckpointError,
     check_sharded_checkpoint,
     load_checkpoint_file,
@@ -82,12 +82,12 @@ def source_kind(source: str, option: str) -> SourceKind:
     if path.is_dir():
         if (path / "config.json").is_file():
             return "model"
-        if (path / _METADATA_FILENAME).is_file():
+        if (path / LIGHTNING_META_FILE).is_file():
             return "sharded_checkpoint"
         only_tokenizer = any((path / name).is_file() for name in TOKENIZER_FILES)
         raise ModelLoadError(
             f"{option} {source} is a folder with neither config.json (a Hugging Face model) nor "
-            f"{_METADATA_FILENAME} (a sharded checkpoint)"
+            f"{LIGHTNING_META_FILE} (a sharded checkpoint)"
             + (" (it holds only a tokenizer, which is no model)" if only_tokenizer else "")
             + f"; expected {EXPECTED}"
         )
@@ -110,12 +110,12 @@ def consolidate(folder: Path, out_file: Path, trust: bool = False) -> Path:
     the optimizer shards are dropped, since loading a model needs only the weights. Every
     pickle in the folder is vetted first unless `trust` (`first_pl.methods.checkpoint`).
     """
-    if not (folder / _METADATA_FILENAME).is_file():
+    if not (folder / LIGHTNING_META_FILE).is_file():
         raise CheckpointError(
-            f"{folder} is not a sharded Lightning checkpoint (no {_METADATA_FILENAME})"
+            f"{folder} is not a sharded Lightning checkpoint (no {LIGHTNING_META_FILE})"
         )
     check_sharded_checkpoint(folder, trust)
-    metadata = load_checkpoint_file(folder / _METADATA_FILENAME, trust)
+    metadata = load_checkpoint_file(folder / LIGHTNING_META_FILE, trust)
     dcp_to_torch_save(folder, out_file)
     checkpoint = load_checkpoint_file(out_file, trust)
     checkpoint.update(metadata)

@@ -112,19 +112,26 @@ def validation_overrides(interval: int, limit: int | float) -> dict[str, Any]:
 def instantiate_task(spec: Any, where: str = "task"):
     """The `Task` a config's task entry (a class_path mapping or a class name) builds; a spec
     that builds none is refused naming `where` (the option that gave it)."""
+    from first_pl.tasks.base import Task
+
+    return instantiate(Task, spec, where, "a task")
+
+
+def instantiate(base: type, spec: Any, where: str, what: str):
+    """The subclass of `base` a config entry (a class_path mapping or a class name) builds, with
+    the class_path mappings in its init_args built too, as the `first-pl` commands build them; a
+    spec that builds none is refused as not `what`, naming `where`."""
     from argparse import ArgumentError
 
     from jsonargparse import ArgumentParser
 
-    from first_pl.tasks.base import Task
-
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(Task, "task")
+    parser.add_subclass_arguments(base, "value")
     try:
-        parsed = parser.parse_object({"task": spec})
+        parsed = parser.parse_object({"value": spec})
     except ArgumentError as err:
-        raise ConfigFileError(f"{where} {spec!r} is not a task: {_first_problem(err)}") from None
-    return parser.instantiate_classes(parsed).task
+        raise ConfigFileError(f"{where} {spec!r} is not {what}: {_first_problem(err)}") from None
+    return parser.instantiate_classes(parsed).value
 
 
 def _first_problem(err: Exception) -> str:

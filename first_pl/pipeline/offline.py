@@ -44,7 +44,6 @@ from first_pl.pipeline.files import (
     write_yaml,
 )
 from first_pl.pipeline.finished_checkpoint import drop_resume_state
-from first_pl.pipeline.launch import run_first_pl
 from first_pl.pipeline.settings import DEFAULT_STUDENTS, PipelineSettings, TrainStage
 from first_pl.pipeline.stage_logging import finish_wandb_run, log_report_run, stage_loggers
 from first_pl.pipeline.stages import StageResult, StageRunner
@@ -54,6 +53,7 @@ from first_pl.pipeline.teacher_stages import analysis_stage, calibrate_stage, ex
 from first_pl.pipeline.upstream import Upstream
 from first_pl.report.run_metrics import read_task_metrics
 from first_pl.run_folder import OVERWRITE_FLAG
+from first_pl.runner import run_first_pl
 
 __all__ = ["DEFAULT_STUDENTS", "Pipeline", "TrainStage", "Upstream"]
 
@@ -258,7 +258,7 @@ class Pipeline(PipelineSettings):
     def student_stages(self, runner: StageRunner, up: Upstream) -> list[ReportedRun]:
         """Every student method once per seed, seeds outermost (as the report lists them); the
         student choices first, when the job has any (`student_choice_stages`)."""
-        chosen = {**up, **choose_by_students(self, runner, up)}
+        chosen = {**up, **choose_by_students(self, self.train_student, runner, up)}
         return [
             ReportedRun(
                 self.report_label(method),

@@ -58,7 +58,7 @@ class PipelineSettings:
 
     output_dir: str = "runs/offline"
     # One trainer config, or several merged in order (e.g. cpu.yaml then ddp.yaml). With more
-    # than one process each fit / test / extract runs as its own torchrun group (launch.py).
+    # than one process each fit / test / extract runs as its own torchrun group (runner.py).
     trainer: str | list[str] = "configs/trainer/auto.yaml"
     data: str = "configs/data/generated.yaml"
     data_overrides: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,9 @@
 """The stages of a student choice (`student_choice.py`): one short student per grid value,
 validated only, and the choice among them.
 
-Each grid student is the pipeline's own student stage (`Pipeline.train_student`, as the sweep
-trains its grid, with the sweep's `GridPoint` naming and overriding the parameter) in its
+Each grid student is the pipeline's own student stage (`Pipeline.train_student`, given as
+`train_student`; as the sweep trains its grid, with its `GridPoint` naming and overriding the
+parameter) in its
 `validate_only` form: `steps` steps from the job's seed, one validation at the last step on the
 training task's validation split, no checkpoint, no test (a FIRST grid student lists the
 teacher's `calibrate` stage upstream like every FIRST student, though its number c makes it
@@ -14,15 +15,18 @@ auto` / `delta: auto` like any calibration.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from first_pl.data.store import TeacherStore
 from first_pl.fileio.atomic import atomic_write
 from first_pl.fileio.run_files import CALIBRATION_FIGURE, CALIBRATION_FILE
 from first_pl.pipeline.files import deep_merge, load_yaml
+from first_pl.pipeline.settings import PipelineSettings
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.student_choice import ChoiceSpec
+from first_pl.pipeline.students import GridPoint, TrainStudent
 from first_pl.teacher.calibration import choose_parameter
 from first_pl.teacher.calibration_result import (
     STORE_FIELDS,
@@ -30,11 +34,6 @@ from first_pl.teacher.calibration_result import (
     plot_calibration_curve,
 )
 from first_pl.teacher.store_calibration import store_arrays
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from first_pl.pipeline.offline import Pipeline
 
 OBJECTIVE = "student_trust"
 TIE_BREAK = "the best validation Trust; ties: the lower validation ECE, then the earlier grid value"
@@ -45,18 +44,21 @@ TEACHER_FIGURES = (
 
 
 def choose_by_students(
-    pipeline: Pipeline, runner: StageRunner, up: Mapping[str, StageResult]
+    pipeline: PipelineSettings,
+    train_student: TrainStudent,
+    runner: StageRunner,
+    up: Mapping[str, StageResult],
 ) -> dict[str, StageResult]:
     """The choice stage of each parameter the students choose, by stage name (none without
-    `student_choice`)."""
+    `student_choice`); `train_student` trains the grid students."""
     steps = pipeline.student_choice.steps if pipeline.student_choice else 0
     return {
-        spec.stage: choice_stage(pipeline, runner, up, spec, values, steps)
+        spec.stage: choice_stage(pipeline, train_student, runner, up, spec, values, steps)
         for spec, values in pipeline.choices()
     }
 
 
-def tail_bucket(pipeline: Pipeline, spec: ChoiceSpec) -> bool:
+def tail_bucket(pipeline: PipelineSettings, spec: ChoiceSpec) -> bool:
     """Whether the base student trains with the tail bucket: its grid and its choice do too."""
     base = pipeline.students[spec.base]
     init = deep_merge(load_yaml(base.config), base.overrides)["model"]["init_args"]
@@ -64,7 +66,8 @@ def tail_bucket(pipeline: Pipeline, spec: ChoiceSpec) -> bool:
 
 
 def grid_students(
-    pipeline: Pipeline,
+    pipeline: PipelineSettings,
+    train_student: TrainStudent,
     runner: StageRunner,
     up: Mapping[str, StageResult],
     spec: ChoiceSpec,
@@ -73,15 +76,12 @@ def grid_students(
 ) -> list[tuple[float, StageResult]]:
     """One validated-only student per value (`choice-<method>-<parameter><value>`), each
     trained `steps` steps."""
-    # sweep.py imports the pipeline (offline.py), which imports this module
-    from first_pl.pipeline.sweep import GridPoint
-
     tail = tail_bucket(pipeline, spec)
     base = pipeline.students[spec.base]
     grid = []
     for value in values:
         point = GridPoint(spec.base, spec.transform, spec.argument, value, tail)
-        student = pipeline.train_student(
+        student = train_student(
             runner, f"choice-{point.name}", spec.base, point.train_stage(base, steps), up,
             validate_only=True,
         )  # fmt: skip
@@ -152,7 +152,8 @@ def teacher_at(
 
 
 def choice_stage(
-    pipeline: Pipeline,
+    pipeline: PipelineSettings,
+    train_student: TrainStudent,
     runner: StageRunner,
     up: Mapping[str, StageResult],
     spec: ChoiceSpec,
@@ -160,7 +161,7 @@ def choice_stage(
     steps: int,
 ) -> StageResult:
     """`choice-c` / `choice-delta`: the grid's students, then the choice among them."""
-    grid = grid_students(pipeline, runner, up, spec, values, steps)
+    grid = grid_students(pipeline, train_student, runner, up, spec, values, steps)
     tail = tail_bucket(pipeline, spec)
     validation = up["extract-validation"]
 

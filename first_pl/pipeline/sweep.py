@@ -22,9 +22,11 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from first_pl.pipeline.files import deep_merge  # noqa: E402
 from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
 from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
+from first_pl.pipeline.students import GridPoint  # noqa: E402
+from first_pl.pipeline.sweep_calibrated import calibrated_students  # noqa: E402
+from first_pl.pipeline.sweep_k import k_figure, k_students  # noqa: E402
 from first_pl.pipeline.upstream import Upstream  # noqa: E402
 from first_pl.report.render import fmt, markdown_table  # noqa: E402
 from first_pl.teacher.calibration_result import (  # noqa: E402
@@ -32,38 +34,6 @@ from first_pl.teacher.calibration_result import (  # noqa: E402
     draw_calibration_curve,
 )
 from first_pl.teacher.transforms import TRANSFORMS  # noqa: E402
-
-
-@dataclass(frozen=True)
-class GridPoint:
-    """One student of the sweep: a strategy, the transform it applies and its coefficient."""
-
-    method: str  # a key of Pipeline.students: "first" or "ls_distill"
-    transform: str
-    coefficient: str  # the init argument set: "temperature" or "delta"
-    value: float
-    tail_bucket: bool = False
-
-    @property
-    def name(self) -> str:
-        """`<method>-<coefficient><value>[-tail]`, e.g. `first-temperature0.3`."""
-        kind = "log_temperature" if self.transform == "log_temperature" else self.coefficient
-        return f"{self.method}-{kind}{self.value:g}{'-tail' if self.tail_bucket else ''}"
-
-    @property
-    def stage_name(self) -> str:
-        return f"sweep-{self.name}"
-
-    def overrides(self) -> dict[str, Any]:
-        args: dict[str, Any] = {self.coefficient: self.value, "tail_bucket": self.tail_bucket}
-        if self.method == "first":
-            args["transform"] = self.transform
-        return {"model": {"init_args": args}}
-
-    def train_stage(self, base: TrainStage, max_steps: int) -> TrainStage:
-        """`base` (the student of `method`) with this point's transform, for `max_steps`."""
-        return TrainStage(base.config, max_steps, deep_merge(base.overrides, self.overrides()))
-
 
 PANELS = (  # (method, transform, x label) of figure 5's student panels
     ("first", "prob_temperature", "FIRST: temperature c (Eq. 4)"),
@@ -191,21 +161,17 @@ class Sweep(Pipeline):
 
     def calibrated_students(self, runner: StageRunner, up: Upstream) -> list[dict[str, Any]]:
         """One student per transform of `calibrated`, with the parameter calibrate chose."""
-        from first_pl.pipeline.sweep_calibrated import calibrated_students
-
-        return [
-            row
-            for r, point in calibrated_students(self, runner, up)
-            for row in result_rows(r, point)
-        ]
+        students = calibrated_students(
+            self, self.train_student, self.calibrated, self.tail_buckets, runner, up
+        )
+        return [row for r, point in students for row in result_rows(r, point)]
 
     def k_students(
         self, runner: StageRunner, up: Upstream, figure: Path, task: str
     ) -> list[dict[str, Any]]:
         """One FIRST student per k of `ks` (`sweep_k`), and the k figure of `task`."""
-        from first_pl.pipeline.sweep_k import k_figure, k_students
-
-        rows = [row for r, point in k_students(self, runner, up) for row in result_rows(r, point)]
+        students = k_students(self, self.train_student, self.ks, runner, up)
+        rows = [row for r, point in students for row in result_rows(r, point)]
         k_figure([r for r in rows if r["task"] == task], figure, task)
         return rows
 

@@ -10,16 +10,14 @@ are compared on test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from first_pl.pipeline.files import deep_merge
-from first_pl.pipeline.settings import TrainStage
+from first_pl.pipeline.settings import PipelineSettings, TrainStage
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.students import TrainStudent
 from first_pl.pipeline.teacher_stages import calibrate_stage
 from first_pl.pipeline.upstream import Upstream
-
-if TYPE_CHECKING:
-    from first_pl.pipeline.sweep import Sweep
 
 STRATEGY = {  # transform -> (student of Pipeline.students, the init argument set to "auto")
     "prob_temperature": ("first", "temperature"),
@@ -29,15 +27,21 @@ STRATEGY = {  # transform -> (student of Pipeline.students, the init argument se
 
 
 def calibrated_students(
-    sweep: Sweep, runner: StageRunner, up: Upstream
+    settings: PipelineSettings,
+    train_student: TrainStudent,
+    transforms: list[str],
+    tail_buckets: list[bool],
+    runner: StageRunner,
+    up: Upstream,
 ) -> Iterator[tuple[StageResult, dict[str, Any]]]:
-    """For each transform and tail setting: its calibration, and a student trained with it."""
+    """For each of `transforms` and `tail_buckets`: its calibration, and a student (of
+    `settings.students`, trained by `train_student`) trained with it."""
     validation = up.validation_store
-    for tail in sweep.tail_buckets:
-        for transform in sweep.calibrated:
+    for tail in tail_buckets:
+        for transform in transforms:
             suffix = f"{transform}{'-tail' if tail else ''}"
             calibration = calibrate_stage(
-                sweep,
+                settings,
                 runner,
                 f"calibrate-{suffix}",
                 validation.outputs["store"],
@@ -46,7 +50,7 @@ def calibrated_students(
                 tail_bucket=tail,
             )
             method, argument = STRATEGY[transform]
-            base = sweep.students[method]
+            base = settings.students[method]
             args = {
                 argument: "auto",
                 "calibration": calibration.path,
@@ -59,7 +63,7 @@ def calibrated_students(
                 base.max_steps,
                 deep_merge(base.overrides, {"model": {"init_args": args}}),
             )
-            student = sweep.train_student(
+            student = train_student(
                 runner,
                 f"sweep-{method}-{suffix}-auto",
                 method,

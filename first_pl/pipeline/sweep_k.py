@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib.figure import Figure
 
 from first_pl.data.store import TeacherStore, truncate_store
+from first_pl.pipeline.settings import PipelineSettings
 from first_pl.pipeline.stages import StageResult, StageRunner
+from first_pl.pipeline.students import TrainStudent
 from first_pl.pipeline.teacher_stages import calibrate_stage, extraction
 from first_pl.pipeline.upstream import Upstream
-
-if TYPE_CHECKING:
-    from first_pl.pipeline.sweep import Sweep
 
 SPLITS = ("train", "validation")
 
@@ -33,17 +32,18 @@ def _store_k(stage: StageResult) -> int:
         store.close()
 
 
-def source_stores(sweep: Sweep, runner: StageRunner, up: Upstream) -> dict[str, StageResult]:
-    """Train and validation stores with at least max(ks) columns: the pipeline's, or new ones."""
-    k_max = max(sweep.ks)
+def source_stores(
+    settings: PipelineSettings, k_max: int, runner: StageRunner, up: Upstream
+) -> dict[str, StageResult]:
+    """Train and validation stores with at least `k_max` columns: the pipeline's, or new ones."""
     if _store_k(up.train_store) >= k_max:
         return {"train": up.train_store, "validation": up.validation_store}
-    data_section, teacher, batch = sweep.data_section(), up.teacher, sweep.extract_batch_size
+    data_section, teacher, batch = settings.data_section(), up.teacher, settings.extract_batch_size
     return {
         split: runner.run(
             f"extract-k{k_max}-{split}",
             {"data": data_section, "split": split, "k": k_max, "batch": batch},
-            extraction(data_section, teacher, split, batch, sweep.devices(), k=k_max),
+            extraction(data_section, teacher, split, batch, settings.devices(), k=k_max),
             [teacher],
         )
         for split in SPLITS
@@ -51,12 +51,17 @@ def source_stores(sweep: Sweep, runner: StageRunner, up: Upstream) -> dict[str, 
 
 
 def k_students(
-    sweep: Sweep, runner: StageRunner, up: Upstream
+    settings: PipelineSettings,
+    train_student: TrainStudent,
+    ks: list[int],
+    runner: StageRunner,
+    up: Upstream,
 ) -> Iterator[tuple[StageResult, dict[str, Any]]]:
-    """For each k: truncated stores, c calibrated on them, a FIRST student; with its grid point."""
+    """For each k of `ks`: truncated stores, c calibrated on them, a FIRST student (of
+    `settings.students`, trained by `train_student`); with its grid point."""
 
-    sources = source_stores(sweep, runner, up)
-    for k in sorted(set(sweep.ks)):
+    sources = source_stores(settings, max(ks), runner, up)
+    for k in sorted(set(ks)):
 
         def truncate_body(folder: Path, k: int = k) -> dict[str, Any]:
             paths = {s: folder / f"teacher_{s}_k{k}.h5" for s in SPLITS}
@@ -75,7 +80,7 @@ def k_students(
         stores = runner.run(f"stores-k{k}", {"k": k}, truncate_body, list(sources.values()))
 
         calibration = calibrate_stage(
-            sweep, runner, f"calibrate-k{k}", stores.outputs["validation"], [stores],
+            settings, runner, f"calibrate-k{k}", stores.outputs["validation"], [stores],
             transform="prob_temperature", tail_bucket=False,
         )  # fmt: skip
         # the student's key reads the truncated store under the name of the store it replaces
@@ -83,8 +88,8 @@ def k_students(
             "extract-train", stores.key, stores.folder, {"store": stores.outputs["train"]}
         )
         up_k = {**up, "extract-train": train_store, "calibrate": calibration.stage}
-        student = sweep.train_student(
-            runner, f"sweep-first-k{k}", "first", sweep.students["first"], up_k
+        student = train_student(
+            runner, f"sweep-first-k{k}", "first", settings.students["first"], up_k
         )
         size, positions = stores.outputs["train_bytes"], stores.outputs["train_positions"]
         point = {

@@ -7,25 +7,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from first_pl.data.qa_datamodule import QADataModule
+from first_pl.data.store import TeacherStore
 from first_pl.devices import DeviceChoice
 from first_pl.fileio.digest import sha256_of
-from first_pl.fileio.run_files import (
-    CALIBRATION_FILE,
-    COVERAGE_STEM,
-    RANK_CALIBRATION_STEM,
-    STAGE_FILE,
-)
-from first_pl.pipeline.files import write_yaml
-from first_pl.pipeline.launch import run_first_pl
+from first_pl.fileio.run_files import CALIBRATION_FILE, STAGE_FILE
+from first_pl.methods.loading import load_model
+from first_pl.pipeline.files import instantiate, write_yaml
+from first_pl.pipeline.settings import PipelineSettings
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.upstream import Calibrated
+from first_pl.runner import run_first_pl
+from first_pl.teacher.analysis import (
+    COVERAGE_BATCH_SIZE,
+    coverage,
+    rank_calibration,
+    write_coverage,
+    write_rank_calibration,
+)
 from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.extract_launch import device_for_rank
 from first_pl.teacher.store_calibration import calibrate_store
-
-if TYPE_CHECKING:
-    from first_pl.pipeline.offline import Pipeline
 
 
 def extraction(
@@ -63,7 +67,7 @@ def extraction(
 
 
 def extract_stage(
-    pipeline: Pipeline, runner: StageRunner, teacher: StageResult, split: str
+    pipeline: PipelineSettings, runner: StageRunner, teacher: StageResult, split: str
 ) -> StageResult:
     """`extract-<split>`: the teacher's top-k on one split of the task, `outputs["store"]`."""
     data_section, batch = pipeline.data_section(), pipeline.extract_batch_size
@@ -73,7 +77,7 @@ def extract_stage(
 
 
 def calibrate_stage(
-    pipeline: Pipeline,
+    pipeline: PipelineSettings,
     runner: StageRunner,
     name: str,
     store: str,
@@ -151,26 +155,28 @@ def _parameter_in(path: Path) -> float | None:
 
 
 def analysis_stage(
-    pipeline: Pipeline, runner: StageRunner, teacher: StageResult, validation_store: StageResult
+    pipeline: PipelineSettings,
+    runner: StageRunner,
+    teacher: StageResult,
+    validation_store: StageResult,
 ) -> StageResult:
-    """`analysis`: figures 2 and 3 of the paper for this teacher, on the validation split."""
-    from first_pl.cli import main
+    """`analysis`: figures 2 and 3 of the paper for this teacher, on the validation split (what
+    `first-pl coverage` and `first-pl rank-calibration` write, at their defaults)."""
 
     def body(folder: Path) -> dict[str, Any]:
-        settings = {
-            "data": pipeline.data_section(),
-            "teacher": teacher.outputs["checkpoint"],
-            "output_dir": str(folder),
-            "split": "validation",
-            "max_positions": pipeline.coverage_positions,
-        }
-        main(["coverage", "--config", str(write_yaml(folder / "coverage.yaml", settings))])
-        store = validation_store.outputs["store"]
-        main(["rank-calibration", "--store", store, "--output_dir", str(folder)])
-        return {
-            "coverage": str(folder / f"{COVERAGE_STEM}.json"),
-            "rank_calibration": str(folder / f"{RANK_CALIBRATION_STEM}.json"),
-        }
+        data = instantiate(QADataModule, pipeline.data_section(), "data", "a data module")
+        model = load_model(teacher.outputs["checkpoint"], "teacher").module.model
+        loader = data.split_loader("validation", COVERAGE_BATCH_SIZE)
+        coverage_files = write_coverage(
+            coverage(model.to(device_for_rank()), loader, max_positions=pipeline.coverage_positions),
+            folder,
+        )
+        store = TeacherStore(validation_store.outputs["store"])
+        try:
+            rank_files = write_rank_calibration(rank_calibration(store), folder)
+        finally:
+            store.close()
+        return {"coverage": str(coverage_files["json"]), "rank_calibration": str(rank_files["json"])}
 
     settings = {"positions": pipeline.coverage_positions}
     return runner.run("analysis", settings, body, [teacher, validation_store])

@@ -23,11 +23,15 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from first_pl.data.batch import IGNORE_INDEX
+from first_pl.data.batch import response_mask
 from first_pl.data.store import TeacherStore, TeacherStoreError, ids_dtype_for
 from first_pl.fileio.run_files import COVERAGE_STEM, RANK_CALIBRATION_STEM
 from first_pl.lm_head import head_logits
 from first_pl.teacher.extract import Batch, response_hidden
+
+# Examples per teacher forward pass of the coverage figure (`first-pl coverage`'s default and
+# the pipeline's analysis stage): the full-vocabulary softmax of every position is held at once.
+COVERAGE_BATCH_SIZE = 8
 
 
 @dataclass
@@ -86,7 +90,7 @@ def coverage(
     try:
         with torch.inference_mode():
             for batch in dataloader:
-                total_positions += int((batch["labels"] != IGNORE_INDEX).sum())
+                total_positions += int(response_mask(batch["labels"]).sum())
                 if seen >= max_positions:
                     continue
                 cum = _cumulative_topk(model, batch, max_k)[: max_positions - seen].numpy()

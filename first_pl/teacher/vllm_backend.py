@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from first_pl.data.batch import response_positions
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import StoreMetadata, TeacherStoreWriter, example_id_length
-from first_pl.data.store.interop import imported_rows, response_positions
+from first_pl.data.store.interop import imported_rows
 from first_pl.data.tokenize import Encoded
 from first_pl.models import resolve_source
 from first_pl.teacher.extract import ExtractStats

@@ -16,7 +16,8 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.strategies import FSDPStrategy
 
-from first_pl.cli import FirstCLI, main
+from first_pl.cli import main
+from first_pl.lightning_cli import FirstCLI
 from first_pl.methods import FIRST, Distill, FineTune, LabelSmoothingDistill
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.stages import StageResult
@@ -161,7 +162,7 @@ def test_wandb_sweep_drives_fit_with_overrides_the_cli_accepts(path, capsys, mon
 
 
 def load_pipeline(path: Path) -> Pipeline:
-    """The Pipeline `first-pl pipeline --config path` would run (as `first_pl.cli.run_command`)."""
+    """The Pipeline `first-pl pipeline --config path` would run (as `first_pl.runner.run_command`)."""
     parser = ArgumentParser()
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(Pipeline)

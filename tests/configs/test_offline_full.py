@@ -15,7 +15,7 @@ FULL = ROOT / "configs" / "experiments" / "offline_full.yaml"
 
 
 def load(*paths: Path) -> Pipeline:
-    """The Pipeline `first-pl pipeline --config ...` runs (as first_pl.cli.run_command)."""
+    """The Pipeline `first-pl pipeline --config ...` runs (as first_pl.runner.run_command)."""
     parser = ArgumentParser()
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_class_arguments(Pipeline)

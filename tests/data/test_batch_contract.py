@@ -15,6 +15,8 @@ from first_pl.data.batch import (
     EvalBatch,
     EvalOutput,
     TrainBatch,
+    response_mask,
+    response_positions,
 )
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
@@ -48,6 +50,17 @@ def test_a_training_batch_has_exactly_the_train_keys(tiny_tokenizer):
     batch = batch_of(examples, tiny_tokenizer)
     assert set(batch) == TrainBatch.__required_keys__
     assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
+
+
+def test_response_positions_are_the_positions_the_batch_mask_keeps(tiny_tokenizer):
+    """One home for "which positions are the response": an example's positions (the store's
+    rows of it) are its row of the collated batch's mask, whatever the padding after them."""
+    assert response_positions([IGNORE_INDEX, 5, 0, IGNORE_INDEX, 7]) == [1, 2, 4]  # 0 is a token
+    assert response_positions([IGNORE_INDEX, IGNORE_INDEX]) == []
+    items = [encode(ex, tiny_tokenizer, PromptTemplate(), 128, TruncationReport()) for ex in QUESTIONS]
+    mask = response_mask(collate(items, tiny_tokenizer.pad_token_id)["labels"])
+    for row, item in zip(mask, items, strict=True):
+        assert response_positions(item.labels) == row.nonzero().flatten().tolist() != []
 
 
 def test_a_token_scored_batch_has_the_eval_keys_and_candidates(tiny_tokenizer):

@@ -1,6 +1,6 @@
 """`first-pl pipeline` and `first-pl sweep` with a 2-process trainer (DDP and FSDP2 over gloo).
 
-Each fit / test / extract stage runs as its own torchrun group (first_pl/pipeline/launch.py);
+Each fit / test / extract stage runs as its own torchrun group (first_pl/runner.py);
 the pipeline itself runs once. The 2-process runs take 4 examples per process where the
 1-process run takes 8, and the training split is one batch, so every optimizer step sees the
 same 8 examples: the only differences are float summation orders (DDP averages the two ranks'
@@ -20,7 +20,8 @@ import yaml
 from first_pl_testing import CONFIGS, tiny_pipeline
 
 from first_pl.cli import main
-from first_pl.pipeline.launch import run_first_pl, trainer_processes
+from first_pl.pipeline.launch import trainer_processes
+from first_pl.runner import run_first_pl
 
 # Acc, ECE and Trust in percentage points: measured |difference| <= 4e-5 (2 steps of the tiny model)
 TOLERANCE = 1e-3

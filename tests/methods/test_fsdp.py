@@ -29,6 +29,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 from first_pl.cli import main
 from first_pl.commands.export import export
 from first_pl.data.qa_datamodule import QADataModule
+from first_pl.methods.checkpoint import LIGHTNING_META_FILE
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 STEPS = 4
@@ -121,7 +122,9 @@ def test_fsdp2_on_cpu_matches_one_process(single, fsdp_run):
 
 def test_fsdp2_sharded_checkpoint_resumes_the_same_curve(tiny_model_dir, fsdp_run, tmp_path):
     step2 = fsdp_run / "checkpoints" / "epoch=0-step=2.ckpt"
-    assert step2.is_dir() and (step2 / "meta.pt").is_file()  # sharded: a folder per checkpoint
+    # sharded: a folder per checkpoint, holding the metadata file first_pl looks for (the file
+    # name is private to Lightning 2.6: this pins LIGHTNING_META_FILE to what it writes)
+    assert step2.is_dir() and (step2 / LIGHTNING_META_FILE).is_file()
     resumed = tmp_path / "resumed"
     fsdp = ["--config", str(CONFIGS / "trainer" / "fsdp_cpu.yaml")]
     launch([*fit_args(tiny_model_dir, resumed, batch_size=4), *fsdp, "--ckpt_path", str(step2)])

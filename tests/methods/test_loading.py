@@ -11,12 +11,11 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 import yaml
-from lightning.fabric.utilities.load import _METADATA_FILENAME
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
 from first_pl.methods import FIRST
-from first_pl.methods.checkpoint import CheckpointError
+from first_pl.methods.checkpoint import LIGHTNING_META_FILE, CheckpointError
 from first_pl.methods.loading import EXPECTED, ModelLoadError, load_model, source_kind
 from first_pl.models import ModelSpec
 
@@ -70,7 +69,7 @@ def test_a_sharded_checkpoint_folder_is_consolidated_on_the_fly(trained, tmp_pat
     folder = tmp_path / "epoch=0-step=2.ckpt"  # Lightning names the folder like a file
     checkpoint = checkpoint_dict(trained)
     dcp.save({"state_dict": checkpoint.pop("state_dict")}, checkpoint_id=folder)
-    torch.save(checkpoint, folder / _METADATA_FILENAME)
+    torch.save(checkpoint, folder / LIGHTNING_META_FILE)
     work = tmp_path / "work"
     work.mkdir()
     loaded = load_model(str(folder), "--checkpoint", workdir=work)

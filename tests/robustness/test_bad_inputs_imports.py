@@ -26,8 +26,8 @@ from test_bad_inputs import (
 )
 
 from first_pl.cli import main
+from first_pl.data.batch import response_positions
 from first_pl.data.qa_datamodule import QADataModule
-from first_pl.data.store.interop import response_positions
 from first_pl.pipeline.offline import Pipeline
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import calibrate_stage

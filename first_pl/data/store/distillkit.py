@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from first_pl.data.batch import response_positions
 from first_pl.data.store.format import StoreMetadata, TeacherStoreError
-from first_pl.data.store.interop import response_positions
 from first_pl.data.tokenize import Encoded
 
 COLUMNS = ("input_ids", "compressed_logprobs", "bytepacked_indices")

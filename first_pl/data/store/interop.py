@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from first_pl.data.batch import IGNORE_INDEX
+from first_pl.data.batch import response_positions
 from first_pl.data.store.format import StoreMetadata, TeacherStoreError, example_id_length
 from first_pl.data.store.import_records import (
     SHAPE_ERRORS,
@@ -35,10 +35,6 @@ from first_pl.data.store.writer import TeacherStoreWriter
 from first_pl.data.tokenize import Encoded
 
 FORMATS = ("vllm", "axolotl", "parquet", "distillkit")
-
-
-def response_positions(labels: list[int]) -> list[int]:
-    return [t for t, label in enumerate(labels) if label != IGNORE_INDEX]
 
 
 def _entry(entries: list[Any], t: int, offset: int, example_id: str, source: str) -> Any:
