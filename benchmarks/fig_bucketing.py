@@ -4,7 +4,7 @@ Two QADataModules over the same examples (the generated task with `bucket_batche
 training data, so that an epoch is affordable) serve one epoch each: one shuffled
 (`train_dataloader` as the offline default runs it), one with `bucket_by_length` and a window
 covering the whole epoch. Their batches are collated once; each timed call is the epoch's
-FineTune steps on the same student (`fig_train.strategy_step`), the two interleaved. The
+FineTune steps on the same student (`fig_train.method_step`), the two interleaved. The
 padding share of both, and of the whole benchmark train split with the default window of 50
 batches, go into the row's detail.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 
 from benchmarks.common import Goal, Row, interleaved_seconds
-from benchmarks.fig_train import strategy_step
+from benchmarks.fig_train import method_step
 from benchmarks.workbench import Workbench
 from first_pl.data.bucketing import LengthGroupedSampler, padding_share
 from first_pl.data.qa_datamodule import QADataModule
@@ -40,7 +40,7 @@ def bucketing_rows(bench: Workbench) -> list[Row]:
 
     def epoch(batches: list) -> None:
         for batch in batches:
-            strategy_step(finetune, optimizer, batch)
+            method_step(finetune, optimizer, batch)
 
     seconds = interleaved_seconds({name: (lambda b=b: epoch(b)) for name, b in epochs.items()},
                                   s.repeats)  # fmt: skip

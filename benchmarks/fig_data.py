@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 from benchmarks.common import Goal, Row, median_seconds
-from benchmarks.fig_train import strategy_step
+from benchmarks.fig_train import method_step
 from benchmarks.workbench import Workbench
 
 
@@ -24,7 +24,7 @@ def data_rows(bench: Workbench) -> list[Row]:
     if step is None:
         _, first, optimizer = bench.students
         cycle = itertools.cycle(itertools.islice(loader, 2))
-        step = median_seconds(lambda: strategy_step(first, optimizer, next(cycle)), s.repeats)
+        step = median_seconds(lambda: method_step(first, optimizer, next(cycle)), s.repeats)
     batches_per_s = n_batches / epoch
     return [
         Row(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 
 from benchmarks.common import Goal, Row, interleaved_seconds
-from benchmarks.fig_train import _cycling, strategy_step
+from benchmarks.fig_train import _cycling, method_step
 from benchmarks.workbench import Workbench, _TrainerStub
 from first_pl.lora import LoraSettings
 from first_pl.models import ModelSpec
@@ -46,8 +46,8 @@ def lora_rows(bench: Workbench) -> list[Row]:
     batches = list(itertools.islice(bench.distill_data.train_dataloader(), 4))
     t = interleaved_seconds(
         {
-            "full": _cycling(lambda b: strategy_step(full, full_opt, b), batches),
-            "lora": _cycling(lambda b: strategy_step(lora, lora_opt, b), batches),
+            "full": _cycling(lambda b: method_step(full, full_opt, b), batches),
+            "lora": _cycling(lambda b: method_step(lora, lora_opt, b), batches),
         },
         s.repeats,
     )

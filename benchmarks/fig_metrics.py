@@ -21,7 +21,7 @@ from torchmetrics.classification import BinaryCalibrationError
 from benchmarks.common import Goal, Row, interleaved_seconds, median_seconds
 from benchmarks.workbench import Workbench, synthetic_topk
 from first_pl.metrics.calibration import ExpectedCalibrationError, ReliabilityBins, TrustScore
-from first_pl.teacher.calibration import choose_parameter
+from first_pl.teacher.parameter_search import choose_parameter
 
 
 def predictions(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

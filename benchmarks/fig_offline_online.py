@@ -43,7 +43,7 @@ def probe(mode: str, settings: Settings, examples: int, epochs: int, store: Path
     """One side of the comparison in this process: its seconds and its peak RSS (kB)."""
     import torch
 
-    from benchmarks.fig_train import online_kd_step, strategy_step
+    from benchmarks.fig_train import method_step, online_kd_step
     from first_pl.data.distill_datamodule import DistillDataModule
 
     torch.set_num_threads(1)
@@ -60,7 +60,7 @@ def probe(mode: str, settings: Settings, examples: int, epochs: int, store: Path
             data = DistillDataModule(store=str(store), in_memory=True, **bench.data_kwargs())
             data.setup("fit")
             batches = [b for b, _ in zip(data.train_dataloader(), range(n), strict=False)]
-            seconds = _epochs(lambda b: strategy_step(first, optimizer, b), batches, epochs)
+            seconds = _epochs(lambda b: method_step(first, optimizer, b), batches, epochs)
         else:
             teacher, batches = bench.teacher, bench.batches(n)
             seconds = _epochs(

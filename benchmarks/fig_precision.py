@@ -14,7 +14,7 @@ import itertools
 import torch
 
 from benchmarks.common import Goal, Row, interleaved_seconds
-from benchmarks.fig_train import strategy_step
+from benchmarks.fig_train import method_step
 from benchmarks.workbench import Workbench
 from first_pl.precision import resolve_precision
 
@@ -34,7 +34,7 @@ def precision_rows(bench: Workbench) -> list[Row]:
 
     def step(bf16: bool) -> None:
         with _autocast(bf16):
-            strategy_step(finetune, optimizer, next(cycle))
+            method_step(finetune, optimizer, next(cycle))
 
     t = interleaved_seconds({"bf16": lambda: step(True), "fp32": lambda: step(False)}, s.repeats)
     where = f"{auto.reason.split(': ', 1)[1]}; precision auto -> {auto.precision} here"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 
 from benchmarks.common import Goal, Row, interleaved_seconds
-from benchmarks.fig_train import _cycling, strategy_step
+from benchmarks.fig_train import _cycling, method_step
 from benchmarks.workbench import Workbench, _TrainerStub
 from first_pl.models import ModelSpec
 
@@ -50,7 +50,7 @@ def prefix_rows(bench: Workbench) -> list[Row]:
     steps = {}
     for name, spec in variants.items():
         module, optimizer = _module(bench, **spec)
-        steps[name] = _cycling(lambda b, m=module, o=optimizer: strategy_step(m, o, b), batches)
+        steps[name] = _cycling(lambda b, m=module, o=optimizer: method_step(m, o, b), batches)
     t = interleaved_seconds(steps, s.repeats)  # the warm-up call fills the prefixes' memos
     what = f"batch {s.batch_size}, {s.dtype}, {s.repeats} repeats, prefix {prefix} layers"
     return [

@@ -3,7 +3,7 @@
 One student model and one Adam (`Workbench.students`) serve both steps, which run interleaved
 on the same DistillDataModule batches:
 
-- finetune: `FineTune.loss` (hard-label CE) on `StudentModule.response_logits`;
+- finetune: `FineTune.loss` (hard-label CE) on `MethodModule.response_logits`;
 - first: `FIRST.loss` (temperature-scaled stored top-k, sparse KL) on the same logits.
 
 Each step is forward, loss, backward and optimiser step, as Lightning's automatic optimisation
@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from benchmarks.common import Goal, Row, interleaved_seconds
 from benchmarks.workbench import Workbench
 from first_pl.lm_head import logits_at
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 
 Batch = dict[str, Any]
 
 
-def strategy_step(module: StudentModule, optimizer: torch.optim.Optimizer, batch: Batch) -> None:
+def method_step(module: MethodModule, optimizer: torch.optim.Optimizer, batch: Batch) -> None:
     """One optimisation step of a first_pl strategy (its `training_step` minus logging)."""
     optimizer.zero_grad(set_to_none=True)
     logits, targets, mask = module.response_logits(batch)
@@ -39,7 +39,7 @@ def strategy_step(module: StudentModule, optimizer: torch.optim.Optimizer, batch
 
 
 def online_kd_step(
-    student: StudentModule, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch
+    student: MethodModule, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch
 ) -> None:
     """One step of classic online distillation: teacher forward now, full-vocab KL."""
     optimizer.zero_grad(set_to_none=True)
@@ -68,8 +68,8 @@ def train_rows(bench: Workbench) -> list[Row]:
     batches = list(itertools.islice(bench.distill_data.train_dataloader(), 4))
     t = interleaved_seconds(
         {
-            "finetune": _cycling(lambda b: strategy_step(finetune, optimizer, b), batches),
-            "first": _cycling(lambda b: strategy_step(first, optimizer, b), batches),
+            "finetune": _cycling(lambda b: method_step(finetune, optimizer, b), batches),
+            "first": _cycling(lambda b: method_step(first, optimizer, b), batches),
         },
         s.repeats,
     )

@@ -218,7 +218,7 @@ def repeated(examples: list[Encoded], copies: int) -> list[Encoded]:
 
 
 class _TrainerStub:
-    """Just enough of a Trainer for `StudentModule.configure_optimizers` (the schedule length)."""
+    """Just enough of a Trainer for `MethodModule.configure_optimizers` (the schedule length)."""
 
     estimated_stepping_batches = 1000
 

@@ -26,6 +26,10 @@ RENAMED: dict[str, str] = {
     "first_pl.report_curves": "first_pl.report.curves",
     "first_pl.report_checks": "first_pl.report.checks",
     "first_pl.run_metrics": "first_pl.report.run_metrics",
+    "first_pl.pipeline.offline": "first_pl.pipeline.pipeline",
+    "first_pl.teacher.calibration": "first_pl.teacher.parameter_search",
+    "first_pl.teacher.calibration_result": "first_pl.teacher.parameter_choice",
+    "first_pl.teacher.store_calibration": "first_pl.teacher.choose_on_store",
 }
 
 

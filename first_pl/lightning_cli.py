@@ -20,7 +20,7 @@ from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import command_config_file
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.methods.checkpoint import TRUST_FLAG, CheckpointError, read_ckpt_path, refusal
 from first_pl.methods.compatibility import check_checkpoint_model
 from first_pl.methods.recorded_config import checkpoint_defaults
@@ -59,7 +59,7 @@ class FirstCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
-            StudentModule,
+            MethodModule,
             QADataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,

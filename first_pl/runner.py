@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
     "rank-calibration": "first_pl.commands.analyze:rank_calibration_figure",
     "calibrate": "first_pl.commands.calibrate:calibrate",
     "export": "first_pl.commands.export:export",
-    "pipeline": "first_pl.pipeline.offline:Pipeline",
+    "pipeline": "first_pl.pipeline.pipeline:Pipeline",
     "report": "first_pl.report:build_report",
     "sweep": "first_pl.pipeline.sweep:Sweep",
     "ask": "first_pl.commands.ask:ask",

@@ -52,7 +52,7 @@ def tiny_pipeline(
     ood: bool = True,
 ):
     """The offline pipeline on the tiny model: 2 steps per model unless `steps` says otherwise."""
-    from first_pl.pipeline.offline import DEFAULT_STUDENTS, Pipeline, TrainStage
+    from first_pl.pipeline.pipeline import DEFAULT_STUDENTS, Pipeline, TrainStage
 
     spec = {"name_or_path": str(model_dir), "keep_every": None, "keep_layers": None}
     model = {"model": {"init_args": {"model": spec}}}

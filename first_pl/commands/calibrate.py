@@ -2,7 +2,7 @@
 
 Reads the store written by `first-pl extract --split validation`, chooses `--transform`'s
 parameter (Eq. 4's c by default; the log-space T; label smoothing's delta) by the grid search of
-`first_pl.teacher.store_calibration.calibrate_store`, writes `calibration.json` and the
+`first_pl.teacher.choose_on_store.calibrate_store`, writes `calibration.json` and the
 figure-5-left PNG, and prints the curve with the choice marked.
 """
 
@@ -14,8 +14,8 @@ from typing import Literal
 from first_pl.fileio.output_path import check_output_path
 from first_pl.fileio.run_files import CALIBRATION_FIGURE as FIGURE_FILE
 from first_pl.fileio.run_files import CALIBRATION_FILE as RESULT_FILE
-from first_pl.teacher.calibration import CalibrationResult
-from first_pl.teacher.store_calibration import DEFAULT_DELTAS, calibrate_store
+from first_pl.teacher.choose_on_store import DEFAULT_DELTAS, calibrate_store
+from first_pl.teacher.parameter_search import CalibrationResult
 
 
 def format_table(result: CalibrationResult) -> str:

@@ -123,7 +123,7 @@ def export(
         lora = module.model_spec.lora
         record = {
             "checkpoint": where,
-            "strategy": loaded.strategy,
+            "method": loaded.method,
             "teacher_transform": teacher_transform(module),
             "lora": None if lora is None else {**asdict(lora), "merged": True},
             "data": data,
@@ -142,6 +142,6 @@ def export(
 
         atomic_folder(out, write)  # a whole folder or none (check_output_dir allowed replacing it)
     print(
-        f"exported {loaded.strategy or checkpoint} ({module.model.num_parameters()} parameters) to {out}"
+        f"exported {loaded.method or checkpoint} ({module.model.num_parameters()} parameters) to {out}"
     )
     return out

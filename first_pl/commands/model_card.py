@@ -17,7 +17,7 @@ import yaml
 
 from first_pl.data.record import recorded_template
 from first_pl.fileio.run_files import TEST_METRICS_FILE, command_config_file
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.methods.distill import FIRST, LabelSmoothingDistill
 from first_pl.models import SMOLLM2_ALIAS, SMOLLM2_GGUF_FILE
 from first_pl.report.run_metrics import read_task_metrics
@@ -28,7 +28,7 @@ KNOWN_BASES = {SMOLLM2_ALIAS: ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.
 EXAMPLE = MCExample("example", "Which city is farther north?", ("Oslo", "Rome"), 0)
 
 
-def teacher_transform(module: StudentModule) -> dict[str, Any]:
+def teacher_transform(module: MethodModule) -> dict[str, Any]:
     """The teacher transform a strategy trained with: FIRST's c, label smoothing's delta; empty
     for strategies without a calibrated transform (fine-tuning, plain distillation)."""
     if isinstance(module, FIRST):
@@ -107,7 +107,7 @@ def template_section(record: dict[str, Any] | None) -> list[str]:
 
 
 def model_card(
-    module: StudentModule, record: dict[str, Any] | None, out: Path, checkpoint: Path | None
+    module: MethodModule, record: dict[str, Any] | None, out: Path, checkpoint: Path | None
 ) -> str:
     """The README.md text of an export of `module` to `out` (see the module docstring)."""
     spec = module.model_spec

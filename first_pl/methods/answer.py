@@ -1,7 +1,7 @@
 """One multiple-choice question answered exactly as the evaluation would score it.
 
 The question goes through the same `PromptTemplate`, `encode` and `collate` as the data modules
-and the same `StudentModule.evaluate` as `first-pl test`, so the answer and its confidence are
+and the same `MethodModule.evaluate` as `first-pl test`, so the answer and its confidence are
 what `first-pl test` would report for this question (`first-pl ask` prints them). Under the
 token scorings the confidence is the full-vocab probability of the chosen answer token (the
 letter, or the option's first token for text answers: the paper's semantics); under the option
@@ -21,7 +21,7 @@ import torch
 
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.tasks.base import MCExample
 
 
@@ -74,7 +74,7 @@ def check_choices(choices: list[str], letters: str) -> None:
 
 @torch.no_grad()
 def answer_question(
-    module: StudentModule,
+    module: MethodModule,
     tokenizer,
     question: str,
     choices: list[str],

@@ -1,4 +1,4 @@
-"""`StudentModule`: what every training strategy shares.
+"""`MethodModule`: what every training strategy shares.
 
 A strategy differs from another only in `loss` (and, for the distillation strategies, the
 teacher transform inside it). Everything else lives here once: building the model in
@@ -26,7 +26,7 @@ from first_pl.methods.scoring import choice_output, option_scores, target_log_pr
 from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
 from first_pl.models import ModelSpec, build_model
 
-STRATEGY_KEY = "first_pl_strategy"
+METHOD_KEY = "first_pl_strategy"
 
 
 class DivergedError(ValueError):
@@ -85,7 +85,7 @@ def candidate_output(log_probs: torch.Tensor, batch: EvalBatch) -> EvalOutput:
     return choice_output(scores, mask, batch, batch.get("scoring"))
 
 
-class StudentModule(L.LightningModule):
+class MethodModule(L.LightningModule):
     """Base of the strategies. Subclasses implement `loss(logits, targets, batch, mask)`.
 
     Args:
@@ -244,7 +244,7 @@ class StudentModule(L.LightningModule):
                 f"{len(bad)} tensor(s), first {bad[0]!r}; no checkpoint is saved: "
                 f"{self.divergence_advice()}"
             )
-        checkpoint[STRATEGY_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        checkpoint[METHOD_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
         datamodule = getattr(self._trainer, "datamodule", None)
         if isinstance(datamodule, QADataModule):
             checkpoint[DATA_KEY] = data_record(datamodule)
@@ -296,3 +296,6 @@ class StudentModule(L.LightningModule):
         # `name`: the key under which LearningRateMonitor logs the rate (beside train/loss)
         scheduler = {"scheduler": schedule, "interval": "step", "name": "train/lr"}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+StudentModule = MethodModule  # the name existing configs and scripts import

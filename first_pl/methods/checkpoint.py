@@ -1,6 +1,6 @@
 """Load any strategy's Lightning checkpoint back into a module (for extraction, export, asking).
 
-A checkpoint records its strategy class (`StudentModule.on_save_checkpoint`) and its init
+A checkpoint records its strategy class (`MethodModule.on_save_checkpoint`) and its init
 arguments (`save_hyperparameters`), so it can be rebuilt without the config that trained it.
 
 A checkpoint is a pickle, and unpickling can call any function the file names. Every load is
@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 
 from first_pl.data.record import DATA_KEY
-from first_pl.methods.base import STRATEGY_KEY, OptimizerConfig, StudentModule
+from first_pl.methods.base import METHOD_KEY, MethodModule, OptimizerConfig
 from first_pl.methods.compatibility import CheckpointError
 from first_pl.models import ModelSpec
 
 TRUST_FLAG = "trust_checkpoint"
 
 # first_pl's config dataclasses, which a module built in Python saved as objects in its
-# hyper-parameters (now saved as dicts, `StudentModule`); unpickling one only sets its fields.
+# hyper-parameters (now saved as dicts, `MethodModule`); unpickling one only sets its fields.
 # OptimizerConfig also under the package's old name (`first_pl._renamed`).
 SAFE_CHECKPOINT_CLASSES = (
     OptimizerConfig,
@@ -170,10 +170,10 @@ def read_ckpt_path(
     return checkpoint
 
 
-def strategy_class(path: str) -> type[StudentModule]:
+def method_class(path: str) -> type[MethodModule]:
     module_name, _, class_name = path.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, StudentModule)):
+    if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
         raise CheckpointError(f"{path!r} is not a first_pl strategy class")
     return cls
 
@@ -207,21 +207,21 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
         raise
     except Exception as err:  # torch raises several types for a damaged file
         raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
-    if STRATEGY_KEY not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointError(f"checkpoint {path} was not written by a first_pl strategy (no {STRATEGY_KEY!r} entry)")
+    if METHOD_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} was not written by a first_pl strategy (no {METHOD_KEY!r} entry)")
     check_finite_weights(path, checkpoint)
     return checkpoint
 
 
-def load_strategy(
-    path: str | Path, expect: type[StudentModule] | None = None, trust: bool = False
-) -> StudentModule:
+def load_method(
+    path: str | Path, expect: type[MethodModule] | None = None, trust: bool = False
+) -> MethodModule:
     """Rebuild the module a checkpoint came from, with its trained weights, in eval mode.
 
     `trust`: unpickle whatever the file holds (`--trust_checkpoint`); else weights-only.
     """
     checkpoint = read_checkpoint(path, trust)
-    cls = strategy_class(checkpoint[STRATEGY_KEY])
+    cls = method_class(checkpoint[METHOD_KEY])
     if expect is not None and not issubclass(cls, expect):
         raise CheckpointError(f"checkpoint {path} holds a {cls.__name__}; expected a {expect.__name__}")
     # LightningCLI adds private keys such as `_class_path` to the saved hyper-parameters.

@@ -2,7 +2,7 @@
 
 Each check lives here once, for every command that needs it: `fit`/`test` and `ask` share
 `check_vocabulary`; `--ckpt_path` (before LightningCLI swaps the config's model for the
-checkpoint's) and `StudentModule.on_load_checkpoint` (a checkpoint restored into a module built
+checkpoint's) and `MethodModule.on_load_checkpoint` (a checkpoint restored into a module built
 from a config) share `check_checkpoint_model`.
 """
 

@@ -17,10 +17,10 @@ from typing import Literal
 import torch
 
 from first_pl.data.batch import TEACHER_KEYS, TrainBatch
-from first_pl.methods.base import OptimizerConfig, StudentModule
+from first_pl.methods.base import MethodModule, OptimizerConfig
 from first_pl.methods.losses import distillation_loss
 from first_pl.models import ModelSpec
-from first_pl.teacher.calibration_result import (
+from first_pl.teacher.parameter_choice import (
     TEMPERATURE_TRANSFORMS,
     CalibrationResult,
     check_calibration_store,
@@ -28,7 +28,7 @@ from first_pl.teacher.calibration_result import (
 from first_pl.teacher.transforms import TRANSFORMS, label_smooth, renormalize, with_tail
 
 
-class DistillationStrategy(StudentModule):
+class DistillationMethod(MethodModule):
     """Sparse top-k KL to a transformed teacher target; subclasses define `teacher_target`.
 
     Args:
@@ -106,7 +106,7 @@ class DistillationStrategy(StudentModule):
         )
 
 
-class Distill(DistillationStrategy):
+class Distill(DistillationMethod):
     """Plain distillation: the target is the teacher's top-k, renormalised to sum 1 by default.
 
     Args:
@@ -137,7 +137,7 @@ class Distill(DistillationStrategy):
         return renormalize(probs) if self.renormalize_targets else probs
 
 
-class LabelSmoothingDistill(DistillationStrategy):
+class LabelSmoothingDistill(DistillationMethod):
     """Distill w/ LS (Eq. 3): on the renormalised top-k, p1 -= delta, p2..pk += delta / (k - 1).
 
     Rows whose renormalised p1 is below delta are clamped and renormalised, with a warning
@@ -232,7 +232,7 @@ def calibrated_choice(
     return result
 
 
-class FIRST(DistillationStrategy):
+class FIRST(DistillationMethod):
     """FIRST w/ TS: the stored top-k temperature-scaled, by Eq. 4 or on log-probabilities.
 
     `transform='prob_temperature'` (the paper, Eq. 4): softmax(p / c) over the raw stored

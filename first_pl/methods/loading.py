@@ -25,13 +25,13 @@ import torch
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from first_pl.fileio.digest import sha256_of
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.methods.checkpoint import (
     LIGHTNING_META_FILE,
     CheckpointError,
     check_sharded_checkpoint,
     load_checkpoint_file,
-    load_strategy,
+    load_method,
 )
 from first_pl.methods.finetune import FineTune
 from first_pl.models import TOKENIZER_FILES, ModelSourceError, ModelSpec
@@ -56,12 +56,12 @@ class ModelLoadError(CheckpointError, ModelSourceError):
 class LoadedModel:
     """A loaded source: `module` in eval mode (a `FineTune` around a plain Hugging Face model)."""
 
-    module: StudentModule
+    module: MethodModule
     kind: SourceKind
     source: str
 
     @property
-    def strategy(self) -> str | None:
+    def method(self) -> str | None:
         """The strategy class a checkpoint was trained with; None for a plain model."""
         return None if self.kind == "model" else type(self.module).__name__
 
@@ -140,11 +140,11 @@ def load_model(
     kind = source_kind(source, option)
     try:
         if kind == "checkpoint":
-            module = load_strategy(source, trust=trust)
+            module = load_method(source, trust=trust)
         elif kind == "sharded_checkpoint":
             with tempfile.TemporaryDirectory(dir=workdir) as tmp:
                 consolidated = consolidate(Path(source), Path(tmp) / "consolidated.ckpt", trust)
-                module = load_strategy(consolidated, trust=trust)
+                module = load_method(consolidated, trust=trust)
         else:
             module = FineTune(model=ModelSpec(name_or_path=source))
             module.configure_model()

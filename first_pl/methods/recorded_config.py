@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from first_pl.data.record import DATA_KEY
-from first_pl.methods.base import STRATEGY_KEY
+from first_pl.methods.base import METHOD_KEY
 from first_pl.methods.checkpoint import CheckpointError
 
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
@@ -55,9 +55,9 @@ def checkpoint_defaults(args: list[str]) -> tuple[str, dict[str, Any]] | None:
         return None
     defaults: dict[str, Any] = {}
     hparams = checkpoint.get("hyper_parameters") or {}
-    if STRATEGY_KEY in checkpoint:
+    if METHOD_KEY in checkpoint:
         init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
-        defaults["model"] = {"class_path": checkpoint[STRATEGY_KEY], "init_args": init_args}
+        defaults["model"] = {"class_path": checkpoint[METHOD_KEY], "init_args": init_args}
     config = (checkpoint.get(DATA_KEY) or {}).get("config")
     if config:
         defaults["data"] = config

@@ -1,4 +1,4 @@
-"""FSDP2 (`fully_shard`) for `StudentModule.configure_model` under `ModelParallelStrategy`.
+"""FSDP2 (`fully_shard`) for `MethodModule.configure_model` under `ModelParallelStrategy`.
 
 Lightning 2.6 refuses `strategy="fsdp"` on CPU, but `ModelParallelStrategy` with
 `tensor_parallel_size=1` runs FSDP2 anywhere: it builds a device mesh and leaves the sharding to

@@ -1,6 +1,6 @@
 """Config files of the pipeline: reading and merging YAML, and the files a stage leaves.
 
-Kept apart from `offline.py` (the stages and their order) so the sweep and tests use the same
+Kept apart from `pipeline.py` (the stages and their order) so the sweep and tests use the same
 merge rules.
 """
 

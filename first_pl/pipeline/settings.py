@@ -1,7 +1,7 @@
 """The settings of the offline FIRST experiment, and the LightningCLI config each of its
 training stages runs.
 
-Kept apart from the stages themselves (`offline.py`: what runs, in which order, cached how), so a
+Kept apart from the stages themselves (`pipeline.py`: what runs, in which order, cached how), so a
 reader sees in one place everything a run can be told: the trainer, data, teacher and student
 configs, the out-of-domain tasks, the seeds, the learning curves and the logger.
 """
@@ -32,7 +32,7 @@ from first_pl.pipeline.student_choice import (
     StudentChoice,
     check_student_choice,
 )
-from first_pl.teacher.calibration import OBJECTIVES
+from first_pl.teacher.parameter_search import OBJECTIVES
 
 
 @dataclass

@@ -27,13 +27,13 @@ from first_pl.pipeline.settings import PipelineSettings
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.student_choice import ChoiceSpec
 from first_pl.pipeline.students import GridPoint, TrainStudent
-from first_pl.teacher.calibration import choose_parameter
-from first_pl.teacher.calibration_result import (
+from first_pl.teacher.choose_on_store import store_arrays
+from first_pl.teacher.parameter_choice import (
     STORE_FIELDS,
     CalibrationResult,
     plot_calibration_curve,
 )
-from first_pl.teacher.store_calibration import store_arrays
+from first_pl.teacher.parameter_search import choose_parameter
 
 OBJECTIVE = "student_trust"
 TIE_BREAK = "the best validation Trust; ties: the lower validation ECE, then the earlier grid value"

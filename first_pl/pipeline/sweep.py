@@ -22,14 +22,14 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-from first_pl.pipeline.offline import Pipeline, TrainStage  # noqa: E402
+from first_pl.pipeline.pipeline import Pipeline, TrainStage  # noqa: E402
 from first_pl.pipeline.stages import StageResult, StageRunner  # noqa: E402
 from first_pl.pipeline.students import GridPoint  # noqa: E402
 from first_pl.pipeline.sweep_calibrated import calibrated_students  # noqa: E402
 from first_pl.pipeline.sweep_k import k_figure, k_students  # noqa: E402
 from first_pl.pipeline.upstream import Upstream  # noqa: E402
 from first_pl.report.render import fmt, markdown_table  # noqa: E402
-from first_pl.teacher.calibration_result import (  # noqa: E402
+from first_pl.teacher.parameter_choice import (  # noqa: E402
     CalibrationResult,
     draw_calibration_curve,
 )

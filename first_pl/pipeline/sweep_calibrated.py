@@ -19,7 +19,7 @@ from first_pl.pipeline.students import TrainStudent
 from first_pl.pipeline.teacher_stages import calibrate_stage
 from first_pl.pipeline.upstream import Upstream
 
-STRATEGY = {  # transform -> (student of Pipeline.students, the init argument set to "auto")
+TRANSFORM_STUDENT = {  # transform -> (student of Pipeline.students, the init argument set to "auto")
     "prob_temperature": ("first", "temperature"),
     "log_temperature": ("first", "temperature"),
     "label_smoothing": ("ls_distill", "delta"),
@@ -49,7 +49,7 @@ def calibrated_students(
                 transform=transform,
                 tail_bucket=tail,
             )
-            method, argument = STRATEGY[transform]
+            method, argument = TRANSFORM_STUDENT[transform]
             base = settings.students[method]
             args = {
                 argument: "auto",

@@ -27,9 +27,9 @@ from first_pl.teacher.analysis import (
     write_coverage,
     write_rank_calibration,
 )
-from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.choose_on_store import calibrate_store
 from first_pl.teacher.extract_launch import device_for_rank
-from first_pl.teacher.store_calibration import calibrate_store
+from first_pl.teacher.parameter_choice import CalibrationResult
 
 
 def extraction(

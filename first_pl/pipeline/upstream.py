@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from first_pl.pipeline.stages import StageResult
-from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.parameter_choice import CalibrationResult
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The training stages of a pipeline experiment file, composed as `first-pl pipeline` composes them.
 
 A stage's config is the trainer YAML, the data section (with `data_overrides`), the stage's
-model YAML and its `overrides`, merged in that order (first_pl/pipeline/offline.py). Students
+model YAML and its `overrides`, merged in that order (first_pl/pipeline/pipeline.py). Students
 trained by distillation read the teacher's stored top-k, so no stage holds two models.
 """
 

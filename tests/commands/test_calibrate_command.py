@@ -12,8 +12,8 @@ from first_pl.cli import main
 from first_pl.commands import calibrate as command
 from first_pl.data.store import StoreMetadata, TeacherStoreError, TeacherStoreWriter
 from first_pl.methods import FIRST
-from first_pl.teacher import store_calibration
-from first_pl.teacher.calibration import CalibrationResult
+from first_pl.teacher import choose_on_store
+from first_pl.teacher.parameter_search import CalibrationResult
 
 K, PER_EXAMPLE = 5, 4
 
@@ -94,7 +94,7 @@ def test_a_failed_run_leaves_no_result(store, tmp_path, monkeypatch):
     def killed(result, path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_calibration, "plot_calibration_curve", killed)
+    monkeypatch.setattr(choose_on_store, "plot_calibration_curve", killed)
     with pytest.raises(KeyboardInterrupt):
         command.calibrate(str(store), str(out))
     assert list(out.iterdir()) == []

@@ -22,7 +22,7 @@ from first_pl.data.record import DATA_KEY
 from first_pl.data.template import PromptTemplate
 from first_pl.fileio.output_path import OutputPathError
 from first_pl.methods import FIRST, FineTune, LabelSmoothingDistill
-from first_pl.methods.checkpoint import CheckpointError, load_strategy
+from first_pl.methods.checkpoint import CheckpointError, load_method
 from first_pl.methods.loading import consolidate
 from first_pl.models import SMOLLM2_ALIAS, ModelSpec
 
@@ -56,7 +56,7 @@ def checkpoint(tiny_model_dir, tmp_path_factory) -> Path:
 def test_round_trip_gives_identical_logits(checkpoint, tmp_path):
     out = tmp_path / "hf"
     main(["export", "--checkpoint", str(checkpoint), "--output_dir", str(out)])
-    module = load_strategy(checkpoint)
+    module = load_method(checkpoint)
     exported = AutoModelForCausalLM.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert exported.config.num_hidden_layers == 2
@@ -88,7 +88,7 @@ def test_overwrite_replaces_an_earlier_export_only(checkpoint, tmp_path):
     (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
     main(export_args(checkpoint, out, "--overwrite", "true"))
     marker = json.loads((out / EXPORT_MARKER).read_text())
-    assert marker["checkpoint"] == str(checkpoint.resolve()) and marker["strategy"] == "FineTune"
+    assert marker["checkpoint"] == str(checkpoint.resolve()) and marker["method"] == "FineTune"
     assert marker["files"] == sorted(marker["files"])
     assert set(marker["files"]) == set(snapshot(out)) and {"config.json", "README.md"} <= set(marker["files"])
     (out / "config.json").write_text("{}")  # an export's own file: replaced
@@ -152,14 +152,14 @@ def test_not_a_checkpoint_fails_clearly(tmp_path):
 
 
 def test_first_checkpoint_reloads_without_its_calibration_file(tiny_model_dir, tmp_path):
-    """FIRST saves the resolved c, so export / load_strategy need no calibration.json."""
+    """FIRST saves the resolved c, so export / load_method need no calibration.json."""
     module = FIRST(model=ModelSpec(name_or_path=str(tiny_model_dir)), temperature=0.3)
     module.configure_model()
     path = tmp_path / "first.ckpt"
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
-    assert load_strategy(path, expect=FIRST).temperature == 0.3
+    assert load_method(path, expect=FIRST).temperature == 0.3
 
 
 def test_export_records_c_and_template_and_writes_a_model_card(tiny_model_dir, tmp_path):

@@ -20,7 +20,7 @@ from first_pl.cli import main
 from first_pl.data.distill_datamodule import store_fields
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.store import TeacherStore, TeacherStoreError, partial_path
-from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.checkpoint import load_method
 from first_pl.methods.finetune import FineTune
 from first_pl.models import ModelSpec, build_model
 from first_pl.tasks import GeneratedMC
@@ -198,7 +198,7 @@ def test_extract_from_a_finetune_checkpoint(
     store = TeacherStore(out)
     assert store.metadata.teacher.startswith("teacher.ckpt sha256:")
     assert len(store.metadata.teacher.split("sha256:")[1]) == 64
-    assert_dense_reference(load_strategy(ckpt).model, data_module(tiny_model_dir), store)
+    assert_dense_reference(load_method(ckpt).model, data_module(tiny_model_dir), store)
 
 
 @pytest.mark.parametrize("k", ["0", "-2"])

@@ -19,10 +19,10 @@ from lightning.pytorch.strategies import FSDPStrategy
 from first_pl.cli import main
 from first_pl.lightning_cli import FirstCLI
 from first_pl.methods import FIRST, Distill, FineTune, LabelSmoothingDistill
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageResult
 from first_pl.tasks import CommonsenseQA, OpenBookQA
-from first_pl.teacher.calibration import CalibrationResult
+from first_pl.teacher.parameter_search import CalibrationResult
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageResult, stable_hash
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from first_pl.data.batch import (
 )
 from first_pl.data.template import PromptTemplate
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.tasks import InstructionExample, MCExample
 
 OPTION_KEYS = {"option_input_ids", "option_attention_mask", "option_labels", "option_example",
@@ -75,7 +75,7 @@ def test_an_option_scored_batch_has_the_eval_keys_and_option_rows(tiny_tokenizer
     assert set(batch) == EvalBatch.__required_keys__ | OPTION_KEYS | set(EXAMPLE_FACTS)
 
 
-class Uniform(StudentModule):
+class Uniform(MethodModule):
     """Equal logits everywhere: the evaluation's output, not its values, is under test."""
 
     def logits_at(self, batch, select):

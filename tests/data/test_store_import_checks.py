@@ -22,7 +22,7 @@ from first_pl.data.store import (
     truncate_store,
 )
 from first_pl.tasks import GeneratedMC
-from first_pl.teacher.calibration_result import STORE_FIELDS, check_calibration_store
+from first_pl.teacher.parameter_choice import STORE_FIELDS, check_calibration_store
 
 data, truth = interop_tests.data, interop_tests.truth  # the module's fixtures, shared
 

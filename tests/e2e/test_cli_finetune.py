@@ -10,7 +10,7 @@ from first_pl_testing import BIGBENCH
 
 from first_pl.cli import main
 from first_pl.methods import FineTune
-from first_pl.methods.checkpoint import CheckpointError, load_strategy
+from first_pl.methods.checkpoint import CheckpointError, load_method
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -60,10 +60,10 @@ def test_fit_then_test_logs_calibration_per_task(tiny_model_dir, tmp_path):
     rows = (test_run / "predictions" / "test_physics.csv").read_text().splitlines()
     assert len(rows) == 11 and rows[0].startswith("example_id")
 
-    module = load_strategy(checkpoint, expect=FineTune)
+    module = load_method(checkpoint, expect=FineTune)
     assert module.model.config.num_hidden_layers == 4
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_strategy(tmp_path / "nope.ckpt")
+        load_method(tmp_path / "nope.ckpt")
 
 
 def test_unknown_config_key_and_unknown_task_fail_clearly(tiny_model_dir, tmp_path, capsys):

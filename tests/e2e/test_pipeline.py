@@ -122,7 +122,7 @@ def test_two_seeds_with_validation_curves(tiny_model_dir, tmp_path):
 
 
 def test_seeds_as_a_list_or_comma_separated_and_repeats_refused(tiny_model_dir, tmp_path):
-    from first_pl.pipeline.offline import Pipeline
+    from first_pl.pipeline.pipeline import Pipeline
 
     base = tiny_pipeline(tiny_model_dir, tmp_path / "runs")
     assert Pipeline(**{**vars(base), "seeds": "0,1,2"}).student_seeds == [0, 1, 2]

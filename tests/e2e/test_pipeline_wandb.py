@@ -11,7 +11,7 @@ import pytest
 from first_pl_testing import tiny_pipeline
 from wandb_run_files import history_keys, run_record
 
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stage_logging import report_tables
 from first_pl.report.blocks import Heading, Paragraph, Report, Table
 

@@ -45,7 +45,7 @@ def checkpoint_dict(module: FIRST) -> dict:
 
 def test_a_hugging_face_folder_loads_as_a_plain_model(tiny_model_dir: Path) -> None:
     loaded = load_model(str(tiny_model_dir), "--teacher")
-    assert loaded.kind == "model" and loaded.strategy is None
+    assert loaded.kind == "model" and loaded.method is None
     assert loaded.identity() == str(tiny_model_dir)
     assert not loaded.module.training
     reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -56,7 +56,7 @@ def test_a_checkpoint_file_loads_its_strategy_and_is_named_by_its_bytes(trained,
     path = tmp_path / "first.ckpt"
     torch.save(checkpoint_dict(trained), path)
     loaded = load_model(str(path), "--checkpoint")
-    assert loaded.kind == "checkpoint" and loaded.strategy == "FIRST"
+    assert loaded.kind == "checkpoint" and loaded.method == "FIRST"
     assert loaded.module.temperature == 0.3
     assert loaded.module.model.config.num_hidden_layers == 2
     assert torch.equal(logits(loaded.module.model), logits(trained.model))
@@ -73,7 +73,7 @@ def test_a_sharded_checkpoint_folder_is_consolidated_on_the_fly(trained, tmp_pat
     work = tmp_path / "work"
     work.mkdir()
     loaded = load_model(str(folder), "--checkpoint", workdir=work)
-    assert loaded.kind == "sharded_checkpoint" and loaded.strategy == "FIRST"
+    assert loaded.kind == "sharded_checkpoint" and loaded.method == "FIRST"
     assert torch.equal(logits(loaded.module.model), logits(trained.model))
     assert list(work.iterdir()) == []  # the consolidated file is temporary
     files = sorted(p for p in folder.rglob("*") if p.is_file())

@@ -12,7 +12,7 @@ from first_pl.callbacks.evaluation import option_softmax
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.template import PromptTemplate, TemplateError
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.methods.scoring import choice_output, option_scores, target_log_probs
 from first_pl.tasks import MCExample
 
@@ -68,7 +68,7 @@ def test_target_log_probs_is_the_log_softmax_at_the_target():
     assert target_log_probs(logits, torch.tensor([0, 2])).tolist() == pytest.approx(expected)
 
 
-class Bigram(StudentModule):
+class Bigram(MethodModule):
     """Logits at a position depend only on its token: `table[token]`; no transformer at all."""
 
     def __init__(self, vocab: int) -> None:

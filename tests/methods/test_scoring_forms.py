@@ -10,7 +10,7 @@ import torch
 from first_pl.data.option_batch import option_divisor
 from first_pl.data.template import OPTION_SCORINGS, PromptTemplate, TemplateError
 from first_pl.data.tokenize import TruncationReport, collate, encode
-from first_pl.methods.base import StudentModule
+from first_pl.methods.base import MethodModule
 from first_pl.tasks import MCExample
 
 EXAMPLES = [
@@ -20,7 +20,7 @@ EXAMPLES = [
 ]
 
 
-class PositionalBigram(StudentModule):
+class PositionalBigram(MethodModule):
     """Logits at position t depend on its token and on t: `table[token] + offset[t]`, so an
     option after the long prompt and after the short domain premise gets different scores
     (a plain bigram would give PMI 0: both contexts end in ':')."""

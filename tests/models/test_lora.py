@@ -14,7 +14,7 @@ from first_pl.cli import main
 from first_pl.commands.export import export
 from first_pl.lora import LoraSettings, LoraSettingsError, add_lora, has_lora, merge_lora
 from first_pl.methods import FineTune
-from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.checkpoint import load_method
 from first_pl.models import ModelSpec, build_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -114,7 +114,7 @@ def test_a_lora_fit_trains_only_adapters_and_exports_merged(tiny_model_dir, tmp_
         key = key if key in state else "model." + name
         torch.testing.assert_close(state[key], weight, msg=key)
 
-    module = load_strategy(checkpoint, expect=FineTune)
+    module = load_method(checkpoint, expect=FineTune)
     ids = torch.tensor([[3, 5, 7, 9, 11, 2]])
     trained = logits(module.model, ids)
     out = export(str(checkpoint), str(tmp_path / "export"))

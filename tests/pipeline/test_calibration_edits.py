@@ -10,7 +10,7 @@ import pytest
 from test_teacher_stages import VALIDATION, fake_calibrate
 
 from first_pl.fileio.run_files import STAGE_FILE
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageRunner
 from first_pl.pipeline.teacher_stages import calibrate_stage
 

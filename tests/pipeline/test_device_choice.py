@@ -14,7 +14,7 @@ import yaml
 from first_pl_testing import CONFIGS
 
 from first_pl.devices import choose_devices
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import extract_stage
 from first_pl.teacher.extract_launch import device_for_rank

@@ -17,12 +17,12 @@ from test_report import seeded_runs
 from first_pl.fileio.run_files import CALIBRATION_FILE, STAGE_FILE
 from first_pl.methods.checkpoint import read_checkpoint
 from first_pl.methods.distill import calibrated_choice
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageResult, stable_hash
 from first_pl.pipeline.student_choice import CHOICES
 from first_pl.pipeline.student_choice_stages import best_row, student_choice_result
 from first_pl.report import ReportError, build_report
-from first_pl.teacher.calibration_result import (
+from first_pl.teacher.parameter_choice import (
     TEMPERATURE_TRANSFORMS,
     CalibrationResult,
     plot_calibration_curve,

@@ -128,7 +128,7 @@ def test_figure5_left_panel_is_the_calibrate_commands_curve(tmp_path):
     from matplotlib.figure import Figure
 
     from first_pl.pipeline.sweep import figure5
-    from first_pl.teacher.calibration_result import CalibrationResult, draw_calibration_curve
+    from first_pl.teacher.parameter_choice import CalibrationResult, draw_calibration_curve
 
     result = CalibrationResult(
         0.3, "ece", 0.02, [(0.1, 0.1), (0.3, 0.02), (1.0, 0.12)], 0.12, 0.02, 0.8, 40

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import calibrate_stage
 from first_pl.pipeline.upstream import Calibrated, Upstream
-from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.parameter_choice import CalibrationResult
 
 VALIDATION = StageResult("extract-validation", "k1", Path("."), {"store": "teacher_validation.h5"})
 

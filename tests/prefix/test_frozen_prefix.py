@@ -17,7 +17,7 @@ from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.template import PromptTemplate
 from first_pl.lm_head import logits_at
 from first_pl.methods import FineTune
-from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.checkpoint import load_method
 from first_pl.models import ModelSpec, build_model, save_tiny_llama
 from first_pl.prefix import PrefixSettingsError, join_prefix, prefix_of
 from first_pl.prefix.frozen import sequence_key
@@ -156,7 +156,7 @@ def test_a_cli_fit_on_the_prefix_checkpoints_only_the_layers_above_and_exports_w
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert {k.split(".")[3] for k in state if ".layers." in k} == {"0", "1"}  # layers 4, 5 only
-    module = load_strategy(checkpoint, expect=FineTune)
+    module = load_method(checkpoint, expect=FineTune)
     source = AutoModelForCausalLM.from_pretrained(six_layers)
     trained_head = module.model.lm_head.weight
     assert (trained_head - source.lm_head.weight).abs().max() > 0  # the untied head trained

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from first_pl_testing import tiny_pipeline as shared_tiny_pipeline
 
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 
 
 def tiny_pipeline(model_dir: Path, out: Path) -> Pipeline:

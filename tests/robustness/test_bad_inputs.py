@@ -33,7 +33,7 @@ from transformers import AutoTokenizer
 from first_pl.cli import main, user_error
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreWriter, partial_path
 from first_pl.methods import FIRST
-from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.checkpoint import load_method
 
 
 @dataclass
@@ -539,12 +539,12 @@ CASES = [
     # checkpoints
     Case(
         "checkpoint-other-strategy",
-        lambda w, t: load_strategy(w.checkpoint, expect=FIRST),
+        lambda w, t: load_method(w.checkpoint, expect=FIRST),
         r"holds a FineTune; expected a FIRST",
     ),
     Case(
         "checkpoint-not-first-pl",
-        lambda w, t: load_strategy(foreign_checkpoint(t)),
+        lambda w, t: load_method(foreign_checkpoint(t)),
         r"foreign\.ckpt was not written by a first_pl strategy",
     ),
     Case(

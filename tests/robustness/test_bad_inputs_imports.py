@@ -28,11 +28,11 @@ from test_bad_inputs import (
 from first_pl.cli import main
 from first_pl.data.batch import response_positions
 from first_pl.data.qa_datamodule import QADataModule
-from first_pl.pipeline.offline import Pipeline
+from first_pl.pipeline.pipeline import Pipeline
 from first_pl.pipeline.stages import StageResult, StageRunner
 from first_pl.pipeline.teacher_stages import calibrate_stage
 from first_pl.tasks import GeneratedMC
-from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.parameter_choice import CalibrationResult
 
 K = 5
 _EXAMPLES: dict[Path, list] = {}

@@ -23,7 +23,7 @@ from test_bad_inputs import Case, ask_args, error_message
 
 from first_pl.cli import main
 from first_pl.methods.base import OptimizerConfig
-from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.checkpoint import load_method
 from first_pl.models import ModelSpec
 
 MARKER = "payload_ran"
@@ -99,7 +99,7 @@ EVIL_CASES = [
     Case("predict", lambda w, t: evaluate_with(w, t, "predict", evil_checkpoint(w, t)), REFUSED),
     Case("fit-resume", lambda w, t: evaluate_with(w, t, "fit", evil_checkpoint(w, t)), REFUSED),
     Case("fit-resume-last", resume_last, r"checkpoint .*last\.ckpt " + REFUSED),
-    Case("load_strategy", lambda w, t: load_strategy(evil_checkpoint(w, t)), REFUSED),
+    Case("load_method", lambda w, t: load_method(evil_checkpoint(w, t)), REFUSED),
     Case("sharded-export", lambda w, t: main(["export", "--checkpoint", str(evil_sharded_checkpoint(t)), "--output_dir", str(t / "out")]),
          r"sharded checkpoint .*sharded needs posix\.system to load, which first_pl refuses.*--trust_checkpoint true"),
     Case("sharded-test", lambda w, t: evaluate_with(w, t, "test", evil_sharded_checkpoint(t)),
@@ -159,7 +159,7 @@ def test_checkpoints_hold_only_what_a_weights_only_load_reads(world: World, tmp_
     assert old_name != raw
     (tmp_path / "old_name.ckpt").write_bytes(old_name)
     for name in ("objects.ckpt", "old_name.ckpt"):
-        loaded = load_strategy(tmp_path / name)
+        loaded = load_method(tmp_path / name)
         assert loaded.optim.lr == 1e-3 and loaded.model_spec == spec
 
 

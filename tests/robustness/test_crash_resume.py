@@ -129,7 +129,7 @@ def test_calibrate_killed_while_writing_leaves_no_result_and_reruns_identically(
     out = tmp_path / "cal"
     args = ["calibrate", "--store", str(world.validation_store), "--output_dir", str(out)]
     patch = """
-from first_pl.teacher.calibration import CalibrationResult
+from first_pl.teacher.parameter_search import CalibrationResult
 def half_then_wait(self, path):
     pathlib.Path(path).write_text('{"temperature": 0.')   # half a JSON file, then SIGKILL
     reached()
@@ -153,13 +153,13 @@ def test_pipeline_killed_in_a_stage_reruns_only_that_stage(
 
     out = tmp_path / "runs"
     patch = """
-import first_pl.pipeline.offline as offline
-last = offline.last_checkpoint
+import first_pl.pipeline.pipeline as pipeline
+last = pipeline.last_checkpoint
 def last_then_wait(folder):
     if folder.name.startswith("student-first"):
         reached(folder.name)                  # fit done, test and stage.json not yet: SIGKILL
     return last(folder)
-offline.last_checkpoint = last_then_wait
+pipeline.last_checkpoint = last_then_wait
 """
     marker, log = tmp_path / "marker", tmp_path / "killed.log"
     code = KILLABLE.format(marker=str(marker), patch=patch, args=[]).replace(

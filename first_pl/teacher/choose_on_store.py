@@ -22,12 +22,12 @@ import numpy as np
 from first_pl.data.store import TeacherStore, TeacherStoreError
 from first_pl.fileio.atomic import atomic_write
 from first_pl.fileio.run_files import CALIBRATION_FIGURE, CALIBRATION_FILE
-from first_pl.teacher.calibration import (
+from first_pl.teacher.parameter_choice import STORE_FIELDS, plot_calibration_curve
+from first_pl.teacher.parameter_search import (
     CalibrationResult,
     choose_parameter,
     score_label_smoothing,
 )
-from first_pl.teacher.calibration_result import STORE_FIELDS, plot_calibration_curve
 
 DEFAULT_DELTAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from first_pl.metrics.functional import expected_calibration_error
-from first_pl.teacher.calibration import (
+from first_pl.teacher.parameter_choice import plot_calibration_curve
+from first_pl.teacher.parameter_search import (
     CalibrationResult,
     choose_parameter,
     curve_values,
     score_label_smoothing,
 )
-from first_pl.teacher.calibration_result import plot_calibration_curve
 from first_pl.teacher.transforms import (
     TRANSFORMS,
     label_smooth,

@@ -1,6 +1,6 @@
 """What `first-pl calibrate` writes and training reads: `CalibrationResult`, and its figure.
 
-Kept apart from the search (`first_pl.teacher.calibration`) so that a student reading
+Kept apart from the search (`first_pl.teacher.parameter_search`) so that a student reading
 `calibration.json` imports no grid code.
 """
 

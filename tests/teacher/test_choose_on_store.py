@@ -1,4 +1,4 @@
-"""`first_pl.teacher.store_calibration`: a whole store as flat arrays, its answer positions, and the
+"""`first_pl.teacher.choose_on_store`: a whole store as flat arrays, its answer positions, and the
 fingerprint `calibration.json` records."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from first_pl.data.store import StoreMetadata, TeacherStore, TeacherStoreError, TeacherStoreWriter
-from first_pl.teacher.calibration import CalibrationResult
-from first_pl.teacher.store_calibration import calibrate_store, store_arrays, store_fingerprint
+from first_pl.teacher.choose_on_store import calibrate_store, store_arrays, store_fingerprint
+from first_pl.teacher.parameter_search import CalibrationResult
 
 META = StoreMetadata(k=2, vocab_size=20, tokenizer_fingerprint="t", teacher="x", task="y",
                      split="validation", template_fingerprint="z", probs_dtype="float32")  # fmt: skip

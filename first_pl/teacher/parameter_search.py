@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error_from_bins
-from first_pl.teacher.calibration_result import CalibrationResult
+from first_pl.teacher.parameter_choice import CalibrationResult
 from first_pl.teacher.transforms import (
     TransformSpec,
     temperature_scale_grid_log,

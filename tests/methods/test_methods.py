@@ -11,10 +11,10 @@ import torch
 
 from first_pl.cli import main
 from first_pl.methods import FIRST, Distill, LabelSmoothingDistill
-from first_pl.methods.checkpoint import load_strategy
+from first_pl.methods.checkpoint import load_method
 from first_pl.methods.losses import distillation_loss
 from first_pl.models import ModelSpec
-from first_pl.teacher.calibration import CalibrationResult
+from first_pl.teacher.parameter_search import CalibrationResult
 from first_pl.teacher.transforms import (
     label_smooth,
     log_temperature_scale,
@@ -317,7 +317,7 @@ def test_every_strategy_trains_through_the_cli(
     losses = train_losses(run)
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
-    module = load_strategy(checkpoint, expect=cls)
+    module = load_method(checkpoint, expect=cls)
     assert module.model.config.num_hidden_layers == 2  # 4 layers, keep_layers [0, 2]
     if cls is FIRST:
         assert module.temperature == 0.3
