@@ -2,7 +2,7 @@
 and layer-dropped students that share their teacher's tokenizer.
 
 `ModelSpec` is a plain dataclass so LightningCLI configs can state a model in a few keys; the
-modules build it lazily in `configure_model` so sharded strategies never hold it whole.
+modules build it lazily in `configure_model` so Lightning's sharded strategies never hold it whole.
 """
 
 from __future__ import annotations

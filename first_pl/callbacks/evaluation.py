@@ -14,7 +14,7 @@ A task's own confidence kind follows its scoring (`confidence="auto"`): `full_vo
 token scorings (the paper's), `renormalised` for the option log-likelihood scorings, whose
 exponentiated scores are not probabilities of one answer token. `loss` is the negative
 log-likelihood of the gold option under that scoring (full vocabulary): the same quantity for
-every training strategy, so their validation curves compare.
+every training method, so their validation curves compare.
 """
 
 from __future__ import annotations

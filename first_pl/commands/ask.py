@@ -84,7 +84,7 @@ def ask(
     """Ask a trained model a multiple-choice question; print its answer, confidence and decision.
 
     Args:
-        checkpoint: a first_pl `.ckpt` (any strategy) or sharded checkpoint folder, a folder
+        checkpoint: a first_pl `.ckpt` (any method) or sharded checkpoint folder, a folder
             written by `first-pl export` (any Hugging Face causal LM folder, .gguf file or hub
             id works: `first_pl.methods.loading`).
         question: the question text.

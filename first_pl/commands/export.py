@@ -96,12 +96,12 @@ def export(
     """Save a checkpoint's model and tokenizer as a Hugging Face folder with a model card.
 
     Args:
-        checkpoint: a `.ckpt` file of any first_pl strategy, or a sharded checkpoint folder
+        checkpoint: a `.ckpt` file of any first_pl method, or a sharded checkpoint folder
             (also a Hugging Face folder, .gguf file or hub id: `first_pl.methods.loading`;
             a .gguf file becomes a plain float32 folder).
         output_dir: the folder to write: config.json, weights, tokenizer files, `README.md`
             (the model card: `first_pl.commands.model_card`) and `first_pl_export.json`, which
-            records the source, its strategy (null for a plain model), its teacher transform
+            records the source, its method (null for a plain model), its teacher transform
             (FIRST's c, label smoothing's delta) and its data record (the template and
             max_length it answers with, read back by `first-pl ask`), its LoRA settings (null
             without LoRA; a LoRA model is exported merged) and the files written.

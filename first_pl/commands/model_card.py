@@ -29,8 +29,8 @@ EXAMPLE = MCExample("example", "Which city is farther north?", ("Oslo", "Rome"),
 
 
 def teacher_transform(module: MethodModule) -> dict[str, Any]:
-    """The teacher transform a strategy trained with: FIRST's c, label smoothing's delta; empty
-    for strategies without a calibrated transform (fine-tuning, plain distillation)."""
+    """The teacher transform a method trained with: FIRST's c, label smoothing's delta; empty
+    for methods without a calibrated transform (fine-tuning, plain distillation)."""
     if isinstance(module, FIRST):
         return {"transform": module.transform, "c": module.temperature}
     if isinstance(module, LabelSmoothingDistill):

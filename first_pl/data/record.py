@@ -1,7 +1,7 @@
 """What a checkpoint records about its data: how the model was taught to answer.
 
 A model trained to answer with the option's text, scored by its first token, must be asked the
-same way: asked for a letter it answers at chance. The strategies write `data_record` into every
+same way: asked for a letter it answers at chance. The methods write `data_record` into every
 checkpoint they save (`MethodModule.on_save_checkpoint`), `export` copies it into its folder,
 and `ask`, `test`, `predict` and `export` read it back (`recorded_template`,
 `recorded_max_length`, `exported_record`) as their defaults.

@@ -1,14 +1,16 @@
-"""`MethodModule`: what every training strategy shares.
+"""`MethodModule`: what every method shares, for the teacher's fine-tuning and the students alike.
 
-A strategy differs from another only in `loss` (and, for the distillation strategies, the
+A method differs from another only in `loss` (and, for the distillation methods, the
 teacher transform inside it). Everything else lives here once: building the model in
-`configure_model` (so sharded strategies never materialise it whole on one rank), logits only
-at response positions, candidate-restricted evaluation, the optimiser and its schedule.
+`configure_model` (so Lightning's sharded strategies never materialise it whole on one rank),
+logits only at response positions, candidate-restricted evaluation, the optimiser and its
+schedule.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import PurePath
 from typing import Any
@@ -26,7 +28,19 @@ from first_pl.methods.scoring import choice_output, option_scores, target_log_pr
 from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
 from first_pl.models import ModelSpec, build_model
 
-METHOD_KEY = "first_pl_strategy"
+# The checkpoint entry naming the method class that saved it (`on_save_checkpoint`), read back
+# by `methods.checkpoint` and `commands.recorded_config` to rebuild the module without a config.
+METHOD_KEY = "first_pl_method"
+# The same entry under the name checkpoints saved by earlier first_pl versions use: they still load.
+OLD_METHOD_KEYS = ("first_pl_strategy",)
+
+
+def recorded_method(checkpoint: Mapping[str, Any]) -> str | None:
+    """The class path of the method that saved `checkpoint`; None if no first_pl method did."""
+    for key in (METHOD_KEY, *OLD_METHOD_KEYS):
+        if key in checkpoint:
+            return checkpoint[key]
+    return None
 
 
 class DivergedError(ValueError):
@@ -86,7 +100,7 @@ def candidate_output(log_probs: torch.Tensor, batch: EvalBatch) -> EvalOutput:
 
 
 class MethodModule(L.LightningModule):
-    """Base of the strategies. Subclasses implement `loss(logits, targets, batch, mask)`.
+    """Base of the methods. Subclasses implement `loss(logits, targets, batch, mask)`.
 
     Args:
         model: which model to train (hub id, folder, GGUF, the offline default, layer-dropped).
@@ -224,13 +238,13 @@ class MethodModule(L.LightningModule):
         return self.evaluate(batch)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the strategy class, so any checkpoint can be reloaded without its config, and
+        """Record the method class, so any checkpoint can be reloaded without its config, and
         how the data taught the model to answer (`first_pl.data.record`), so it is asked and
         tested that way; refuse to save weights that are not numbers (the file would look like
         a valid model).
 
-        Sharded (DTensor) weights are left to the strategy: checking them here would need the
-        other ranks.
+        Sharded (DTensor) weights are left to Lightning's strategy: checking them here would need
+        the other ranks.
         """
         state = checkpoint.get("state_dict") or {}
         bad = [
@@ -261,7 +275,7 @@ class MethodModule(L.LightningModule):
         check_checkpoint_model(checkpoint, self.model_spec, "the checkpoint")
         state = checkpoint.get("state_dict")
         if not isinstance(state, dict) or self.model is None:
-            return  # sharded checkpoints are restored by the strategy, which checks them itself
+            return  # sharded checkpoints are restored by Lightning's strategy, which checks them itself
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]

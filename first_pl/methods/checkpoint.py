@@ -1,6 +1,6 @@
-"""Load any strategy's Lightning checkpoint back into a module (for extraction, export, asking).
+"""Load any method's Lightning checkpoint back into a module (for extraction, export, asking).
 
-A checkpoint records its strategy class (`MethodModule.on_save_checkpoint`) and its init
+A checkpoint records its method class (`MethodModule.on_save_checkpoint`) and its init
 arguments (`save_hyperparameters`), so it can be rebuilt without the config that trained it.
 
 A checkpoint is a pickle, and unpickling can call any function the file names. Every load is
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from first_pl.data.record import DATA_KEY
-from first_pl.methods.base import METHOD_KEY, MethodModule, OptimizerConfig
+from first_pl.methods.base import METHOD_KEY, MethodModule, OptimizerConfig, recorded_method
 from first_pl.methods.compatibility import CheckpointError
 from first_pl.models import ModelSpec
 
@@ -174,7 +174,7 @@ def method_class(path: str) -> type[MethodModule]:
     module_name, _, class_name = path.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, MethodModule)):
-        raise CheckpointError(f"{path!r} is not a first_pl strategy class")
+        raise CheckpointError(f"{path!r} is not a first_pl method class")
     return cls
 
 
@@ -207,8 +207,8 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
         raise
     except Exception as err:  # torch raises several types for a damaged file
         raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
-    if METHOD_KEY not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointError(f"checkpoint {path} was not written by a first_pl strategy (no {METHOD_KEY!r} entry)")
+    if recorded_method(checkpoint) is None or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {path} was not written by a first_pl method (no {METHOD_KEY!r} entry)")
     check_finite_weights(path, checkpoint)
     return checkpoint
 
@@ -221,7 +221,7 @@ def load_method(
     `trust`: unpickle whatever the file holds (`--trust_checkpoint`); else weights-only.
     """
     checkpoint = read_checkpoint(path, trust)
-    cls = method_class(checkpoint[METHOD_KEY])
+    cls = method_class(recorded_method(checkpoint))
     if expect is not None and not issubclass(cls, expect):
         raise CheckpointError(f"checkpoint {path} holds a {cls.__name__}; expected a {expect.__name__}")
     # LightningCLI adds private keys such as `_class_path` to the saved hyper-parameters.

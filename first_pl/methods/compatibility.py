@@ -20,7 +20,7 @@ MODEL_IDENTITY = ("name_or_path", "keep_every", "keep_layers")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or not a first_pl strategy's."""
+    """A checkpoint that is missing, unreadable, or not a first_pl method's."""
 
 
 class VocabularyError(ValueError):
@@ -57,7 +57,7 @@ def model_identity(spec: Any) -> dict[str, Any]:
 def check_checkpoint_model(checkpoint: Mapping[str, Any], configured: Any, source: str) -> None:
     """Refuse, naming both models, a checkpoint trained with another model than ``configured``.
 
-    A checkpoint without a saved model (not a first_pl strategy's) has nothing to compare.
+    A checkpoint without a saved model (not a first_pl method's) has nothing to compare.
     """
     saved = (checkpoint.get("hyper_parameters") or {}).get("model")
     if saved is None or configured is None:

@@ -1,8 +1,8 @@
-"""Distillation strategies: Distill, LabelSmoothingDistill (Eq. 3) and FIRST (Eq. 4 or p^(1/T)).
+"""Distillation methods: Distill, LabelSmoothingDistill (Eq. 3) and FIRST (Eq. 4 or p^(1/T)).
 
 They share one loss (Eq. 5, `distillation_loss` on the teacher's top-k at the response
 positions) and differ only in `teacher_target`, the transform of the stored top-k
-probabilities into the target distribution. Every strategy can add the tail bucket (the
+probabilities into the target distribution. Every method can add the tail bucket (the
 mass outside the top-k as a (k+1)-th entry, matched against the student's own mass outside
 the k ids) before its transform. The teacher arrays come from `DistillDataModule`
 (docs/ARCHITECTURE.md: `teacher_ids` / `teacher_probs` `[B, L, k]`, aligned with `labels`).
@@ -189,8 +189,8 @@ def calibrated_choice(
 ) -> CalibrationResult:
     """What `first-pl calibrate` chose (its parameter and transform), from its `calibration.json`.
 
-    Refuses a result for another transform than this strategy applies (`transforms`), one
-    chosen with the tail bucket set differently from this strategy's `tail_bucket` (the
+    Refuses a result for another transform than this method applies (`transforms`), one
+    chosen with the tail bucket set differently from this method's `tail_bucket` (the
     parameter is only the right one for the same target), and one chosen on a train or test
     store without calibrate's explicit `allow_split` (files written before calibrate refused them).
     The store it was chosen on is compared with the training store at fit start
@@ -214,7 +214,7 @@ def calibrated_choice(
     if result.transform not in transforms:
         raise ValueError(
             f"{option}='auto': {calibration} calibrated transform {result.transform!r}, but this "
-            f"strategy applies {' or '.join(map(repr, transforms))}; run `first-pl calibrate "
+            f"method applies {' or '.join(map(repr, transforms))}; run `first-pl calibrate "
             f"--transform {transforms[0]}`"
         )
     split = result.settings.get("split")
@@ -226,7 +226,7 @@ def calibrated_choice(
     if result.tail_bucket != tail_bucket:
         raise ValueError(
             f"{option}='auto': {calibration} was calibrated with tail_bucket={result.tail_bucket} "
-            f"but this strategy has tail_bucket={tail_bucket}; calibrate again with "
+            f"but this method has tail_bucket={tail_bucket}; calibrate again with "
             f"--tail_bucket {str(tail_bucket).lower()}"
         )
     return result

@@ -3,7 +3,7 @@
 Each of those commands used to accept its own subset of sources, so a model that worked with one
 was refused by another. Every command now takes the same sources, through `load_model`:
 
-- a first_pl Lightning `.ckpt` file (any strategy: the checkpoint records its class and init
+- a first_pl Lightning `.ckpt` file (any method: the checkpoint records its class and init
   arguments, `first_pl.methods.checkpoint`);
 - a sharded checkpoint folder (ModelParallelStrategy / FSDPStrategy), consolidated on the fly;
 - a Hugging Face model folder (with `config.json`; `first-pl export` writes one);
@@ -62,7 +62,7 @@ class LoadedModel:
 
     @property
     def method(self) -> str | None:
-        """The strategy class a checkpoint was trained with; None for a plain model."""
+        """The method class a checkpoint was trained with; None for a plain model."""
         return None if self.kind == "model" else type(self.module).__name__
 
     def identity(self) -> str:

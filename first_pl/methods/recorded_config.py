@@ -1,6 +1,6 @@
 """The config a checkpoint records, as defaults of `first-pl validate / test / predict`.
 
-A checkpoint saved by `first-pl fit` records its strategy and model (`hyper_parameters`) and
+A checkpoint saved by `first-pl fit` records its method and model (`hyper_parameters`) and
 the data config it was trained on (`first_pl.data.record`). `first-pl test --ckpt_path X` needs
 neither the run's `config.yaml` nor a data config: both become the subcommand's defaults, so
 every explicit `--config` / `--data.*` / `--model.*` still wins over them, key by key.
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from first_pl.data.record import DATA_KEY
-from first_pl.methods.base import METHOD_KEY
+from first_pl.methods.base import recorded_method
 from first_pl.methods.checkpoint import CheckpointError
 
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
@@ -55,9 +55,10 @@ def checkpoint_defaults(args: list[str]) -> tuple[str, dict[str, Any]] | None:
         return None
     defaults: dict[str, Any] = {}
     hparams = checkpoint.get("hyper_parameters") or {}
-    if METHOD_KEY in checkpoint:
+    method = recorded_method(checkpoint)
+    if method is not None:
         init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
-        defaults["model"] = {"class_path": checkpoint[METHOD_KEY], "init_args": init_args}
+        defaults["model"] = {"class_path": method, "init_args": init_args}
     config = (checkpoint.get(DATA_KEY) or {}).get("config")
     if config:
         defaults["data"] = config

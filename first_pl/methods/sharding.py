@@ -7,7 +7,7 @@ holds the rest: the embedding, the final norm and the LM head, which Llama ties 
 (one parameter, so it must live in one unit).
 
 FSDP2 all-gathers a unit's parameters in the hooks around that module's `forward`. The
-strategies never call the root's `forward` (it would compute `[B, L, V]` logits): they run the
+methods never call the root's `forward` (it would compute `[B, L, V]` logits): they run the
 decoder, keep the response rows, then apply the head. `install_logits_at` therefore puts that
 whole computation on the root as one method and registers it with
 `register_fsdp_forward_method`, so the root's hooks wrap it: the root is all-gathered (and

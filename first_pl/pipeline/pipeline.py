@@ -233,7 +233,7 @@ class Pipeline(PipelineSettings):
         seed: int | None = None,
         validate_only: bool = False,
     ) -> StageResult:
-        """Fine-tune reads the task data; the distillation strategies read the teacher store too,
+        """Fine-tune reads the task data; the distillation methods read the teacher store too,
         FIRST the teacher's calibration and the students of a student choice theirs
         (`CALIBRATED_BY`). `up` gives the upstream stages by name (an `Upstream`, the sweep's
         variant with another store or calibration, or one with the student choices)."""

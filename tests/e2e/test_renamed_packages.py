@@ -1,5 +1,6 @@
-"""`first_pl.modules` became `first_pl.methods` and `first_pl.knowledge` became `first_pl.teacher`:
-configs and checkpoints written before the move must keep working (issue 15, item 6)."""
+"""Configs and checkpoints that use the old names keep working: the packages `first_pl.modules`
+(now `first_pl.methods`) and `first_pl.knowledge` (now `first_pl.teacher`), and the checkpoint
+entry `first_pl_strategy` (now `METHOD_KEY`) that names the method."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import first_pl.methods.base
 import first_pl.teacher.transforms
 from first_pl._renamed import new_name
 from first_pl.cli import main
+from first_pl.methods.base import METHOD_KEY
 
 
 def test_old_names_are_the_same_modules():
@@ -32,11 +34,14 @@ def test_a_checkpoint_and_config_written_before_the_rename_still_load_and_test(t
     main(["fit", *tiny_args(tiny_model_dir, run), "--trainer.max_steps", "2"])
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
 
-    # The same checkpoint as the old code wrote it: the class paths it records (hyper_parameters
-    # `_class_path`, `first_pl_strategy`) under first_pl.modules. (The legacy torch format is one
-    # pickle stream, so an equal-length rename of its strings is exact.)
+    # The same checkpoint as the old code wrote it: the method under the old key, and the class
+    # paths it records (hyper_parameters `_class_path`, the method entry) under first_pl.modules.
+    # (The legacy torch format is one pickle stream, so an equal-length rename of its strings is
+    # exact.)
     legacy = tmp_path / "legacy.ckpt"
-    torch.save(torch.load(checkpoint, weights_only=False), legacy, _use_new_zipfile_serialization=False)
+    old = torch.load(checkpoint, weights_only=False)
+    old["first_pl_strategy"] = old.pop(METHOD_KEY)
+    torch.save(old, legacy, _use_new_zipfile_serialization=False)
     raw = legacy.read_bytes()
     assert b"first_pl.methods.finetune.FineTune" in raw
     legacy.write_bytes(raw.replace(b"first_pl.methods", b"first_pl.modules"))

@@ -52,7 +52,7 @@ def test_a_hugging_face_folder_loads_as_a_plain_model(tiny_model_dir: Path) -> N
     assert torch.equal(logits(loaded.module.model), logits(reference))
 
 
-def test_a_checkpoint_file_loads_its_strategy_and_is_named_by_its_bytes(trained, tmp_path) -> None:
+def test_a_checkpoint_file_loads_its_method_and_is_named_by_its_bytes(trained, tmp_path) -> None:
     path = tmp_path / "first.ckpt"
     torch.save(checkpoint_dict(trained), path)
     loaded = load_model(str(path), "--checkpoint")

@@ -169,7 +169,7 @@ def test_auto_reads_the_calibrated_transform_and_refuses_another(tmp_path):
     assert module.hparams["transform"] == "log_temperature"
     with pytest.raises(
         ValueError,
-        match="calibrated transform 'log_temperature', but this strategy applies 'prob_temperature'",
+        match="calibrated transform 'log_temperature', but this method applies 'prob_temperature'",
     ):
         FIRST(calibration=log_t, transform="prob_temperature")
     delta = _result(tmp_path / "d.json", "label_smoothing", 0.15)
@@ -185,7 +185,7 @@ def test_auto_refuses_a_calibration_made_with_another_tail_setting(tmp_path):
     tail = _result(tmp_path / "c.json", "prob_temperature", 0.3, tail=True)
     assert FIRST(calibration=tail, tail_bucket=True).temperature == 0.3
     with pytest.raises(
-        ValueError, match="calibrated with tail_bucket=True but this strategy has tail_bucket=False"
+        ValueError, match="calibrated with tail_bucket=True but this method has tail_bucket=False"
     ):
         FIRST(calibration=tail)
 
@@ -309,7 +309,7 @@ def train_losses(run: Path) -> list[float]:
         ("first.yaml", ["--model.init_args.temperature", "0.3"], FIRST),
     ],
 )
-def test_every_strategy_trains_through_the_cli(
+def test_every_method_trains_through_the_cli(
     tiny_model_dir, train_store, tmp_path, config, extra, cls
 ):
     run = tmp_path / "run"

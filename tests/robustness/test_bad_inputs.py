@@ -545,7 +545,7 @@ CASES = [
     Case(
         "checkpoint-not-first-pl",
         lambda w, t: load_method(foreign_checkpoint(t)),
-        r"foreign\.ckpt was not written by a first_pl strategy",
+        r"foreign\.ckpt was not written by a first_pl method",
     ),
     Case(
         "checkpoint-unreadable",
