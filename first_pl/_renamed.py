@@ -3,10 +3,13 @@ checkpoints (whose pickled hyperparameters name `first_pl.modules.base.Optimizer
 scripts written against an old name keep working after a package or module is renamed.
 
 `first_pl.modules` is `first_pl.methods` ("modules" read as Lightning's LightningModules),
-`first_pl.knowledge` is `first_pl.teacher` (the teacher side), and the report's top-level
-modules (`report_*`, `run_metrics`) are the package `first_pl.report`. A
-finder on `sys.meta_path` answers every old import with the module object of the new name, so
-both names are one module (one class identity, no copy).
+`first_pl.knowledge` is `first_pl.teacher` (the teacher side), the report's top-level
+modules (`report_*`, `run_metrics`) are the package `first_pl.report`, `Pipeline`'s module
+`first_pl.pipeline.offline` is `first_pl.pipeline.pipeline`, and the teacher's
+`calibration*` modules, which choose a transform's parameter, are `parameter_search`,
+`parameter_choice` and `choose_on_store` ("calibration" is left to measuring ECE,
+`first_pl.metrics.calibration`). A finder on `sys.meta_path` answers every old import with
+the module object of the new name, so both names are one module (one class identity, no copy).
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ from first_pl.models import ModelSpec
 
 TRUST_FLAG = "trust_checkpoint"
 
-# first_pl's config dataclasses, which a module built in Python saved as objects in its
-# hyper-parameters (now saved as dicts, `MethodModule`); unpickling one only sets its fields.
-# OptimizerConfig also under the package's old name (`first_pl._renamed`).
+# first_pl's config dataclasses, which a checkpoint may hold as objects in its hyper-parameters
+# (`MethodModule` saves them as dicts, `plain`, but a checkpoint saved by an earlier first_pl
+# holds the objects); unpickling one only sets its fields. OptimizerConfig also under the
+# package's other name, `first_pl.modules` (`first_pl._renamed`).
 SAFE_CHECKPOINT_CLASSES = (
     OptimizerConfig,
     ModelSpec,

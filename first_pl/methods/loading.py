@@ -1,7 +1,7 @@
 """The one loader of a model for the commands that read one (`extract`, `coverage`, `ask`, `export`).
 
-Each of those commands used to accept its own subset of sources, so a model that worked with one
-was refused by another. Every command now takes the same sources, through `load_model`:
+Every such command takes the same sources, through `load_model`, so a model that works with one
+works with all of them:
 
 - a first_pl Lightning `.ckpt` file (any method: the checkpoint records its class and init
   arguments, `first_pl.methods.checkpoint`);
@@ -47,8 +47,8 @@ SourceKind = Literal["checkpoint", "sharded_checkpoint", "model"]
 class ModelLoadError(CheckpointError, ModelSourceError):
     """A model source no command can load; the message names the option and what it expects.
 
-    It is both a `CheckpointError` and a `ModelSourceError`, the errors the commands raised
-    before they shared this loader, so callers that caught those still catch it.
+    It is both a `CheckpointError` and a `ModelSourceError`, so a caller that catches the
+    refusal of a checkpoint, or of a model name, also catches this.
     """
 
 

@@ -1,8 +1,8 @@
 """Statistics across seeds, and paired comparisons of two methods on the same test examples.
 
 With a few hundred test examples the run-to-run spread of one student is as large as the
-differences between methods (issue 13: the same main job in float32 and bf16 moved Fine-tune by
-15 Trust points), so a method is compared with the baseline only
+differences between methods (the same main job in float32 and in bf16 can put Fine-tune 15
+Trust points apart), so a method is compared with the baseline only
 
 - over several seeds (`seed_summary`: mean, sample standard deviation, min and max), and
 - paired (`paired_comparison`): both methods are scored on the same examples under the same

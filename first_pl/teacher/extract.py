@@ -32,7 +32,7 @@ from first_pl.data.store import (
     merge_shards,
 )
 from first_pl.lm_head import check_plain_lm_head, head_logits, hidden_at
-from first_pl.models import tokenizer_fingerprint  # noqa: F401 - its import path before it moved
+from first_pl.models import tokenizer_fingerprint  # noqa: F401 - scripts import it from here too
 
 Batch = Mapping[str, Any]  # a first_pl.data.batch.TrainBatch
 
