@@ -9,7 +9,7 @@ the package. The floors, lowest first:
     1  tasks models metrics lm_head
     2  data                      tokens, store, batches, data modules
     3  teacher                   the teacher side: extraction, transforms, choice of c
-    4  methods                   the LightningModules: the four methods (strategies)
+    4  methods                   the LightningModules: the four methods and their base
     5  callbacks trainer run_folder report lightning_cli
     6  runner                    runs one command by name, for the entry point and the pipeline
     7  pipeline planning         stages that run the commands
