@@ -1,10 +1,10 @@
-"""The batch contract as code: what a collate function hands a strategy, and what a strategy's
+"""The batch contract as code: what a collate function hands a method, and what a method's
 evaluation hands the callbacks.
 
-The data modules, the strategies, the teacher extraction and the evaluation callback meet at
+The data modules, the methods, the teacher extraction and the evaluation callback meet at
 these dicts only, so each can change without the others (docs/ARCHITECTURE.md describes every
 key). They are `TypedDict`s, not classes: Lightning moves a dict to the device key by key and
-the strategies index it as before, while a type checker (and a reader) sees which keys a
+the methods index it as a dict, while a type checker (and a reader) sees which keys a
 function may use. `IGNORE_INDEX` marks the positions no loss and no metric reads; collates write
 it and every reader compares with this one constant, as torchtune's collates take their loss's
 ignore index so the two agree by construction.

@@ -2,9 +2,9 @@
 `first-pl calibrate --transform <name>` on the validation store, then one student trained with
 the parameter it chose (`temperature: auto` / `delta: auto` read it from calibration.json).
 
-This is the comparison issue 17 asks for: every peer fixes one convention; here each is tuned
-the same way (same grid rules, same objective, same validation positions) before its students
-are compared on test.
+Peer codebases each fix one convention; here each transform is tuned the same way (same grid
+rules, same objective, same validation positions) before its students are compared on test, so
+the comparison is between transforms, not between tuning effort.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The choice of k (issue: the paper leaves open how many top tokens to keep): one FIRST student
+"""The choice of k, which the paper leaves open (how many top tokens to keep): one FIRST student
 per k, each with c chosen on the validation store at that k, and the bytes each store costs.
 
 One extraction at the largest k serves every k (`truncate_store`: the top-k' of a descending
