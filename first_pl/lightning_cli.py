@@ -55,7 +55,7 @@ class SaveConfigPerCommand(SaveConfigCallback):
 
 
 class FirstCLI(LightningCLI):
-    """LightningCLI with first_pl's defaults: strategies and data modules in subclass mode."""
+    """LightningCLI with first_pl's defaults: methods and data modules in subclass mode."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
@@ -72,7 +72,7 @@ class FirstCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        # Calibration evaluation always runs (settings under `evaluation.*`), for every strategy.
+        # Calibration evaluation always runs (settings under `evaluation.*`), for every method.
         parser.add_lightning_class_args(CalibrationEvaluation, "evaluation")
         parser.add_argument(
             f"--{OVERWRITE_FLAG}",
@@ -119,7 +119,7 @@ class FirstCLI(LightningCLI):
         A missing or unreadable file is refused by name (Lightning would show a traceback), as
         are NaN weights and a file that a weights-only load refuses, unless `--trust_checkpoint
         true` (LightningCLI's own reading is always weights-only, so it cannot honour that). A
-        checkpoint of another strategy or model than the config's is refused, since the
+        checkpoint of another method or model than the config's is refused, since the
         checkpoint's saved model replaces the config's, which would otherwise be ignored silently.
         """
         subcommand = self.config.get("subcommand")
@@ -136,7 +136,7 @@ class FirstCLI(LightningCLI):
         if class_before is not None and class_after is not None and class_before != class_after:
             raise CheckpointError(
                 f"--ckpt_path {ckpt_path} holds a {class_after} checkpoint but the config gives "
-                f"model {class_before}; use a config of the checkpoint's strategy (such as its "
+                f"model {class_before}; use a config of the checkpoint's method (such as its "
                 f"run folder's config.yaml)"
             )
         check_checkpoint_model(checkpoint, model_before, f"--ckpt_path {ckpt_path}")
@@ -216,7 +216,7 @@ class FirstCLI(LightningCLI):
 
 
 def _model_class(config) -> str | None:
-    """The strategy class the config (or, once parsed, the checkpoint) names."""
+    """The method class the config (or, once parsed, the checkpoint) names."""
     try:
         return config[config["subcommand"]]["model"]["class_path"]
     except (KeyError, TypeError, AttributeError):
