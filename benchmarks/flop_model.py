@@ -15,9 +15,10 @@ or O(vocab) per token, a few percent at most of the matmuls for SmolLM2's shapes
 
 Training multiplies a trainable layer's forward by 3 (forward, gradients of the activations,
 gradients of the weights: the usual 6 x parameters per token); a frozen layer or head that
-gradients must still pass through costs 2 x (forward and activation gradients). The lowest
-trainable layer does not need the gradient of its own input (its q, k, v input gradients are
-skipped): counting them overstates a training step by at most 2 x (q, k, v) of one layer.
+gradients must still pass through costs 2 x (forward and activation gradients). That is exact
+for the lowest trainable layer too: its input RMSNorm's weight trains, so its q, k, v input
+gradients are computed although nothing below it trains (torch's FlopCounterMode agrees,
+tests/benchmarks/test_job_flops.py).
 """
 
 from __future__ import annotations

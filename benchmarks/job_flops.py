@@ -25,11 +25,12 @@ config, so padding is counted as the kernels compute it:
   per example for token scorings (full-vocabulary confidence), or over the `option_input_ids`
   rows with the head at the option tokens for option-scored tasks;
 - `extract-<split>`: the teacher's forward over the split in `extract.yaml`'s batches, the head
-  at the response positions.
+  at the response positions; `analysis`: the same for `coverage.yaml`'s first `max_positions`
+  response positions.
 
 Not counted: Adam's update, the learning-rate schedule, data loading and tokenisation, HDF5
-reads and writes (prefix store, teacher store, checkpoints), calibration, analysis and the
-report (no model forward), process start-up; all of them are in the stages' seconds, which is
+reads and writes (prefix store, teacher store, checkpoints), calibration, the rank calibration
+of the analysis and the report (no model forward), process start-up; all of them are in the stages' seconds, which is
 why a stage's GFLOP/s is a lower bound on its kernels' rate.
 
 Assumptions, printed where they matter: the training batches come from the train dataloader
@@ -305,24 +306,33 @@ def prefix_stage(folder: Path) -> StageCount:
     return count
 
 
-def extract_stage(folder: Path, root: Path) -> StageCount:
-    """`first-pl extract`: the teacher over one split, unshuffled, head at response positions."""
-    settings = yaml.safe_load((folder / "extract.yaml").read_text())
+def teacher_stage(folder: Path, settings_file: str) -> StageCount:
+    """`first-pl extract` (`extract.yaml`): the teacher over one split, unshuffled, the head at
+    the response positions, under its `precision`; or the analysis's `first-pl coverage`
+    (`coverage.yaml`): the same batches in the model's dtype (no autocast), until
+    `max_positions` response positions are seen (the rest are only counted, not run)."""
+    settings = yaml.safe_load((folder / settings_file).read_text())
     teacher = next(
         (p for p in Path(settings["teacher"]).parents if (p / "config.yaml").is_file()), None
     )
     if teacher is None:
-        raise FileNotFoundError(f"{folder}/extract.yaml: no config.yaml above its teacher {settings['teacher']}")
+        raise FileNotFoundError(f"{folder / settings_file}: no config.yaml above its teacher {settings['teacher']}")
     config = yaml.safe_load((teacher / "config.yaml").read_text())
     spec = ModelSpec(**config["model"]["init_args"]["model"])
     model = ModelCost.of(spec)
     count = StageCount()
-    count.dtype, how = compute_dtype(settings.get("precision", "auto"), spec.dtype,
-                                     str(settings.get("accelerator", "auto")))  # fmt: skip
+    precision = settings.get("precision", "auto") if settings_file == "extract.yaml" else "32-true"
+    count.dtype, how = compute_dtype(precision, spec.dtype, str(settings.get("accelerator", "auto")))
     count.notes.append(f"{model.layers} layers + head, precision {how}")
     data = data_module(settings["data"])
     loader = data.split_loader(settings["split"], int(settings.get("batch_size", 8)))
-    passes = [response_pass(b["input_ids"], b["labels"]) for b in loader]
+    budget = settings.get("max_positions", 2000) if settings_file == "coverage.yaml" else None
+    passes, seen = [], 0
+    for batch in loader:
+        if budget is not None and seen >= budget:
+            break
+        passes.append(response_pass(batch["input_ids"], batch["labels"]))
+        seen += passes[-1].head
     add(count, [model.forward(p) for p in passes], passes)
     return count
 
@@ -332,12 +342,13 @@ def add(count: StageCount, flops: list[int], passes: list[Pass]) -> None:
     count.tokens += sum(p.rows * p.width for p in passes)
 
 
-def count_stage(folder: Path, record: dict[str, Any], root: Path) -> StageCount | None:
+def count_stage(folder: Path, record: dict[str, Any]) -> StageCount | None:
     """The stage's FLOPs, or None for a stage that runs no model."""
     if (folder / "prefix.yaml").is_file():
         return prefix_stage(folder)
-    if (folder / "extract.yaml").is_file():
-        return extract_stage(folder, root)
+    for settings_file in ("extract.yaml", "coverage.yaml"):
+        if (folder / settings_file).is_file():
+            return teacher_stage(folder, settings_file)
     if isinstance(record.get("settings", {}).get("config"), dict):
         return training_stage(folder, record)
     return None
@@ -374,7 +385,7 @@ def report(root: Path, cpu: CpuPeak, peak_gflops: float | None) -> str:
     notes = []
     for folder, record in done:
         seconds = float(record.get("seconds", 0.0))
-        count = count_stage(folder, record, root)
+        count = count_stage(folder, record)
         total_s += seconds
         if count is None:
             lines.append(f"{folder.name:<34} {'-':>8} {seconds:>9.1f} {'-':>11} {'-':>10}")
@@ -398,7 +409,7 @@ def report(root: Path, cpu: CpuPeak, peak_gflops: float | None) -> str:
         lines.append("unfinished (no stage.json, not counted): " + ", ".join(p.name for p in unfinished))
     lines.append(
         "%peak of the total: FLOPs over the sum of each stage's seconds x its peak. Not counted: "
-        "Adam's update, data loading, HDF5 reads/writes, calibration, analysis, report, start-up."
+        "Adam's update, data loading, HDF5 reads/writes, calibration, report, start-up."
     )
     return "\n".join(lines)
 
