@@ -5,8 +5,9 @@ own floor or below, never above. An import up a floor, even one inside a functio
 change to the pipeline breaks the data module; a loop is how importing one file imports half
 the package. The floors, lowest first:
 
-    0  fileio precision devices noise  the ground floor: files, dtype, device, log noise
-    1  tasks models metrics lm_head
+    0  fileio precision devices noise layers lora  the ground floor: files, dtype, device,
+                                 log noise, layer choice, LoRA adapters
+    1  tasks models metrics lm_head prefix
     2  data                      tokens, store, batches, data modules
     3  teacher                   the teacher side: extraction, transforms, choice of c
     4  methods                   the LightningModules: the four methods and their base
@@ -54,9 +55,8 @@ class Import:
 
 
 def room(module: str) -> str:
-    """The room of `first_pl.x.y`: `x`; every `report*` module is the room `report`."""
-    name = module.split(".")[1] if "." in module else module
-    return "report" if name.startswith("report") else name
+    """The room of `first_pl.x.y`: `x`."""
+    return module.split(".")[1] if "." in module else module
 
 
 def module_name(path: Path, root: Path) -> str:
