@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command two: build (or reuse) the locked environment, then run the whole test suite
-# offline on one thread per process. FIRST_PL_VENV chooses where the environment lives.
+# offline on one thread per process in two pytest workers. FIRST_PL_VENV chooses where the
+# environment lives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -9,4 +10,7 @@ export PATH="$venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 WANDB_MODE=offline OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 python scripts/check_lock.py "requirements/${FIRST_PL_TORCH:-cpu}.txt" requirements/model.txt
 ruff check first_pl tests benchmarks scripts
-python -m pytest -q "$@"
+# Two workers, one per core of the 2-core machine the suite is sized for (every test runs one
+# thread). --dist loadfile keeps each test file on one worker, so a module fixture (a tiny
+# pipeline, an FSDP run) is built once, not once per worker.
+python -m pytest -q -n 2 --dist loadfile "$@"
