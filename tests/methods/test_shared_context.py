@@ -143,6 +143,9 @@ def test_a_sharded_model_falls_back_to_the_full_rows(six_layers, tiny_tokenizer,
 @pytest.mark.parametrize("task", ["physics", "social_iqa"])
 @pytest.mark.parametrize("prefix_layers", [0, 15], ids=["whole", "prefix"])
 def test_smollm2_on_real_questions_equals_the_full_rows(task, prefix_layers, monkeypatch):
+    """Within float32 rounding of a reordered attention: a score sums ~30 log-probabilities of
+    up to ~15 nats each, which differ by at most ~1.3e-5 (a relative 1e-6), so the scores are
+    compared to a relative 1e-5."""
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     examples = BigBench(str(BIGBENCH / task), limit=4).load("test")
     for scoring in ("option_loglik", "option_pmi"):
@@ -152,4 +155,5 @@ def test_smollm2_on_real_questions_equals_the_full_rows(task, prefix_layers, mon
         if prefix_layers:
             prefix_of(module.model).memo.clear()
         shared = evaluate(module, batch, shared=True, monkeypatch=monkeypatch)
-        torch.testing.assert_close(shared["candidate_logprobs"], full["candidate_logprobs"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(shared["candidate_logprobs"], full["candidate_logprobs"], rtol=1e-5, atol=1e-5)
+        assert shared["pred"].tolist() == full["pred"].tolist()
