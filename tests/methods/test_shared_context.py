@@ -9,6 +9,7 @@ import torch
 from first_pl_testing import BIGBENCH
 
 import first_pl.methods.base as base
+from first_pl.commands.prefix_cache import warm_options
 from first_pl.context_cache import SharedRows
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.option_batch import shared_rows
@@ -157,3 +158,16 @@ def test_smollm2_on_real_questions_equals_the_full_rows(task, prefix_layers, mon
         shared = evaluate(module, batch, shared=True, monkeypatch=monkeypatch)
         torch.testing.assert_close(shared["candidate_logprobs"], full["candidate_logprobs"], rtol=1e-5, atol=1e-5)
         assert shared["pred"].tolist() == full["pred"].tolist()
+
+
+def test_the_prefix_cache_command_warms_option_rows_each_prompt_once(six_layers, tiny_tokenizer):
+    batch = option_batch(EXAMPLES, tiny_tokenizer, "option_loglik")
+    prefix = prefix_of(module_of(six_layers, 4).model)
+    seen: list[tuple[int, int]] = []
+    prefix.decoder.layers[0].register_forward_hook(lambda layer, args, output: seen.append(tuple(args[0].shape[:2])))
+    warm_options(prefix, batch, batch_size=4)
+    rows = batch["option_input_ids"].shape[0]
+    assert [shape[0] for shape in seen] == [len(EXAMPLES), rows] and len(prefix.memo) == rows
+    with torch.no_grad():  # the evaluation's full rows then read every state from the memo
+        prefix(batch["option_input_ids"], batch["option_attention_mask"])
+    assert (prefix.misses, prefix.hits) == (rows, rows)
