@@ -224,7 +224,8 @@ class StudentModule(L.LightningModule):
         (`first_pl.context_cache`), or, where that cannot be, the full rows in one forward.
 
         The full rows serve a model sharded by FSDP (its installed forward is `logits_at`), a
-        model whose attention is not plain full attention, and a batch with a one-token prompt.
+        model whose attention is not plain full attention, a batch with a one-token prompt, and
+        a module that has no model but its own `logits_at`.
         """
         rows = {"input_ids": batch["option_input_ids"], "attention_mask": batch["option_attention_mask"]}
         if self.model is not None and self.device_mesh is None and shares_context(self.model.get_decoder()):
