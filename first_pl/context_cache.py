@@ -24,6 +24,10 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+# Continuation rows per forward: chunks of rows of similar length pad little, and a chunk's copy
+# of its contexts' keys and values (`ContextLayer`) stays small.
+CHUNK_ROWS = 64
+
 
 @dataclass
 class SharedRows:
@@ -95,19 +99,34 @@ def shares_context(decoder: nn.Module) -> bool:
 
 
 def shared_forward(
-    decoder: nn.Module, context: torch.Tensor, continuation: torch.Tensor, rows: SharedRows
+    decoder: nn.Module, context: torch.Tensor, continuation: torch.Tensor, rows: SharedRows, chunk: int = CHUNK_ROWS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`decoder`'s last hidden states of the contexts `[Q, Tq, H]` and of the continuations
-    `[R, Tc, H]`, from token ids (long) or input embeddings (float) of the same shapes."""
+    `[R, Tc, H]` (zeros past each continuation's end), from token ids (long) or input
+    embeddings (float) of the same shapes.
+
+    The continuations run `chunk` rows at a time, shortest first, each chunk only as wide as
+    its longest: options differ in length (a word, a sentence), and one width for all would
+    spend most of the continuation forward on padding.
+    """
     key = "input_ids" if not context.is_floating_point() else "inputs_embeds"
     first = decoder(**{key: context}, attention_mask=rows.context_mask, use_cache=True)
-    layers = [ContextLayer(layer.keys, layer.values, rows.row_context) for layer in first.cache.layers]
-    mask = torch.cat([rows.context_mask[rows.row_context], rows.continuation_mask], dim=1)
-    second = decoder(
-        **{key: continuation},
-        attention_mask=mask,
-        position_ids=rows.positions,
-        cache=Cache(layers=layers),
-        use_cache=True,
-    )
-    return first.last_hidden_state, second.last_hidden_state
+    cached = [(layer.keys, layer.values) for layer in first.cache.layers]
+    lengths = rows.continuation_mask.sum(dim=1)
+    hidden = None
+    for part in lengths.argsort(stable=True).split(chunk):
+        width = int(lengths[part].max())
+        row_context = rows.row_context[part]
+        mask = torch.cat([rows.context_mask[row_context], rows.continuation_mask[part, :width]], dim=1)
+        cache = Cache(layers=[ContextLayer(keys, values, row_context) for keys, values in cached])
+        states = decoder(
+            **{key: continuation[part, :width]},
+            attention_mask=mask,
+            position_ids=rows.positions[part, :width],
+            cache=cache,
+            use_cache=True,
+        ).last_hidden_state
+        if hidden is None:
+            hidden = states.new_zeros(*continuation.shape[:2], states.shape[-1])
+        hidden[part, :width] = states
+    return first.last_hidden_state, hidden

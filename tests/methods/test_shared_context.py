@@ -10,7 +10,7 @@ from first_pl_testing import BIGBENCH
 
 import first_pl.methods.base as base
 from first_pl.commands.prefix_cache import warm_options
-from first_pl.context_cache import SharedRows
+from first_pl.context_cache import SharedRows, shared_forward
 from first_pl.data.batch import IGNORE_INDEX
 from first_pl.data.option_batch import shared_rows
 from first_pl.data.template import OPTION_SCORINGS, PromptTemplate
@@ -171,3 +171,20 @@ def test_the_prefix_cache_command_warms_option_rows_each_prompt_once(six_layers,
     with torch.no_grad():  # the evaluation's full rows then read every state from the memo
         prefix(batch["option_input_ids"], batch["option_attention_mask"])
     assert (prefix.misses, prefix.hits) == (rows, rows)
+
+
+def test_continuations_run_in_chunks_of_similar_length_with_the_same_states(six_layers, tiny_tokenizer):
+    batch = option_batch(EXAMPLES, tiny_tokenizer, "option_pmi")
+    rows = split_of(batch)
+    module = module_of(six_layers)
+    decoder = module.model.get_decoder()
+    with torch.no_grad():
+        _, whole = shared_forward(decoder, rows.context_ids, rows.continuation_ids, rows, chunk=100)
+        seen = decoder_batches(module)
+        _, chunked = shared_forward(decoder, rows.context_ids, rows.continuation_ids, rows, chunk=4)
+    torch.testing.assert_close(chunked[rows.select], whole[rows.select], rtol=0, atol=1e-5)
+    lengths = sorted(rows.continuation_mask.sum(dim=1).tolist())
+    chunks = [lengths[i : i + 4] for i in range(0, len(lengths), 4)]
+    # the contexts once, then each chunk of 4 rows, shortest first, as wide as its longest row
+    assert seen == [tuple(rows.context_ids.shape)] + [(len(c), max(c)) for c in chunks]
+    assert seen[1][1] < seen[-1][1] == rows.continuation_ids.shape[1]
