@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from first_pl.context_cache import SharedRows, shared_forward
 from first_pl.prefix.split import prefix_of
 
 # Config attributes of Hugging Face models that post-process the LM head's output, and the
@@ -62,3 +63,19 @@ def logits_at(
 ) -> torch.Tensor:
     """Logits `[P, V]` at the positions where `select` `[B, L]` is true, in (b, t) order."""
     return head_logits(model, hidden_at(model, input_ids, attention_mask, select))
+
+
+def shared_logits_at(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: SharedRows
+) -> torch.Tensor:
+    """`logits_at` of the full rows `input_ids` at the positions `rows.select` marks, computed
+    with each context once (`first_pl.context_cache`); the full rows serve only the memo of a
+    model with a frozen prefix, which remembers them whole."""
+    prefix = prefix_of(model)
+    if prefix is None:
+        context, continuation = rows.context_ids, rows.continuation_ids
+    else:
+        states = prefix.shared_states(input_ids, attention_mask, rows)
+        context, continuation = (part.to(model.dtype) for part in states)
+    _, hidden = shared_forward(model.get_decoder(), context, continuation, rows)
+    return head_logits(model, hidden[rows.select])

@@ -31,6 +31,7 @@ from pathlib import Path
 PACKAGE = "first_pl"
 FLOORS: dict[str, int] = {
     "fileio": 0, "precision": 0, "devices": 0, "noise": 0, "layers": 0, "lora": 0,
+    "context_cache": 0,
     "tasks": 1, "models": 1, "metrics": 1, "lm_head": 1, "prefix": 1,
     "data": 2,
     "teacher": 3,

@@ -3,8 +3,8 @@
 Teacher and students that share `model.prefix_layers` (first_pl.prefix) need the same states
 after layer L for every training, validation, test and option row. This command runs the prefix
 once over all of them (each split of the training task and of every evaluation task, training
-rows and option-likelihood rows alike), longest-first in batches, and writes the store that
-every later stage opens through `model.prefix_cache`. A row the store lacks is still computed
+rows and option-likelihood rows alike, the latter each prompt once), longest-first in batches,
+and writes the store that every later stage opens through `model.prefix_cache`. A row the store lacks is still computed
 when first needed, so the store decides speed, never results.
 """
 
@@ -17,6 +17,9 @@ from pathlib import Path
 import h5py
 import torch
 
+from first_pl.context_cache import shares_context
+from first_pl.data.batch import EvalBatch
+from first_pl.data.option_batch import shared_rows
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.tokenize import Encoded
 from first_pl.fileio.output_path import OutputPathError, check_output_path
@@ -52,12 +55,23 @@ def warm(prefix: FrozenPrefix, data: QADataModule, batch_size: int) -> None:
 def warm_group(prefix: FrozenPrefix, data: QADataModule, examples: list[Encoded], batch_size: int) -> None:
     for start in range(0, len(examples), batch_size):
         batch = data.collate_eval(examples[start : start + batch_size])
-        if "option_input_ids" not in batch:
+        if "option_input_ids" in batch:  # an option-scored task runs its option rows only
+            warm_options(prefix, batch, batch_size)
+        else:
             prefix(batch["input_ids"], batch["attention_mask"])
-            continue
-        for row in range(0, batch["option_input_ids"].shape[0], batch_size):
-            rows = slice(row, row + batch_size)
-            prefix(batch["option_input_ids"][rows], batch["option_attention_mask"][rows])
+
+
+def warm_options(prefix: FrozenPrefix, batch: EvalBatch, batch_size: int) -> None:
+    """The option rows' states as the evaluation computes them: each prompt once and every
+    option against it (`FrozenPrefix.shared_states`), or `batch_size` whole rows at a time
+    where the rows do not split (a one-token prompt, an attention that is not plain)."""
+    ids, mask = batch["option_input_ids"], batch["option_attention_mask"]
+    split = shared_rows(ids, mask, batch["option_labels"], batch["option_context"]) if shares_context(prefix.decoder) else None
+    if split is not None:
+        prefix.shared_states(ids, mask, split)
+        return
+    for row in range(0, ids.shape[0], batch_size):
+        prefix(ids[row : row + batch_size], mask[row : row + batch_size])
 
 
 def prefix_cache(

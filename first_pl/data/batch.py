@@ -50,7 +50,8 @@ class EvalBatch(TrainBatch):
 
     Token scorings (`letter`, `first_token`) add `candidate_ids`; option scorings
     (`option_loglik`, ...) add one `prompt + option` row per option (two for `option_pmi`), R
-    in all. The collate also adds the per-example facts (`EXAMPLE_FACTS`) that the evaluation
+    in all, and which rows share their prompt (`option_context`), so that it runs once
+    (`first_pl.data.option_batch.shared_rows`). The collate also adds the per-example facts (`EXAMPLE_FACTS`) that the evaluation
     reports: prompt tokens cut, option lengths and texts.
     """
 
@@ -64,6 +65,7 @@ class EvalBatch(TrainBatch):
     option_example: NotRequired[Tensor]  # long [R]: row r is option option_choice[r]
     option_choice: NotRequired[Tensor]  # long [R]   of example option_example[r]
     option_scale: NotRequired[Tensor]  # float32 [R], factor of the row's summed log-likelihood
+    option_context: NotRequired[Tensor]  # long [R]: rows with one value share the tokens before their first label
     truncated_tokens: NotRequired[Tensor]  # long [B], prompt tokens cut to fit the length
     choice_tokens: NotRequired[Tensor]  # long [B, C], tokens of answer_prefix + option, 0 where absent
     choices: NotRequired[list[tuple[str, ...]]]  # the options' texts

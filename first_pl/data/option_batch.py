@@ -8,6 +8,12 @@ row r at example `option_example[r]`, option `option_choice[r]`, with the factor
 `option_scale[r]` its summed log-likelihood enters the option's score with. Rows of one
 example share its prompt tokens, so an option's score depends on nothing but its own tokens.
 
+Rows with the same `option_context[r]` have the same tokens before their first label (one
+example's prompt; the PMI premise, the same for every example). `shared_rows` splits the rows
+there into contexts and continuations (`first_pl.context_cache.SharedRows`), so an evaluation
+runs each context once. Prompt and option are tokenised apart and concatenated as ids, so the
+split is exact: a full row is its context's ids followed by its continuation's, token for token.
+
 `option_pmi` adds a second row per option, `domain premise + option`, at scale -1: the
 option's score is then log P(option | prompt) - log P(option | premise), the
 domain-conditional PMI of Holtzman et al. 2021 ("Surface Form Competition"), which takes away
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from first_pl.context_cache import SharedRows
 from first_pl.data.batch import IGNORE_INDEX
 
 
@@ -68,11 +75,14 @@ def collate_options(
 ) -> dict[str, torch.Tensor]:
     """The `option_*` keys of an evaluation batch (`first_pl.data.batch.EvalBatch`),
     right-padded with `pad_id`: a row per option at its scale, and where an example has a
-    domain premise a row `premise + option` at minus that scale."""
-    rows, example, choice, scale = [], [], [], []
+    domain premise a row `premise + option` at minus that scale; rows after the same tokens
+    share an `option_context`."""
+    rows, example, choice, scale, shared = [], [], [], [], []
+    contexts: dict[tuple[int, ...], int] = {}
     for index, (prompt, opts, factors, domain) in enumerate(zip(prompts, options, scales, domains, strict=True)):
         for context, sign in ((prompt, 1.0), (domain, -1.0)) if domain else ((prompt, 1.0),):
             rows += option_rows(context, opts)
+            shared += [contexts.setdefault(tuple(context), len(contexts))] * len(opts)
             example += [index] * len(opts)
             choice += list(range(len(opts)))
             scale += [sign * factor for factor in factors]
@@ -91,4 +101,43 @@ def collate_options(
         "option_example": torch.tensor(example),
         "option_choice": torch.tensor(choice),
         "option_scale": torch.tensor(scale, dtype=torch.float32),
+        "option_context": torch.tensor(shared),
     }
+
+
+def shared_rows(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, row_context: torch.Tensor
+) -> SharedRows | None:
+    """The option rows `[R, L]` (`collate_options`'s) as contexts and continuations.
+
+    A context is a row's tokens before its first label, that is its prompt without the last
+    token (labels are shifted: the last prompt position predicts the first option token); the
+    continuation is the rest of the row, so the positions read are all in the continuation.
+    None when a prompt is a single token (an empty context): those rows are scored whole.
+    """
+    labelled = labels != IGNORE_INDEX
+    start = labelled.long().argmax(dim=1)  # the first labelled position: the context's length
+    length = attention_mask.sum(dim=1)
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    width = int(row_context.max()) + 1
+    context_row = torch.full((width,), input_ids.shape[0], device=input_ids.device)
+    context_row = context_row.scatter_reduce(0, row_context, rows, reduce="amin")
+    context_length = start[context_row]
+    if int(context_length.min()) == 0:
+        return None
+    span = torch.arange(int(context_length.max()), device=input_ids.device)
+    context_mask = (span[None] < context_length[:, None]).long()
+    steps = torch.arange(int((length - start).max()), device=input_ids.device)
+    positions = start[:, None] + steps[None]
+    continuation_mask = (steps[None] < (length - start)[:, None]).long()
+    index = positions.clamp(max=input_ids.shape[1] - 1)
+    return SharedRows(
+        context_ids=input_ids[context_row, : span.shape[0]] * context_mask,
+        context_mask=context_mask,
+        context_row=context_row,
+        row_context=row_context,
+        continuation_ids=input_ids.gather(1, index) * continuation_mask,
+        continuation_mask=continuation_mask,
+        positions=positions,
+        select=labelled.gather(1, index) & continuation_mask.bool(),
+    )

@@ -19,10 +19,13 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from first_pl.context_cache import shares_context
 from first_pl.data.batch import EvalBatch, EvalOutput, TrainBatch, response_mask
+from first_pl.data.option_batch import shared_rows
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.data.record import DATA_KEY, data_record
 from first_pl.data.template import OPTION_SCORINGS
+from first_pl.lm_head import shared_logits_at
 from first_pl.methods.compatibility import check_checkpoint_model, check_vocabulary
 from first_pl.methods.scoring import choice_output, option_scores, target_log_probs, token_scores
 from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
@@ -208,10 +211,9 @@ class MethodModule(L.LightningModule):
         return candidate_output(torch.log_softmax(logits, dim=-1), batch)
 
     def option_evaluate(self, batch: EvalBatch) -> EvalOutput:
-        """Option log-likelihoods: one forward over the `option_*` rows (data/option_batch.py)."""
+        """Option log-likelihoods of the `option_*` rows (data/option_batch.py)."""
         select = response_mask(batch["option_labels"])
-        rows = {"input_ids": batch["option_input_ids"], "attention_mask": batch["option_attention_mask"]}
-        position_log_probs = target_log_probs(self.logits_at(rows, select), batch["option_labels"][select])
+        position_log_probs = target_log_probs(self.option_logits(batch, select), batch["option_labels"][select])
         scores, mask = option_scores(
             position_log_probs,
             select.nonzero()[:, 0],  # the row of each selected position, in logits_at's order
@@ -221,6 +223,24 @@ class MethodModule(L.LightningModule):
             batch["gold"].shape[0],
         )
         return choice_output(scores, mask, batch, batch["scoring"])
+
+    def option_logits(self, batch: EvalBatch, select: torch.Tensor) -> torch.Tensor:
+        """Logits `[P, V]` at the option tokens `select` of the option rows, in (row, position)
+        order: each prompt run once and each option against its keys and values
+        (`first_pl.context_cache`), or, where that cannot be, the full rows in one forward.
+
+        The full rows serve a model sharded by FSDP (its installed forward is `logits_at`), a
+        model whose attention is not plain full attention, a batch with a one-token prompt, and
+        a module that has no model but its own `logits_at`.
+        """
+        rows = {"input_ids": batch["option_input_ids"], "attention_mask": batch["option_attention_mask"]}
+        if self.model is not None and self.device_mesh is None and shares_context(self.model.get_decoder()):
+            shared = shared_rows(
+                rows["input_ids"], rows["attention_mask"], batch["option_labels"], batch["option_context"]
+            )
+            if shared is not None:
+                return shared_logits_at(self.model, rows["input_ids"], rows["attention_mask"], shared)
+        return self.logits_at(rows, select)
 
     def validation_step(
         self, batch: EvalBatch, batch_idx: int, dataloader_idx: int = 0

@@ -12,6 +12,12 @@ Sequences are looked up without their padding (right padding, as `load_tokenizer
 causal attention a right-padded row's real positions do not depend on the pads. The memo can be
 saved to and loaded from an HDF5 file (`first_pl.prefix.store`), so one pipeline stage computes
 it for every sequence of the job and the others only read it.
+
+Option rows (`prompt + option`, one per option) are remembered under the same keys, the full
+rows', whichever way their states were computed: whole, or as the prompt once and each option
+against the prefix's keys and values of the prompt (`shared_states`, `first_pl.context_cache`);
+the two agree to float rounding, as two paddings of one row do. A row's states are its states
+whatever computed them, so a store written by either serves both.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import hashlib
 
 import torch
 from torch import nn
+
+from first_pl.context_cache import SharedRows, shared_forward
 
 
 def sequence_key(ids: torch.Tensor) -> str:
@@ -74,11 +82,26 @@ class FrozenPrefix:
         """The prefix's forward `[B, T, H]`, memo untouched: on the input's device (the prefix
         follows it there once), in the prefix's own dtype with autocast off, so a state is the
         same whichever stage or precision computed it first."""
-        if self.device != input_ids.device:
-            self.decoder.to(input_ids.device)
+        self.follow(input_ids.device)
         with torch.autocast(input_ids.device.type, enabled=False):
             out = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
+
+    def follow(self, device: torch.device) -> None:
+        """Move the prefix to `device` (once: it stays where its inputs are)."""
+        if self.device != device:
+            self.decoder.to(device)
+
+    def recall(self, keys: list[str]) -> list[int]:
+        """Read the stored states of `keys` into the memo; the indices of the keys it lacks."""
+        if self.stored is not None:
+            for key in keys:
+                if key not in self.memo and key in self.stored:
+                    self.memo[key] = self.stored[key]
+        missing = [b for b, key in enumerate(keys) if key not in self.memo]
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        return missing
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -90,22 +113,49 @@ class FrozenPrefix:
             return self.compute(input_ids, attention_mask).to(input_ids.device)
         rows = [int(n) for n in lengths.tolist()]
         keys = [sequence_key(input_ids[b, :n]) for b, n in enumerate(rows)]
-        if self.stored is not None:
-            for key in keys:
-                if key not in self.memo and key in self.stored:
-                    self.memo[key] = self.stored[key]
-        missing = [b for b, key in enumerate(keys) if key not in self.memo]
+        missing = self.recall(keys)
         if missing:
             index = torch.tensor(missing, device=input_ids.device)
             width = max(rows[b] for b in missing)
             hidden = self.compute(input_ids[index, :width], attention_mask[index, :width])
             for i, b in enumerate(missing):
                 self.memo[keys[b]] = hidden[i, : rows[b]].to("cpu", torch.float32).clone()
-        self.misses += len(missing)
-        self.hits += len(rows) - len(missing)
         out = torch.zeros(
             input_ids.shape[0], input_ids.shape[1], self.hidden_size, dtype=torch.float32
         )
         for b, key in enumerate(keys):
             out[b, : rows[b]] = self.memo[key]
         return out.to(input_ids.device)
+
+    @torch.no_grad()
+    def shared_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: SharedRows
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states after layer L of the contexts `[Q, Tq, H]` and continuations
+        `[R, Tc, H]` of the right-padded full rows `input_ids` split as `rows` says (zeros at
+        padding), in float32 on the input's device.
+
+        Each full row is looked up in the memo; the rows it lacks are computed with each of
+        their contexts once and every continuation against the prefix's own keys and values of
+        its context, and remembered as full rows. Context and continuation states are then
+        read back from the rows' memo entries (a row's first positions are its context's).
+        """
+        lengths = [int(n) for n in attention_mask.sum(dim=1).tolist()]
+        keys = [sequence_key(input_ids[r, :n]) for r, n in enumerate(lengths)]
+        starts = rows.positions[:, 0].tolist()
+        missing = self.recall(keys)
+        if missing:
+            part = rows.subset(torch.tensor(missing, device=input_ids.device))
+            self.follow(input_ids.device)
+            with torch.autocast(input_ids.device.type, enabled=False):
+                context, continuation = shared_forward(self.decoder, part.context_ids, part.continuation_ids, part)
+            for i, r in enumerate(missing):
+                whole = torch.cat([context[part.row_context[i], : starts[r]], continuation[i, : lengths[r] - starts[r]]])
+                self.memo[keys[r]] = whole.to("cpu", torch.float32).clone()
+        contexts = torch.zeros(*rows.context_ids.shape, self.hidden_size)
+        for q, r in enumerate(rows.context_row.tolist()):
+            contexts[q, : starts[r]] = self.memo[keys[r]][: starts[r]]
+        continuations = torch.zeros(*rows.continuation_ids.shape, self.hidden_size)
+        for r, key in enumerate(keys):
+            continuations[r, : lengths[r] - starts[r]] = self.memo[key][starts[r] :]
+        return contexts.to(input_ids.device), continuations.to(input_ids.device)

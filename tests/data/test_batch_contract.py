@@ -24,7 +24,7 @@ from first_pl.methods.base import MethodModule
 from first_pl.tasks import InstructionExample, MCExample
 
 OPTION_KEYS = {"option_input_ids", "option_attention_mask", "option_labels", "option_example",
-               "option_choice", "option_scale"}  # fmt: skip
+               "option_choice", "option_scale", "option_context"}  # fmt: skip
 QUESTIONS = [
     MCExample("q0", "Which of these is a fruit?", ("apple", "dog", "red"), 0),
     MCExample("q1", "Which of these is an animal?", ("apple", "dog"), 1),
