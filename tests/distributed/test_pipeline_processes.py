@@ -10,14 +10,11 @@ way, the zero-shot stage must agree exactly.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 from pathlib import Path
 
 import pytest
-import yaml
-from first_pl_testing import CONFIGS, tiny_pipeline
+from two_process_pipeline import pipeline_config, stage_records
 
 from first_pl.cli import main
 from first_pl.pipeline.launch import trainer_processes
@@ -27,23 +24,6 @@ from first_pl.runner import run_first_pl
 TOLERANCE = 1e-3
 STAGES = {"prepare", "data", "zero-shot", "teacher", "extract-train", "extract-validation",
           "calibrate", "analysis", "student-first", "report"}  # fmt: skip
-
-
-def pipeline_config(model_dir: Path, out: Path, strategy: str | None) -> Path:
-    """The tiny pipeline (one FIRST student, 8 examples a split) as a `first-pl pipeline` config."""
-    pipeline = tiny_pipeline(model_dir, out, methods=("first",), sizes=(8, 8, 8), ood=False)
-    config = dataclasses.asdict(pipeline)
-    if strategy is not None:
-        config["trainer"] = [str(CONFIGS / "trainer" / "cpu.yaml"), str(CONFIGS / "trainer" / f"{strategy}.yaml")]
-        config["data_overrides"]["init_args"]["batch_size"] = 4  # x 2 processes: the same 8
-    path = out.parent / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def stage_records(out: Path) -> dict[str, dict]:
-    records = [json.loads(p.read_text()) for p in out.glob("*/stage.json")]
-    return {r["name"]: r for r in records}
 
 
 def metrics(out: Path) -> dict[str, dict]:
@@ -89,22 +69,6 @@ def test_pipeline_on_two_processes_equals_one_process(strategy, one_process, tin
     main(["pipeline", "--config", str(config)])
     log = capsys.readouterr().out
     assert log.count("skipped") == len(STAGES) and "on 2 processes" not in log
-
-
-@pytest.mark.slow
-def test_sweep_on_two_processes(tiny_model_dir, tmp_path, capsys):
-    """A one-point sweep with the DDP trainer: its student trains and tests on 2 processes."""
-    out = tmp_path / "runs"
-    config = yaml.safe_load(pipeline_config(tiny_model_dir, out, "ddp").read_text())
-    config.update(temperatures=[0.5], deltas=[])
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(config))
-    capsys.readouterr()
-    main(["sweep", "--config", str(path)])
-    log = capsys.readouterr().out
-    (point,) = [r for name, r in stage_records(out).items() if name.startswith("sweep-first")]
-    assert set(point["outputs"]["metrics"]["generated"]) == {"n", "acc", "ece", "trust"}
-    assert re.search(r"sweep-first-temperature0\.5: running in .*\n  fit on 2 processes", log)
 
 
 @pytest.mark.parametrize(
