@@ -58,6 +58,7 @@ import yaml
 
 from benchmarks.flop_model import CpuPeak, DecoderShape, this_cpu
 from first_pl.data.batch import IGNORE_INDEX
+from first_pl.data.option_batch import shared_rows
 from first_pl.data.qa_datamodule import QADataModule
 from first_pl.fileio.run_files import STAGE_FILE, STALE_MARK
 from first_pl.models import ModelSpec
@@ -126,6 +127,21 @@ def response_pass(input_ids: torch.Tensor, labels: torch.Tensor) -> Pass:
     return Pass(rows, width, int((labels != IGNORE_INDEX).sum()))
 
 
+def option_passes(batch: dict[str, torch.Tensor]) -> list[Pass]:
+    """An option-scored batch as the evaluation runs it (first_pl.context_cache): each prompt
+    once without its last token, then every option's continuation against it, the head at the
+    option tokens; the whole rows where the prompts do not split (a one-token prompt). The
+    continuations' attention to their prompt is counted at the continuation's width only."""
+    ids, mask, labels = batch["option_input_ids"], batch["option_attention_mask"], batch["option_labels"]
+    shared = shared_rows(ids, mask, labels, batch["option_context"])
+    if shared is None:
+        return [response_pass(ids, labels)]
+    contexts = Pass(*shared.context_ids.shape, 0)
+    start = (labels != IGNORE_INDEX).long().argmax(dim=1)
+    width = int((mask.sum(dim=1) - start).max())
+    return [contexts, Pass(ids.shape[0], width, int((labels != IGNORE_INDEX).sum()))]
+
+
 def eval_passes(data: QADataModule, split: str) -> list[list[Pass]]:
     """Per evaluation loader of `split`, its batches as the evaluation runs them."""
     loaders = []
@@ -133,7 +149,7 @@ def eval_passes(data: QADataModule, split: str) -> list[list[Pass]]:
         passes = []
         for batch in loader:
             if "option_input_ids" in batch:
-                passes.append(response_pass(batch["option_input_ids"], batch["option_labels"]))
+                passes.extend(option_passes(batch))
             else:
                 rows, width = batch["input_ids"].shape
                 passes.append(Pass(rows, width, rows))  # one answer position per example
@@ -292,9 +308,12 @@ def prefix_stage(folder: Path) -> StageCount:
         group = sorted(group, key=lambda e: -len(e.input_ids))
         for start in range(0, len(group), batch_size):
             batch = data.collate_eval(group[start : start + batch_size])
-            ids, mask = batch.get("option_input_ids", batch["input_ids"]), batch.get(
-                "option_attention_mask", batch["attention_mask"]
-            )
+            if "option_input_ids" in batch:  # the option rows, each prompt once
+                passes = option_passes(batch)
+                for p in passes:
+                    add(count, [spec.prefix_layers * shape.layer_forward(p.rows, p.width)], [Pass(p.rows, p.width, 0)])
+                continue
+            ids, mask = batch["input_ids"], batch["attention_mask"]
             for row in range(0, ids.shape[0], batch_size):
                 rows = [tuple(r[: int(m.sum())].tolist()) for r, m in zip(ids[row : row + batch_size],
                                                                           mask[row : row + batch_size], strict=True)]  # fmt: skip
