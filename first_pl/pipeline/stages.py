@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,13 @@ from first_pl.fileio.run_files import STAGE_FILE, STALE_MARK
 def stable_hash(value: Any) -> str:
     """Short hash of a JSON-able value (keys sorted, so dict order does not matter)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def peak_rss_gib() -> float:
+    """The largest resident set of this process or of any child it waited for, in GiB: the
+    stage at which it grows is the one that decides the job's peak memory."""
+    kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return kib / 2**20
 
 
 @dataclass
@@ -142,7 +150,7 @@ class StageRunner:
                 },
             )
             result = StageResult(name, key, folder, outputs, seconds, run_id=run_id)
-            self.log(f"[{self.elapsed()}] {name}: finished in {seconds:.0f} s")
+            self.log(f"[{self.elapsed()}] {name}: finished in {seconds:.0f} s (peak RSS so far {peak_rss_gib():.2f} GiB)")
         self.results.append(result)
         return result
 
