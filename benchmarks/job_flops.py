@@ -25,7 +25,7 @@ config, so padding is counted as the kernels compute it:
   per example for token scorings (full-vocabulary confidence), or over the `option_input_ids`
   rows with the head at the option tokens for option-scored tasks;
 - `extract-<split>`: the teacher's forward over the split in `extract.yaml`'s batches, the head
-  at the response positions; `analysis`: the same for `coverage.yaml`'s first `max_positions`
+  at the response positions; `analysis`: the teacher's coverage forward over the validation split until `positions`
   response positions.
 
 Not counted: Adam's update, the learning-rate schedule, data loading and tokenisation, HDF5
@@ -325,29 +325,52 @@ def prefix_stage(folder: Path) -> StageCount:
     return count
 
 
-def teacher_stage(folder: Path, settings_file: str) -> StageCount:
+def teacher_stage(folder: Path) -> StageCount:
     """`first-pl extract` (`extract.yaml`): the teacher over one split, unshuffled, the head at
-    the response positions, under its `precision`; or the analysis's `first-pl coverage`
-    (`coverage.yaml`): the same batches in the model's dtype (no autocast), until
-    `max_positions` response positions are seen (the rest are only counted, not run)."""
-    settings = yaml.safe_load((folder / settings_file).read_text())
+    the response positions, under its `precision`."""
+    settings = yaml.safe_load((folder / "extract.yaml").read_text())
     teacher = next(
         (p for p in Path(settings["teacher"]).parents if (p / "config.yaml").is_file()), None
     )
     if teacher is None:
-        raise FileNotFoundError(f"{folder / settings_file}: no config.yaml above its teacher {settings['teacher']}")
+        raise FileNotFoundError(f"{folder / 'extract.yaml'}: no config.yaml above its teacher {settings['teacher']}")
+    precision = settings.get("precision", "auto")
+    loader_settings = (settings["data"], settings["split"], int(settings.get("batch_size", 8)))
+    return teacher_forward(teacher, precision, str(settings.get("accelerator", "auto")), loader_settings, None)
+
+
+def analysis_stage(folder: Path, record: dict[str, Any]) -> StageCount:
+    """The pipeline's `analysis` (first_pl.pipeline.teacher_stages): the teacher's coverage
+    forward over the validation split in batches of `COVERAGE_BATCH_SIZE`, in the model's dtype
+    (no autocast), until `positions` response positions are seen."""
+    from first_pl.teacher.analysis import COVERAGE_BATCH_SIZE
+
+    teacher = next(
+        (p.parent for p in folder.parent.glob(f"*/{STAGE_FILE}") if json.loads(p.read_text())["name"] == "teacher"
+         and json.loads(p.read_text()).get("run_id") in (record.get("upstream_runs") or {}).values()),
+        None,
+    )
+    if teacher is None:
+        raise FileNotFoundError(f"{folder}: no finished teacher stage beside it")
+    data = yaml.safe_load((teacher / "config.yaml").read_text())["data"]
+    budget = record["settings"]["positions"]
+    return teacher_forward(teacher, "32-true", "auto", (data, "validation", COVERAGE_BATCH_SIZE), budget)
+
+
+def teacher_forward(
+    teacher: Path, precision: str, accelerator: str, loader: tuple[dict, str, int], budget: int | None
+) -> StageCount:
+    """The teacher of the stage folder `teacher` over `loader` (data section, split, batch size),
+    the head at the response positions, until `budget` response positions (None: all)."""
     config = yaml.safe_load((teacher / "config.yaml").read_text())
     spec = ModelSpec(**config["model"]["init_args"]["model"])
     model = ModelCost.of(spec)
     count = StageCount()
-    precision = settings.get("precision", "auto") if settings_file == "extract.yaml" else "32-true"
-    count.dtype, how = compute_dtype(precision, spec.dtype, str(settings.get("accelerator", "auto")))
+    count.dtype, how = compute_dtype(precision, spec.dtype, accelerator)
     count.notes.append(f"{model.layers} layers + head, precision {how}")
-    data = data_module(settings["data"])
-    loader = data.split_loader(settings["split"], int(settings.get("batch_size", 8)))
-    budget = settings.get("max_positions", 2000) if settings_file == "coverage.yaml" else None
+    section, split, batch_size = loader
     passes, seen = [], 0
-    for batch in loader:
+    for batch in data_module(section).split_loader(split, batch_size):
         if budget is not None and seen >= budget:
             break
         passes.append(response_pass(batch["input_ids"], batch["labels"]))
@@ -365,9 +388,10 @@ def count_stage(folder: Path, record: dict[str, Any]) -> StageCount | None:
     """The stage's FLOPs, or None for a stage that runs no model."""
     if (folder / "prefix.yaml").is_file():
         return prefix_stage(folder)
-    for settings_file in ("extract.yaml", "coverage.yaml"):
-        if (folder / settings_file).is_file():
-            return teacher_stage(folder, settings_file)
+    if (folder / "extract.yaml").is_file():
+        return teacher_stage(folder)
+    if record.get("name") == "analysis":
+        return analysis_stage(folder, record)
     if isinstance(record.get("settings", {}).get("config"), dict):
         return training_stage(folder, record)
     return None
