@@ -39,7 +39,7 @@ def _json_lines_bytes(store: TeacherStore) -> int:
 
 
 def _positions(path: Path) -> int:
-    store = TeacherStore(path, verify=False)
+    store = TeacherStore(path)
     try:
         return store.num_positions
     finally:
@@ -48,7 +48,7 @@ def _positions(path: Path) -> int:
 
 def breakdown(path: Path) -> tuple[float, str]:
     """Whole-file bytes per position, and the bytes per position of each part of the file."""
-    store = TeacherStore(path, verify=False)
+    store = TeacherStore(path)
     positions = store.num_positions
     store.close()
     with h5py.File(path, "r") as f:
@@ -68,7 +68,7 @@ def breakdown(path: Path) -> tuple[float, str]:
 
 def store_rows(bench: Workbench) -> list[Row]:
     realistic = bench.realistic_store
-    store = TeacherStore(realistic, verify=False)
+    store = TeacherStore(realistic)
     examples, k, vocab = len(store), store.metadata.k, store.metadata.vocab_size
     ids_dtype, probs_dtype = store.metadata.ids_dtype, np.dtype(store.metadata.probs_dtype)
     json_per_token = _json_lines_bytes(store) / store.num_positions

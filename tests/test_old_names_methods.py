@@ -14,7 +14,7 @@ import importlib
 
 import pytest
 import torch
-from first_pl.commands.recorded_config import checkpoint_defaults
+from first_pl.methods.recorded_config import checkpoint_defaults
 
 from first_pl.methods import FineTune
 from first_pl.methods.base import METHOD_KEY, MethodModule

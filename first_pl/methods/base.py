@@ -28,7 +28,7 @@ from first_pl.methods.sharding import LOGITS_AT, install_logits_at, shard_model
 from first_pl.models import ModelSpec, build_model
 
 # The checkpoint entry naming the method class that saved it (`on_save_checkpoint`), read back
-# by `methods.checkpoint` and `commands.recorded_config` to rebuild the module without a config.
+# by `methods.checkpoint` and `methods.recorded_config` to rebuild the module without a config.
 METHOD_KEY = "first_pl_method"
 # The same entry under the name checkpoints saved by earlier first_pl versions use: they still load.
 OLD_METHOD_KEYS = ("first_pl_strategy",)

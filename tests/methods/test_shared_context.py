@@ -8,7 +8,7 @@ import pytest
 import torch
 from first_pl_testing import BIGBENCH
 
-import first_pl.methods.base as base
+import first_pl.methods.multiple_choice as multiple_choice
 from first_pl.commands.prefix_cache import warm_options
 from first_pl.context_cache import SharedRows, shared_forward
 from first_pl.data.batch import IGNORE_INDEX
@@ -55,7 +55,7 @@ def evaluate(module: FineTune, batch, shared: bool, monkeypatch) -> dict:
     path refuses)."""
     with monkeypatch.context() as patch:
         if not shared:
-            patch.setattr(base, "shares_context", lambda decoder: False)
+            patch.setattr(multiple_choice, "shares_context", lambda decoder: False)
         with torch.no_grad():
             return module.evaluate(batch)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from first_pl.methods.base import candidate_output
+from first_pl.methods.multiple_choice import candidate_output
 from first_pl.metrics.calibration import (
     CandidateBrierScore,
     CandidateNLL,

@@ -52,6 +52,7 @@ def tiny_overrides(model_dir: Path) -> dict[str, Any]:
         "students": {m: {"max_steps": 2, "overrides": model} for m in METHODS},
         "extract_batch_size": 8,
         "threads": None,
+        "prefix_layers": 1,  # the main job's shared frozen prefix, on the 4-layer tiny model
     }
 
 
