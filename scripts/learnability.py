@@ -27,8 +27,8 @@ from first_pl.data.qa_datamodule import QADataModule  # noqa: E402
 from first_pl.data.template import PromptTemplate  # noqa: E402
 from first_pl.methods import FineTune  # noqa: E402
 from first_pl.methods.base import warmup_cosine  # noqa: E402
-from first_pl.methods.multiple_choice import candidate_output  # noqa: E402
 from first_pl.methods.losses import hard_label_ce  # noqa: E402
+from first_pl.methods.multiple_choice import candidate_output  # noqa: E402
 from first_pl.models import SMOLLM2_ALIAS, ModelSpec  # noqa: E402
 from first_pl.tasks import GeneratedMC  # noqa: E402
 

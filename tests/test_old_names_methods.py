@@ -14,12 +14,12 @@ import importlib
 
 import pytest
 import torch
-from first_pl.methods.recorded_config import checkpoint_defaults
 
 from first_pl.methods import FineTune
 from first_pl.methods.base import METHOD_KEY, MethodModule
 from first_pl.methods.checkpoint import CheckpointError, load_method
 from first_pl.methods.loading import load_model
+from first_pl.methods.recorded_config import checkpoint_defaults
 from first_pl.models import ModelSpec
 
 OLD_MODULES = {

@@ -13,8 +13,8 @@ import yaml
 from robustness_world import World, data_section
 
 from first_pl.cli import main
-from first_pl.methods.multiple_choice import candidate_output
 from first_pl.methods.losses import distillation_loss, hard_label_ce, sparse_topk_kl
+from first_pl.methods.multiple_choice import candidate_output
 from first_pl.metrics.functional import calibration_bins, expected_calibration_error
 
 V, K = 50, 5
