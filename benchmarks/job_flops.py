@@ -345,9 +345,9 @@ def analysis_stage(folder: Path, record: dict[str, Any]) -> StageCount:
     (no autocast), until `positions` response positions are seen."""
     from first_pl.teacher.analysis import COVERAGE_BATCH_SIZE
 
+    run = (record.get("upstream_runs") or {}).get("teacher")
     teacher = next(
-        (p.parent for p in folder.parent.glob(f"*/{STAGE_FILE}") if json.loads(p.read_text())["name"] == "teacher"
-         and json.loads(p.read_text()).get("run_id") in (record.get("upstream_runs") or {}).values()),
+        (p.parent for p in folder.parent.glob(f"*/{STAGE_FILE}") if run and json.loads(p.read_text()).get("run_id") == run),
         None,
     )
     if teacher is None:
