@@ -34,6 +34,7 @@ from benchmarks.fig_lora import lora_rows  # noqa: E402
 from benchmarks.fig_memory import memory_rows  # noqa: E402
 from benchmarks.fig_metrics import calibrate_rows, metric_rows  # noqa: E402
 from benchmarks.fig_offline_online import offline_online_rows  # noqa: E402
+from benchmarks.fig_optimizer import optimizer_rows  # noqa: E402
 from benchmarks.fig_precision import precision_rows  # noqa: E402
 from benchmarks.fig_prefix import prefix_rows  # noqa: E402
 from benchmarks.fig_store import store_rows  # noqa: E402
@@ -47,6 +48,7 @@ FIGURES: tuple[Callable[[Workbench], list[Row]], ...] = (
     teacher_rows,
     store_rows,
     train_rows,
+    optimizer_rows,
     lora_rows,
     prefix_rows,
     precision_rows,
