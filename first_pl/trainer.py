@@ -5,9 +5,10 @@ one results table per evaluation."""
 from __future__ import annotations
 
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
+from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.trainer.connectors.accelerator_connector import _PRECISION_INPUT
@@ -17,6 +18,7 @@ from lightning.pytorch.utilities.types import _EVALUATE_OUTPUT
 from first_pl.callbacks.progress_lines import LineProgress, results_table
 from first_pl.callbacks.throughput import TokenThroughput
 from first_pl.devices import resolve_accelerator
+from first_pl.fileio.checkpoint_io import DirectCheckpointIO
 from first_pl.precision import AUTO, resolve_precision
 
 
@@ -44,6 +46,15 @@ def default_callbacks(
     return chosen
 
 
+def with_direct_checkpoint_io(plugins: Any) -> list[Any]:
+    """`plugins` plus `DirectCheckpointIO` where they choose no checkpoint IO of their own: a
+    checkpoint is then written without Lightning's in-memory copy of it."""
+    chosen = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in chosen):
+        chosen.append(DirectCheckpointIO())
+    return chosen
+
+
 class Trainer(pl.Trainer):
     """`lightning.pytorch.Trainer` whose `precision` also takes `auto` (the CPU presets' default).
 
@@ -52,7 +63,8 @@ class Trainer(pl.Trainer):
     ("precision auto -> 32-true: CPU capability AVX2 has no native bf16"); so is the device
     that `accelerator: auto` picks ("accelerator auto -> gpu (1 CUDA GPU visible)"). Callbacks
     are completed by `default_callbacks`; `test` and `validate` print one table with a row per
-    task instead of Lightning's table per dataloader.
+    task instead of Lightning's table per dataloader; checkpoints are written by
+    `DirectCheckpointIO` unless the config chooses another checkpoint IO.
     """
 
     def __init__(
@@ -65,6 +77,7 @@ class Trainer(pl.Trainer):
         resolved = resolve_precision(precision, accelerator)
         if str(precision) == AUTO:
             rank_zero_info(resolved.reason)
+        kwargs["plugins"] = with_direct_checkpoint_io(kwargs.get("plugins"))
         kwargs["callbacks"] = default_callbacks(
             kwargs.get("callbacks"),
             progress_bar=kwargs.get("enable_progress_bar") is not False,

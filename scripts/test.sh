@@ -12,5 +12,6 @@ python scripts/check_lock.py "requirements/${FIRST_PL_TORCH:-cpu}.txt" requireme
 ruff check first_pl tests benchmarks scripts
 # Two workers, one per core of the 2-core machine the suite is sized for (every test runs one
 # thread). --dist loadfile keeps each test file on one worker, so a module fixture (a tiny
-# pipeline, an FSDP run) is built once, not once per worker.
-python -m pytest -q -n 2 --dist loadfile "$@"
+# pipeline, an FSDP run) is built once, not once per worker. --durations=30: the slowest 30
+# tests close the summary, so every run shows where the suite's time goes.
+python -m pytest -q -n 2 --dist loadfile --durations=30 "$@"

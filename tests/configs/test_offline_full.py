@@ -56,3 +56,15 @@ def test_offline_full_runs_three_seeds_and_reuses_the_main_jobs_students(monkeyp
     for name, key in main_keys.items():
         assert full_keys[name] == key  # seed 0: the main job's cached stage
     assert len(set(full_keys.values())) == 12
+
+
+CHOICE = ROOT / "configs" / "experiments" / "offline_student_choice.yaml"
+
+
+def test_the_student_choice_config_adds_c_by_student_trust_and_reuses_every_seeded_student(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    full, choice = load(MAIN, FULL), load(MAIN, FULL, CHOICE)
+    assert choice.student_seeds == [0, 1, 2] and choice.report_name == "report_choice.md"
+    assert choice.student_choice.temperatures and choice.student_choice.steps >= 1
+    assert set(choice.all_students()) - set(full.all_students()) == {"first_student_c"}
+    assert student_keys(choice) == student_keys(full)  # the 12 students of offline_full, cached
