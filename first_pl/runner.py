@@ -109,6 +109,9 @@ def release(cli: FirstCLI | None = None) -> None:
         trainer, module = getattr(cli, "trainer", None), getattr(cli, "model", None)
         for optimizer in getattr(trainer, "optimizers", None) or []:
             optimizer.state.clear()
+            # Its groups hold the original Parameter objects, which `to("meta")` replaces
+            # (a CPU tensor cannot become a meta one in place): dropped, they are freed.
+            optimizer.param_groups.clear()
         if isinstance(module, torch.nn.Module):
             prefix = prefix_of(getattr(module, "model", None) or module)
             if prefix is not None:

@@ -102,7 +102,10 @@ def test_release_frees_the_module_its_prefix_and_the_optimizer_states(tiny_model
         model = module
         trainer = Trainer()
 
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
     release(Cli())  # type: ignore[arg-type]
     assert all(t.is_meta for t in [*module.parameters(), *module.buffers()])
+    # The optimizer no longer holds the weights it trained (`to("meta")` replaced them).
+    assert optimizer.param_groups == [] and all(not t.is_meta for t in trained)
     assert all(p.is_meta for p in prefix.decoder.parameters()) and prefix.memo == {}
     assert not optimizer.state
