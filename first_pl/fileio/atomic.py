@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], tmp_suffix: str | None = None) -> None:
     """Call `write(tmp)` then rename `tmp` onto `path`; `tmp` keeps `path`'s suffix for writers
-    that choose a format by it (matplotlib's `savefig`)."""
+    that choose a format by it (matplotlib's `savefig`), or ends in `tmp_suffix` where a file
+    left by a kill must not match a search for `path`'s kind (`*.ckpt`)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    suffix = path.suffix if tmp_suffix is None else tmp_suffix
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
