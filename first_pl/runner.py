@@ -116,7 +116,7 @@ def release(cli: FirstCLI | None = None) -> None:
             prefix = prefix_of(getattr(module, "model", None) or module)
             if prefix is not None:
                 prefix.memo.clear()
-                prefix.decoder.to("meta")
+                prefix.offload()
             module.to("meta")
     gc.collect()
     if sys.platform.startswith("linux"):

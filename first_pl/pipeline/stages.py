@@ -42,6 +42,16 @@ def stable_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def rss_gib() -> float | None:
+    """This process's resident set now, in GiB (None where /proc is not there): beside the
+    peak, what a finished stage left behind."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return None
+    return pages * resource.getpagesize() / 2**30
+
+
 def peak_rss_gib() -> float:
     """The largest resident set of this process or of any child it waited for, in GiB: the
     stage at which it grows is the one that decides the job's peak memory."""
@@ -150,7 +160,9 @@ class StageRunner:
                 },
             )
             result = StageResult(name, key, folder, outputs, seconds, run_id=run_id)
-            self.log(f"[{self.elapsed()}] {name}: finished in {seconds:.0f} s (peak RSS so far {peak_rss_gib():.2f} GiB)")
+            now = rss_gib()
+            held = "" if now is None else f", {now:.2f} GiB held after it"
+            self.log(f"[{self.elapsed()}] {name}: finished in {seconds:.0f} s (peak RSS so far {peak_rss_gib():.2f} GiB{held})")
         self.results.append(result)
         return result
 

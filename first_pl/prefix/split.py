@@ -69,13 +69,19 @@ def _prefix_decoder(model: PreTrainedModel, layers: nn.ModuleList) -> nn.Module:
     return prefix
 
 
+def source_prefix(model: PreTrainedModel, prefix_layers: int) -> nn.Module:
+    """The decoder of `model`'s embeddings and first `prefix_layers` layers (as `split_prefix`
+    cuts it, the model untouched): how an offloaded prefix is rebuilt from its source."""
+    return _prefix_decoder(model, nn.ModuleList(model.get_decoder().layers[:prefix_layers]))
+
+
 def split_prefix(
     model: PreTrainedModel, prefix_layers: int, keep_layers: list[int] | None, source: str
 ) -> PreTrainedModel:
     """Keep the layers above `prefix_layers` in `model` (in place) and attach the prefix."""
     layers = model.get_decoder().layers
     above = upper_layers(len(layers), prefix_layers, keep_layers)
-    prefix = FrozenPrefix(_prefix_decoder(model, nn.ModuleList(layers[:prefix_layers])), source)
+    prefix = FrozenPrefix(source_prefix(model, prefix_layers), source)
     drop_layers(model, above)
     head = model.get_output_embeddings()
     head.weight = nn.Parameter(head.weight.detach().clone())

@@ -39,7 +39,7 @@ def test_pipeline_end_to_end_and_cache(tiny_model_dir, tmp_path, capsys):
     assert len((folders["data"] / "test.jsonl").read_text().splitlines()) == 16
     # A tested stage keeps its weights only (extraction read the teacher's after the rewrite).
     log = capsys.readouterr().out
-    assert re.search(r"\] teacher: finished in \d+ s \(peak RSS so far \d+\.\d\d GiB\)", log)
+    assert re.search(r"\] teacher: finished in \d+ s \(peak RSS so far \d+\.\d\d GiB, \d+\.\d\d GiB held after it\)", log)
     for stage in ("teacher", "student-finetune", "student-first"):
         assert re.search(rf"{stage}: kept the checkpoint's weights only \(\d+ MiB", log)
         (checkpoint,) = (folders[stage] / "checkpoints").glob("*.ckpt")

@@ -97,6 +97,34 @@ def test_the_memo_survives_a_store_and_a_store_of_another_prefix_is_refused(six_
         load_memo(prefix_of(other), tmp_path / "text.h5")
 
 
+def test_a_store_keeps_the_prefix_weights_and_its_rows_on_disk_until_a_row_is_missing(six_layers, tmp_path):
+    """With a store, the prefix holds no weights and no stored row in memory; a row the store
+    lacks reloads the weights from the source and is computed exactly as without a store."""
+    model = build_model(ModelSpec(name_or_path=str(six_layers), prefix_layers=4)).eval()
+    ids, mask, select = batch()
+    with torch.no_grad():
+        expected = logits_at(model, ids, mask, select)
+    partial = prefix_of(model)
+    partial.memo.pop(sequence_key(ids[2, :7]))  # the store will lack the third row
+    store = save_memo(partial, tmp_path / "prefix.h5")
+    reader = build_model(ModelSpec(name_or_path=str(six_layers), prefix_layers=4, prefix_cache=str(store))).eval()
+    prefix = prefix_of(reader)
+    assert prefix.offloaded and all(p.is_meta for p in prefix._decoder.parameters())
+    with torch.no_grad():
+        stored_only = logits_at(reader, ids[:2, :6], mask[:2, :6], select[:2, :6])
+    assert (prefix.hits, prefix.misses) == (2, 0) and prefix.memo == {} and prefix.offloaded
+    torch.testing.assert_close(stored_only, expected[: int(select[:2].sum())], rtol=0, atol=0)
+    with torch.no_grad():
+        again = logits_at(reader, ids, mask, select)  # the third row: reload, compute, remember
+    assert (prefix.hits, prefix.misses) == (4, 1) and not prefix.offloaded
+    assert list(prefix.memo) == [sequence_key(ids[2, :7])]
+    torch.testing.assert_close(again, expected, rtol=0, atol=1e-6)
+    prefix.offload()
+    prefix.reload = None
+    with pytest.raises(RuntimeError, match="was offloaded and has no way to reload it"):
+        prefix.decoder  # noqa: B018
+
+
 def test_joined_model_is_a_plain_model_with_the_same_logits(six_layers, tmp_path):
     model = build_model(ModelSpec(name_or_path=str(six_layers), prefix_layers=2, keep_layers=[3, 5])).eval()
     with torch.no_grad():
