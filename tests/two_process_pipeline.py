@@ -1,6 +1,5 @@
 """The tiny pipeline as a `first-pl pipeline` config, on one process or two, and its stage
-records: shared by the 2-process pipeline and sweep tests (tests/distributed), which run in
-separate files so that parallel test workers take them at the same time."""
+records (tests/distributed/test_pipeline_processes.py, tests/e2e)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`first-pl pipeline` and `first-pl sweep` with a 2-process trainer (DDP and FSDP2 over gloo).
 
 Each fit / test / extract stage runs as its own torchrun group (first_pl/runner.py);
-the pipeline itself runs once. The 2-process runs take 4 examples per process where the
+the pipeline itself runs once. The sweep runs in the DDP pipeline's folder, so it trains and tests
+only its own student on 2 processes (the upstream stages are the pipeline's, cached). The 2-process runs take 4 examples per process where the
 1-process run takes 8, and the training split is one batch, so every optimizer step sees the
 same 8 examples: the only differences are float summation orders (DDP averages the two ranks'
 mean losses, FSDP2 reduce-scatters), hence the tolerance below. Untrained and tested the same
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from two_process_pipeline import pipeline_config, stage_records
 
 from first_pl.cli import main
@@ -37,9 +39,15 @@ def one_process(tmp_path_factory, tiny_model_dir) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def two_process_runs() -> dict[str, Path]:
+    """The run folder of each strategy's finished 2-process pipeline in this module."""
+    return {}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp_cpu"])
-def test_pipeline_on_two_processes_equals_one_process(strategy, one_process, tiny_model_dir, tmp_path, capsys):
+def test_pipeline_on_two_processes_equals_one_process(strategy, one_process, two_process_runs, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "runs"
     config = pipeline_config(tiny_model_dir, out, strategy)
     capsys.readouterr()
@@ -69,6 +77,24 @@ def test_pipeline_on_two_processes_equals_one_process(strategy, one_process, tin
     main(["pipeline", "--config", str(config)])
     log = capsys.readouterr().out
     assert log.count("skipped") == len(STAGES) and "on 2 processes" not in log
+    two_process_runs[strategy] = out
+
+
+@pytest.mark.slow
+def test_sweep_on_two_processes(two_process_runs, tiny_model_dir, tmp_path, capsys):
+    """A one-point sweep with the DDP trainer: its student trains and tests on 2 processes (in
+    the DDP pipeline's folder when that test ran first, so only the sweep's own stages run)."""
+    out = two_process_runs.get("ddp", tmp_path / "runs")
+    config = yaml.safe_load(pipeline_config(tiny_model_dir, out, "ddp").read_text())
+    config.update(temperatures=[0.5], deltas=[])
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    main(["sweep", "--config", str(path)])
+    log = capsys.readouterr().out
+    (point,) = [r for name, r in stage_records(out).items() if name.startswith("sweep-first")]
+    assert set(point["outputs"]["metrics"]["generated"]) == {"n", "acc", "ece", "trust"}
+    assert re.search(r"sweep-first-temperature0\.5: running in .*\n  fit on 2 processes", log)
 
 
 @pytest.mark.parametrize(
