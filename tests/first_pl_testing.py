@@ -92,3 +92,35 @@ def tiny_pipeline(
         students=students,
         extract_batch_size=8,
     )
+
+
+def tiny_run_args(
+    model_dir: Path,
+    run: Path,
+    *extra: str,
+    sizes: tuple[int | None, int | None, int | None] = (16, None, None),
+    batch_size: int = 8,
+) -> list[str]:
+    """`first-pl fit` (or test, predict) arguments, after the command, for a tiny FineTune run of
+    `model_dir` on the generated task (trainer cpu.yaml, data generated.yaml, model
+    finetune_smollm2.yaml) with its checkpoints and logs in `run`: `sizes` gives the train /
+    validation / test examples (None: the config's), then `extra` options in order (a later
+    option wins)."""
+    splits = [
+        arg
+        for split, size in zip(("train", "validation", "test"), sizes, strict=True)
+        if size is not None
+        for arg in (f"--data.init_args.train_task.init_args.{split}_size", str(size))
+    ]
+    return [
+        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
+        "--config", str(CONFIGS / "data" / "generated.yaml"),
+        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
+        "--model.init_args.model.name_or_path", str(model_dir),
+        "--data.init_args.tokenizer", str(model_dir),
+        *splits,
+        "--data.init_args.batch_size", str(batch_size),
+        "--trainer.default_root_dir", str(run),
+        "--trainer.logger.init_args.save_dir", str(run),
+        *extra,
+    ]  # fmt: skip

@@ -7,6 +7,7 @@ import gc
 from pathlib import Path
 
 import torch
+from first_pl_testing import tiny_run_args
 
 import first_pl.runner as runner
 from first_pl.lightning_cli import FirstCLI
@@ -18,24 +19,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def fit_args(model_dir: Path, out: Path) -> list[str]:
-    return [
-        "fit",
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model_dir),
-        "--model.init_args.model.prefix_layers", "1",
-        "--data.init_args.tokenizer", str(model_dir),
-        "--data.init_args.train_task.init_args.train_size", "16",
-        "--data.init_args.train_task.init_args.validation_size", "8",
-        "--data.init_args.train_task.init_args.test_size", "8",
-        "--data.init_args.batch_size", "8",
-        "--trainer.max_steps", "2",
-        "--trainer.default_root_dir", str(out),
-        "--trainer.logger.init_args.save_dir", str(out),
-        "--trainer.enable_model_summary", "false",
-        "--evaluation.n_resamples", "20",
-    ]  # fmt: skip
+    return ["fit", *tiny_run_args(model_dir, out, "--model.init_args.model.prefix_layers", "1",
+                                  "--trainer.max_steps", "2", "--trainer.enable_model_summary", "false",
+                                  "--evaluation.n_resamples", "20", sizes=(16, 8, 8))]  # fmt: skip
 
 
 def live(kind: type) -> list:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from first_pl_testing import BIGBENCH
+from first_pl_testing import BIGBENCH, tiny_run_args
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 
 from first_pl.callbacks.progress_lines import LineProgress, results_table
@@ -39,21 +39,8 @@ VAL_LINE = re.compile(
 
 
 def base_args(model_dir: Path, run: Path) -> list[str]:
-    return [
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model_dir),
-        "--data.init_args.tokenizer", str(model_dir),
-        "--data.init_args.train_task.init_args.train_size", "48",
-        "--data.init_args.train_task.init_args.validation_size", "8",
-        "--data.init_args.train_task.init_args.test_size", "8",
-        "--data.init_args.batch_size", "8",
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.enable_model_summary", "false",
-        "--evaluation.n_resamples", "20",
-    ]  # fmt: skip
+    return tiny_run_args(model_dir, run, "--trainer.enable_model_summary", "false",
+                         "--evaluation.n_resamples", "20", sizes=(48, 8, 8))  # fmt: skip
 
 
 def fit_args(model_dir: Path, run: Path) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from first_pl_testing import tiny_run_args
 from transformers import AutoTokenizer
 
 from first_pl.cli import main
@@ -25,20 +26,8 @@ QUESTION = ["--question", "Which of these is a fruit?", "--choices", json.dumps(
 
 
 def run_args(model_dir: Path, run: Path) -> list[str]:
-    return [
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model_dir),
-        "--data.init_args.tokenizer", str(model_dir),
-        "--data.init_args.train_task.init_args.train_size", "8",
-        "--data.init_args.train_task.init_args.test_size", "12",
-        "--data.init_args.batch_size", "4",
-        "--data.init_args.eval_batch_size", "5",
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
+    return tiny_run_args(model_dir, run, "--data.init_args.eval_batch_size", "5",
+                         "--trainer.enable_progress_bar", "false", sizes=(8, None, 12), batch_size=4)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

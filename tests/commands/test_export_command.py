@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from first_pl_testing import tiny_run_args
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from first_pl.cli import main
@@ -33,22 +34,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def checkpoint(tiny_model_dir, tmp_path_factory) -> Path:
     """A FineTune fit for 2 steps through the CLI, keeping 2 of the tiny model's 4 layers."""
     run = tmp_path_factory.mktemp("run")
-    main([
-        "fit",
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(tiny_model_dir),
-        "--model.init_args.model.keep_every", "2",
-        "--data.init_args.tokenizer", str(tiny_model_dir),
-        "--data.init_args.train_task.init_args.train_size", "8",
-        "--data.init_args.batch_size", "4",
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.limit_val_batches", "0",
-        "--trainer.max_steps", "2",
-        "--trainer.enable_progress_bar", "false",
-    ])  # fmt: skip
+    main(["fit", *tiny_run_args(tiny_model_dir, run, "--model.init_args.model.keep_every", "2",
+                                "--trainer.limit_val_batches", "0", "--trainer.max_steps", "2",
+                                "--trainer.enable_progress_bar", "false", sizes=(8, None, None), batch_size=4)])  # fmt: skip
     (path,) = (run / "checkpoints").glob("*.ckpt")
     return path
 

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from first_pl_testing import tiny_run_args
 from transformers import AutoTokenizer
 
 from first_pl.cli import main
@@ -102,23 +103,10 @@ def test_a_chat_trained_checkpoint_is_asked_in_chat(tiny_model_dir, tmp_path, ca
     )
     tokenizer.save_pretrained(model)
     run = tmp_path / "run"
-    main([
-        "fit",
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model),
-        "--data.init_args.tokenizer", str(model),
-        "--data.init_args.train_task.init_args.train_size", "8",
-        "--data.init_args.task_templates.generated.chat", "true",
-        "--data.init_args.task_templates.generated.scoring", "option_loglik",
-        "--data.init_args.batch_size", "4",
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.limit_val_batches", "0",
-        "--trainer.max_steps", "1",
-        "--trainer.enable_progress_bar", "false",
-    ])  # fmt: skip
+    main(["fit", *tiny_run_args(model, run, "--data.init_args.task_templates.generated.chat", "true",
+                                "--data.init_args.task_templates.generated.scoring", "option_loglik",
+                                "--trainer.limit_val_batches", "0", "--trainer.max_steps", "1",
+                                "--trainer.enable_progress_bar", "false", sizes=(8, None, None), batch_size=4)])  # fmt: skip
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
     capsys.readouterr()
     answer = ask(str(checkpoint), "Which of these is a fruit?", ["apple", "tiger"])

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from first_pl_testing import BIGBENCH
+from first_pl_testing import BIGBENCH, tiny_run_args
 
 from first_pl.cli import main
 from first_pl.methods import FineTune
@@ -16,22 +16,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def tiny_args(model_dir: Path, run_dir: Path) -> list[str]:
-    return [
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model_dir),
-        "--data.init_args.tokenizer", str(model_dir),
-        "--data.init_args.train_task.init_args.train_size", "32",
-        "--data.init_args.train_task.init_args.validation_size", "16",
-        "--data.init_args.train_task.init_args.test_size", "24",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.logger.init_args.save_dir", str(run_dir),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--evaluation.n_resamples", "50",
-        "--data.init_args.batch_size", "16",
-    ]  # fmt: skip
+    return tiny_run_args(model_dir, run_dir, "--trainer.enable_progress_bar", "false",
+                         "--trainer.enable_model_summary", "false", "--evaluation.n_resamples", "50",
+                         sizes=(32, 16, 24), batch_size=16)  # fmt: skip
 
 
 def test_fit_then_test_logs_calibration_per_task(tiny_model_dir, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from first_pl_testing import tiny_run_args
 from jsonargparse import ArgumentParser
 from lightning.pytorch.strategies import FSDPStrategy
 from torch.utils.data import DataLoader, DistributedSampler
@@ -36,25 +37,11 @@ STEPS = 4
 
 
 def fit_args(model_dir: Path, run: Path, batch_size: int) -> list[str]:
-    return [
-        "fit",
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model_dir),
-        "--data.init_args.tokenizer", str(model_dir),
-        "--data.init_args.train_task.init_args.train_size", "16",
-        "--data.init_args.batch_size", str(batch_size),
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.limit_val_batches", "0",
-        "--trainer.max_epochs", "2",
-        "--trainer.max_steps", str(STEPS),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--seed_everything", "0",
-    ]  # fmt: skip
+    return ["fit", *tiny_run_args(model_dir, run, "--trainer.log_every_n_steps", "1",
+                                  "--trainer.limit_val_batches", "0", "--trainer.max_epochs", "2",
+                                  "--trainer.max_steps", str(STEPS), "--trainer.enable_progress_bar", "false",
+                                  "--trainer.enable_model_summary", "false", "--seed_everything", "0",
+                                  batch_size=batch_size)]  # fmt: skip
 
 
 class ReplicaOrderQA(QADataModule):

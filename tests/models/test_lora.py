@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from first_pl_testing import tiny_run_args
 from transformers import AutoModelForCausalLM
 
 from first_pl.cli import main
@@ -79,26 +80,11 @@ def test_a_target_that_names_no_linear_layer_is_refused(tiny_model_dir):
 
 
 def fit_args(model_dir: Path, run: Path) -> list[str]:
-    return [
-        "fit",
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(model_dir),
-        "--config", str(CONFIGS / "model" / "lora.yaml"),
-        "--model.init_args.model.lora.r", "4",
-        "--model.init_args.model.lora.alpha", "8",
-        "--model.init_args.optimizer.lr", "1e-2",
-        "--data.init_args.tokenizer", str(model_dir),
-        "--data.init_args.train_task.init_args.train_size", "16",
-        "--data.init_args.batch_size", "8",
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.limit_val_batches", "0",
-        "--trainer.max_steps", "3",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-    ]  # fmt: skip
+    return ["fit", *tiny_run_args(model_dir, run, "--config", str(CONFIGS / "model" / "lora.yaml"),
+                                  "--model.init_args.model.lora.r", "4", "--model.init_args.model.lora.alpha", "8",
+                                  "--model.init_args.optimizer.lr", "1e-2", "--trainer.limit_val_batches", "0",
+                                  "--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false",
+                                  "--trainer.enable_model_summary", "false")]  # fmt: skip
 
 
 def test_a_lora_fit_trains_only_adapters_and_exports_merged(tiny_model_dir, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from first_pl_testing import BIGBENCH
+from first_pl_testing import BIGBENCH, tiny_run_args
 from transformers import AutoModelForCausalLM
 
 from first_pl.cli import main
@@ -164,23 +164,9 @@ def test_settings_that_cannot_combine_are_refused():
 def test_a_cli_fit_on_the_prefix_checkpoints_only_the_layers_above_and_exports_whole(six_layers, tmp_path):
 
     run = tmp_path / "run"
-    main([
-        "fit",
-        "--config", str(CONFIGS / "trainer" / "cpu.yaml"),
-        "--config", str(CONFIGS / "data" / "generated.yaml"),
-        "--config", str(CONFIGS / "model" / "finetune_smollm2.yaml"),
-        "--model.init_args.model.name_or_path", str(six_layers),
-        "--model.init_args.model.prefix_layers", "4",
-        "--data.init_args.tokenizer", str(six_layers),
-        "--data.init_args.train_task.init_args.train_size", "16",
-        "--data.init_args.train_task.init_args.validation_size", "8",
-        "--data.init_args.batch_size", "8",
-        "--trainer.default_root_dir", str(run),
-        "--trainer.logger.init_args.save_dir", str(run),
-        "--trainer.max_steps", "2",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-    ])  # fmt: skip
+    main(["fit", *tiny_run_args(six_layers, run, "--model.init_args.model.prefix_layers", "4",
+                                "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false",
+                                "--trainer.enable_model_summary", "false", sizes=(16, 8, None))])  # fmt: skip
     (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     assert {k.split(".")[3] for k in state if ".layers." in k} == {"0", "1"}  # layers 4, 5 only
