@@ -35,6 +35,7 @@ from typing import Any
 from first_pl.fileio.atomic import write_json_atomic
 from first_pl.fileio.lock import lock_folder, unlock_folder
 from first_pl.fileio.run_files import STAGE_FILE, STALE_MARK
+from first_pl.runner import free_memory
 
 
 def stable_hash(value: Any) -> str:
@@ -145,6 +146,7 @@ class StageRunner:
             folder.mkdir(parents=True, exist_ok=True)
             start = time.monotonic()
             outputs = body(folder)
+            free_memory()  # what the stage's frames held is garbage now: the next stage starts lean
             seconds = time.monotonic() - start
             run_id = uuid.uuid4().hex
             write_json_atomic(

@@ -62,3 +62,32 @@ def test_a_stage_recorded_before_run_ids_is_kept(tmp_path):
         path.write_text(json.dumps(record))
     again_a, again_b = run_pair(tmp_path, log, calls)
     assert calls == ["a", "b"] and again_b.cached and again_b.run_id is None
+
+
+def test_what_a_stage_left_in_reference_cycles_is_freed_when_it_finishes(tmp_path):
+    """A stage's objects held only by reference cycles (a finished trainer and its module are
+    such) are collected before the next stage starts, not whenever Python's collector runs."""
+    import gc
+    import weakref
+
+    import torch
+
+    class Holder:
+        pass
+
+    left: list[weakref.ref] = []
+
+    def body(folder):
+        holder = Holder()
+        holder.self = holder  # a cycle: reference counting alone never frees it
+        holder.weights = torch.zeros(1024)
+        left.append(weakref.ref(holder.weights))
+        return {}
+
+    gc.disable()  # no automatic collection between the stage's end and the check below
+    try:
+        with StageRunner(tmp_path, log=lambda line: None) as runner:
+            runner.run("big", {}, body)
+            assert left[0]() is None
+    finally:
+        gc.enable()
